@@ -1,0 +1,22 @@
+# normlab: replications of BN / weight-decay / learning-rate studies as one DAG.
+# Usage: snakemake --cores N [study]; see README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/bn_placement.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,80 @@
+"""Per-study analysis driver: runs in, claims, figures, manifest and the ``latest`` link out.
+
+    python -m normlab.analyze --study bn_placement --version-dir results/bn_placement/<version> \
+        --config resolved.json [--extra name=path ...]
+
+Reads every ``runs/<variant>/seed<k>/{metrics.parquet,summary.json}`` under the version folder,
+calls the study's ``analyze`` and ``figures``, writes ``summary.parquet``, ``claims.csv``,
+``figures/*.png|pdf`` and ``manifest.json`` (all atomically, manifest last), points
+``results/<study>/latest`` at the version, and logs the claims and figures to one W&B run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import studies
+from .io import manifest, point_latest, write_csv, write_json, write_parquet
+from .stats import CLAIM_COLUMNS
+from .tracking import Tracker
+
+
+def load_runs(version_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    metrics, rows = [], []
+    for summ in sorted(version_dir.glob("runs/*/seed*/summary.json")):
+        s = json.loads(summ.read_text())
+        metrics.append(pd.read_parquet(summ.parent / "metrics.parquet"))
+        rows.append({"variant": s["variant"], "seed": s["seed"], **s.get("keys", {}), "status": s["status"],
+                     "diverged_step": s.get("diverged_step"), "wall_s": s.get("wall_s"),
+                     "started": s.get("started"), "finished": s.get("finished"),
+                     **{f"final_{k}": v for k, v in s.get("final", {}).items()}})
+    m = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=["step", "metric", "value"])
+    return m, pd.DataFrame(rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", required=True)
+    ap.add_argument("--version-dir", required=True, type=Path)
+    ap.add_argument("--config", required=True, help="the study's resolved config (JSON file or string)")
+    ap.add_argument("--extra", nargs="*", default=[], help="name=path pairs of study-specific inputs")
+    a = ap.parse_args(argv)
+    resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
+    cfg = resolved["study_config"]
+    extra = dict(e.split("=", 1) for e in a.extra)
+    study = studies.get(a.study)
+    vdir = a.version_dir
+
+    metrics, summary = load_runs(vdir)
+    claims = study.analyze(metrics, summary, cfg, extra)
+    claims = pd.DataFrame(claims, columns=CLAIM_COLUMNS)
+    fig_dir = vdir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    figs = study.figures(metrics, summary, claims, cfg, fig_dir, extra)
+
+    write_parquet(summary, vdir / "summary.parquet")
+    write_csv(claims, vdir / "claims.csv")
+    started = summary["started"].min() if "started" in summary and len(summary) else None
+    w = resolved.get("wandb", {})
+    tracker = Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
+                      group=f"{a.study}/{vdir.name}", name=f"{a.study}/analysis", job_type="analysis",
+                      config=resolved, dir=vdir, init_timeout=w.get("init_timeout", 20),
+                      tags=[a.study, vdir.name])
+    tracker.log_table("claims", claims.astype({"value": float, "ci_low": float, "ci_high": float}))
+    tracker.log_images([f for f in figs if str(f).endswith(".png")])
+    tracker.summary({f"verdict/{r.claim_id}": r.verdict for r in claims.itertuples()})
+    tracker.finish()
+    write_json(manifest(resolved, started, {"study": a.study, "version": vdir.name, "n_runs": len(summary),
+                                            "figures": [Path(f).name for f in figs],
+                                            "wandb_mode": tracker.mode}), vdir / "manifest.json")
+    point_latest(vdir)
+    counts = claims["verdict"].value_counts().to_dict()
+    print(f"[analyze] {a.study}/{vdir.name}: {len(summary)} runs, claims {counts}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+# Config validation and target helpers. Rules call these; they hold no logic of their own.
+import json
+import shlex
+import sys
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+
+from normlab import studies as _studies
+from normlab.config import ConfigError, config_hash, resolved_study_config, study_version, validate
+
+
+try:
+    validate(config)
+    for _s in _studies.STUDIES:  # a study left out of the config is present but disabled
+        config["studies"].setdefault(_s, {"enabled": False})
+    validate(config)
+except ConfigError as _e:
+    raise WorkflowError(f"invalid config: {_e}") from None
+
+
+VERSIONS = {s: study_version(config, s) for s in _studies.STUDIES}
+ENABLED = [s for s in _studies.STUDIES if config["studies"][s]["enabled"]]
+
+
+def vdir(study):
+    """results/<study>/<version>: the version folder of the current config."""
+    return f"results/{study}/{VERSIONS[study]}"
+
+
+def resolved(study):
+    return {**resolved_study_config(config, study), "wandb": config["wandb"]}
+
+
+def _variants(study):
+    return _studies.get(study).variants(config["studies"][study])
+
+
+def data_file(study):
+    ds = config["studies"][study]["dataset"]
+    params = config["datasets"].get(ds, {})
+    return f"resources/data/{ds}-{config_hash(params)}.pt"
+
+
+def run_dirs(study):
+    return [f"{vdir(study)}/runs/{v}" for v in _variants(study)]
+
+
+def gpus(study):
+    return 1 if config["device"] == "cuda" else 0
+
+
+def train_spec(wildcards):
+    """The run spec of one training job, as a shell-quoted JSON string."""
+    study = wildcards.study
+    if wildcards.version != VERSIONS[study]:
+        raise WorkflowError(
+            f"{vdir(study)} is the version of the current config; {wildcards.version} belongs to another config"
+        )
+    spec = dict(_variants(study)[wildcards.variant])
+    cfg = config["studies"][study]
+    spec.update(
+        study=study,
+        version=wildcards.version,
+        variant=wildcards.variant,
+        seeds=list(range(cfg["seeds"])),
+        data=data_file(study),
+        device=config["device"],
+        wandb={**config["wandb"], "dir": vdir(study)},
+    )
+    return shlex.quote(json.dumps(spec, sort_keys=True))
+
+
+def train_data(wildcards):
+    return data_file(wildcards.study)
+
+
+def train_gpus(wildcards):
+    return gpus(wildcards.study)
+
+
+def dataset_params(wildcards):
+    return shlex.quote(json.dumps(config["datasets"].get(wildcards.dataset, {}), sort_keys=True))
+
+
+def study_config_arg(study):
+    return shlex.quote(json.dumps(resolved(study), sort_keys=True))
+
+
+def study_targets(study):
+    return [f"{vdir(study)}/claims.csv", f"{vdir(study)}/manifest.json"]
+
+
+def all_targets():
+    return [t for s in ENABLED for t in study_targets(s)]

@@ -1,0 +1,41 @@
+# Engine rules shared by every study: prepare a dataset, train all seeds of one variant.
+
+
+wildcard_constraints:
+    study="[a-z0-9_]+",
+    version="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
+    variant="[^/]+",
+
+
+rule prepare_data:
+    output:
+        "resources/data/{dataset}-{hash}.pt",
+    params:
+        ds=dataset_params,
+    log:
+        "resources/logs/prepare_data/{dataset}-{hash}.log",
+    benchmark:
+        "resources/benchmarks/prepare_data/{dataset}-{hash}.tsv"
+    threads: 1
+    shell:
+        "python -m normlab.data --name {wildcards.dataset} --params {params.ds} --out {output} > {log} 2>&1"
+
+
+rule train:
+    input:
+        train_data,
+    output:
+        directory("results/{study}/{version}/runs/{variant}"),
+    params:
+        spec=train_spec,
+        ckpt="results/{study}/{version}/.ckpt/{variant}",
+    log:
+        "results/{study}/{version}/logs/train/{variant}.log",
+    benchmark:
+        "results/{study}/{version}/benchmarks/train/{variant}.tsv"
+    threads: 1
+    resources:
+        gpu=train_gpus,
+    shell:
+        "python -m normlab.train --spec {params.spec} --out {output} --ckpt-dir {params.ckpt}"
+        " --threads {threads} > {log} 2>&1"
