@@ -15,7 +15,9 @@ try:
         config["studies"].setdefault(_s, {"enabled": False})
     validate(config)
 except ConfigError as _e:
-    raise WorkflowError(f"invalid config: {_e}") from None
+    # One line naming the key, no traceback (a WorkflowError would print one).
+    print(f"Config error: {_e}", file=sys.stderr)
+    sys.exit(1)
 
 
 VERSIONS = {s: study_version(config, s) for s in _studies.STUDIES}

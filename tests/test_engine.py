@@ -1,0 +1,120 @@
+"""The training engine: determinism, resume after a kill, divergence, probes leave no trace."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from normlab import data as data_mod
+from normlab.schedules import build_schedule
+from normlab.train import batch_indices, run
+
+
+@pytest.fixture(scope="module")
+def mnist1d(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "mnist1d.pt"
+    data_mod.prepare("mnist1d", {"num_samples": 1000}, path)
+    return path
+
+
+def spec(data, **over):
+    s = {"study": "t", "version": "v-00000000", "variant": "a", "keys": {"norm": "bn_pre"}, "seeds": [0],
+         "data": str(data), "device": "cpu",
+         "model": {"arch": "mlp", "depth": 2, "width": 32, "norm": "bn_pre", "act": "relu"},
+         "optimizer": {"name": "sgd", "momentum": 0.9}, "lr": 0.1, "schedule": {"name": "constant"},
+         "train": {"steps": 300, "batch_size": 32, "eval_every": 50, "log_every": 10, "ckpt_every": 50},
+         "probes": []}
+    s.update(over)
+    return s
+
+
+def metrics(out, seed=0):
+    return pd.read_parquet(out / f"seed{seed}" / "metrics.parquet")
+
+
+def test_prepared_data_is_standardized(mnist1d):
+    d = data_mod.load(mnist1d)
+    assert d.x_train.shape[1:] == (1, 40) and d.n_classes == 10
+    assert abs(d.x_train.mean().item()) < 1e-4 and abs(d.x_train.std().item() - 1) < 1e-2
+    assert len(d.x_train) == 800 and len(d.x_test) == 200
+
+
+def test_same_seed_same_numbers_different_seed_different(mnist1d, tmp_path):
+    torch.set_num_threads(1)
+    run(spec(mnist1d), tmp_path / "a")
+    run(spec(mnist1d), tmp_path / "b")
+    run(spec(mnist1d, seeds=[1]), tmp_path / "c")
+    pd.testing.assert_frame_equal(metrics(tmp_path / "a"), metrics(tmp_path / "b"))
+    a, c = metrics(tmp_path / "a"), metrics(tmp_path / "c", 1)
+    assert not a[a.metric == "test_loss"].value.equals(c[c.metric == "test_loss"].value)
+
+
+def test_probe_leaves_training_bit_identical(mnist1d, tmp_path):
+    torch.set_num_threads(1)
+    run(spec(mnist1d), tmp_path / "plain")
+    run(spec(mnist1d, probes=[{"name": "weight_norms", "every": 7}]), tmp_path / "probed")
+    a, b = metrics(tmp_path / "plain"), metrics(tmp_path / "probed")
+    b = b[~b.metric.str.startswith(("weight_norm", "grad_norm"))].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    assert (metrics(tmp_path / "probed").metric == "weight_norm/0").sum() == 43
+
+
+def test_divergence_is_recorded_not_raised(mnist1d, tmp_path):
+    s = spec(mnist1d, lr=1e6, model={"arch": "mlp", "depth": 2, "width": 32, "norm": "none", "act": "relu"})
+    (summary,) = run(s, tmp_path / "d")
+    assert summary["status"] == "diverged" and 0 <= summary["diverged_step"] < 300
+    saved = json.loads((tmp_path / "d" / "seed0" / "summary.json").read_text())
+    assert saved["status"] == "diverged" and saved["final"] == {}
+    m = metrics(tmp_path / "d")
+    assert (m.metric == "diverged").sum() == 1
+
+
+def test_resume_after_kill_gives_identical_metrics(mnist1d, tmp_path):
+    s = spec(mnist1d, seeds=[0, 1])
+    s["train"] = {**s["train"], "steps": 1500, "ckpt_every": 100}
+    sj = tmp_path / "spec.json"
+    sj.write_text(json.dumps(s))
+    cmd = [sys.executable, "-m", "normlab.train", "--spec", str(sj), "--threads", "1"]
+    subprocess.run(cmd + ["--out", str(tmp_path / "ref")], check=True, capture_output=True)
+
+    ck = tmp_path / "ck"
+    p = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed"), "--ckpt-dir", str(ck)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (ck / "seed1.pt").exists() and time.time() < deadline:  # killed during the second seed
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert (ck / "seed1.pt").exists(), "the run finished before it could be killed"
+    assert not (tmp_path / "killed" / "seed1" / "metrics.parquet").exists()
+    out = subprocess.run(cmd + ["--out", str(tmp_path / "killed"), "--ckpt-dir", str(ck)], check=True,
+                         capture_output=True, text=True)
+    assert "resumed from step" in out.stderr
+    for seed in (0, 1):
+        pd.testing.assert_frame_equal(metrics(tmp_path / "ref", seed), metrics(tmp_path / "killed", seed))
+    assert not ck.exists()
+
+
+def test_batches_are_epoch_permutations():
+    idx = torch.cat([batch_indices(3, t, 100, 10, "cpu") for t in range(10)])
+    assert sorted(idx.tolist()) == list(range(100))
+    assert torch.equal(batch_indices(3, 12, 100, 10, "cpu"), batch_indices(3, 12, 100, 10, "cpu"))
+    assert not torch.equal(batch_indices(3, 0, 100, 10, "cpu"), batch_indices(4, 0, 100, 10, "cpu"))
+
+
+def test_step_schedule_divides_at_milestones():
+    lr = build_schedule({"name": "step", "milestones": [10, 20], "factor": 10}, 0.5, {"name": "sgd"})
+    assert [lr(0), lr(9), lr(10), lr(19), lr(20), lr(100)] == pytest.approx([0.5, 0.5, 0.05, 0.05, 0.005, 0.005])
+
+
+def test_missing_cifar_says_where_to_put_the_archive(tmp_path):
+    with pytest.raises(data_mod.DatasetUnavailable) as e:
+        data_mod.prepare("cifar10", {"root": str(tmp_path), "download": False}, tmp_path / "c.pt")
+    assert "cifar-10-python.tar.gz" in str(e.value) and str(tmp_path) in str(e.value)
+    assert not (tmp_path / "c.pt").exists()
