@@ -38,16 +38,17 @@ rule bn_placement_analyze:
             category="S4 BN placement",
             labels={"figure": "placement difference"},
         ),
-    params:
-        cfg=study_config_arg("bn_placement"),
-        vdir=BNP,
     log:
         f"{BNP}/logs/analyze.log",
     benchmark:
         f"{BNP}/benchmarks/analyze.tsv"
+    conda:
+        ENV
     threads: 1
+    params:
+        cfg=study_config_arg("bn_placement"),
     shell:
-        "python -m normlab.analyze --study bn_placement --version-dir {params.vdir} --config {params.cfg}"
+        "python -m normlab.analyze --study bn_placement --version-dir $(dirname {output.manifest}) --config {params.cfg}"
         " > {log} 2>&1"
 
 

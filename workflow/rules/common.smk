@@ -6,12 +6,18 @@ import sys
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from normlab import studies as _studies
-from normlab.config import ConfigError, config_hash, resolved_study_config, study_version, validate
-
+from normlab.config import (
+    ConfigError,
+    config_hash,
+    resolved_study_config,
+    study_version,
+    validate,
+)
 
 try:
     validate(config)
-    for _s in _studies.STUDIES:  # a study left out of the config is present but disabled
+    # A study left out of the config is present but disabled.
+    for _s in _studies.STUDIES:
         config["studies"].setdefault(_s, {"enabled": False})
     validate(config)
 except ConfigError as _e:
@@ -20,6 +26,7 @@ except ConfigError as _e:
     sys.exit(1)
 
 
+ENV = "../envs/normlab.yaml"  # every rule's software environment (relative to workflow/rules)
 VERSIONS = {s: study_version(config, s) for s in _studies.STUDIES}
 ENABLED = [s for s in _studies.STUDIES if config["studies"][s]["enabled"]]
 
@@ -81,7 +88,9 @@ def train_gpus(wildcards):
 
 
 def dataset_params(wildcards):
-    return shlex.quote(json.dumps(config["datasets"].get(wildcards.dataset, {}), sort_keys=True))
+    return shlex.quote(
+        json.dumps(config["datasets"].get(wildcards.dataset, {}), sort_keys=True)
+    )
 
 
 def study_config_arg(study):

@@ -10,13 +10,15 @@ wildcard_constraints:
 rule prepare_data:
     output:
         "resources/data/{dataset}-{hash}.pt",
-    params:
-        ds=dataset_params,
     log:
         "resources/logs/prepare_data/{dataset}-{hash}.log",
     benchmark:
         "resources/benchmarks/prepare_data/{dataset}-{hash}.tsv"
+    conda:
+        ENV
     threads: 1
+    params:
+        ds=dataset_params,
     shell:
         "python -m normlab.data --name {wildcards.dataset} --params {params.ds} --out {output} > {log} 2>&1"
 
@@ -26,16 +28,18 @@ rule train:
         train_data,
     output:
         directory("results/{study}/{version}/runs/{variant}"),
-    params:
-        spec=train_spec,
-        ckpt="results/{study}/{version}/.ckpt/{variant}",
     log:
         "results/{study}/{version}/logs/train/{variant}.log",
     benchmark:
         "results/{study}/{version}/benchmarks/train/{variant}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=train_gpus,
+    params:
+        spec=train_spec,
+        ckpt="results/{study}/{version}/.ckpt/{variant}",
     shell:
         "python -m normlab.train --spec {params.spec} --out {output} --ckpt-dir {params.ckpt}"
         " --threads {threads} > {log} 2>&1"
