@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -59,7 +60,7 @@ def main(argv=None):
     write_parquet(summary, vdir / "summary.parquet")
     write_csv(claims, vdir / "claims.csv")
     started = summary["started"].min() if "started" in summary and len(summary) else None
-    w = resolved.get("wandb", {})
+    w = resolved.get("wandb") or json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
     tracker = Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
                       group=f"{a.study}/{vdir.name}", name=f"{a.study}/analysis", job_type="analysis",
                       config=resolved, dir=vdir, init_timeout=w.get("init_timeout", 20),

@@ -1,5 +1,6 @@
 # Config validation and target helpers. Rules call these; they hold no logic of their own.
 import json
+import os
 import shlex
 import sys
 
@@ -27,6 +28,9 @@ except ConfigError as _e:
 
 
 ENV = "../envs/normlab.yaml"  # every rule's software environment (relative to workflow/rules)
+# W&B settings reach jobs through the environment, not rule params: changing the W&B mode must not
+# rerun training (params are a rerun trigger).
+os.environ["NORMLAB_WANDB"] = json.dumps(config["wandb"])
 VERSIONS = {s: study_version(config, s) for s in _studies.STUDIES}
 ENABLED = [s for s in _studies.STUDIES if config["studies"][s]["enabled"]]
 
@@ -37,7 +41,7 @@ def vdir(study):
 
 
 def resolved(study):
-    return {**resolved_study_config(config, study), "wandb": config["wandb"]}
+    return resolved_study_config(config, study)
 
 
 def _variants(study):
@@ -74,7 +78,6 @@ def train_spec(wildcards):
         seeds=list(range(cfg["seeds"])),
         data=data_file(study),
         device=config["device"],
-        wandb={**config["wandb"], "dir": vdir(study)},
     )
     return shlex.quote(json.dumps(spec, sort_keys=True))
 
@@ -101,5 +104,8 @@ def study_targets(study):
     return [f"{vdir(study)}/claims.csv", f"{vdir(study)}/manifest.json"]
 
 
+SCORECARD = ["results/scorecard.md", "results/scorecard.html", "results/claims_all.csv"]
+
+
 def all_targets():
-    return [t for s in ENABLED for t in study_targets(s)]
+    return [t for s in ENABLED for t in study_targets(s)] + (SCORECARD if ENABLED else [])
