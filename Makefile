@@ -5,7 +5,7 @@ export PATH := $(BIN):$(PATH)
 CORES ?= all
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: setup run smoke test report lint bench sync clean-results
+.PHONY: setup run smoke test report lint bench sync clean-results wandb-reports browser datasets
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,13 +21,43 @@ run: setup
 smoke: setup
 	$(SNAKEMAKE) --cores $(CORES) --configfile config/smoke.yaml
 
-test: setup
+test: setup browser datasets
 	$(BIN)/pytest -q
 
 report: setup
 	$(SNAKEMAKE) --cores 1 --report results/report.html
 
+# Upload the offline W&B runs of one result version: make sync STUDY=bn_placement [VERSION=latest]
+STUDY ?= bn_placement
+VERSION ?= latest
+sync: setup
+	@ls -d results/$(STUDY)/$(VERSION)/wandb/offline-run-* > /dev/null 2>&1 || \
+	  { echo "no offline W&B runs under results/$(STUDY)/$(VERSION)/wandb/"; exit 1; }
+	$(BIN)/wandb sync results/$(STUDY)/$(VERSION)/wandb/offline-run-*
+
+# W&B Reports of every study (online, after `make sync`); offline it says what to do.
+wandb-reports: setup
+	$(SNAKEMAKE) --cores 1 wandb_reports
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), read offline
+# by the fashion_mnist dataset and its test; idempotent, never fails (without apt the test skips).
+datasets:
+	@test -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist > /dev/null 2>&1 || \
+	   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist > /dev/null)) || \
+	  echo "dataset-fashion-mnist could not be installed: the Fashion-MNIST test will be skipped or fail"
+
+# Headless Chromium (Debian package) for the report test's screenshot; idempotent, never fails.
+browser:
+	@command -v chromium > /dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null) || \
+	  echo "chromium could not be installed: the report screenshot test will be skipped"
+
 lint: setup
 	$(SNAKEMAKE) --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/ruff check src tests
+
+# Engine benchmark (ensemble vs a plain PyTorch loop, FLOP/s, probe costs, start-up): results/bench/*.json
+bench: setup
+	$(BIN)/python bench/run_bench.py --out results/bench

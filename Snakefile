@@ -13,10 +13,15 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/bn_placement.smk"
+include: "workflow/rules/li_arora.smk"
+include: "workflow/rules/norm_growth.smk"
+include: "workflow/rules/santurkar.smk"
+include: "workflow/rules/ics_conditioning.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

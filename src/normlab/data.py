@@ -40,7 +40,7 @@ class Data:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
-    def to(self, device, dtype=torch.float32) -> "Data":
+    def to(self, device, dtype=torch.float32) -> Data:
         return Data(
             self.x_train.to(device, dtype),
             self.y_train.to(device),
@@ -95,31 +95,65 @@ def _fashion_mnist(root: str, n_train=None, n_test=None, cache: str = "resources
     return x, y, xt, yt, 10
 
 
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+_CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def _cifar10_batch(path: Path):
+    """One batch file of CIFAR-10's python version: a pickled dict with 'data' (N, 3072) uint8 rows
+    (1024 red, 1024 green, 1024 blue values, row-major) and 'labels'."""
+    import pickle
+
+    import numpy as np
+
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="latin1")
+    d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+    x = torch.from_numpy(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+    return x, torch.as_tensor(d["labels"], dtype=torch.long)
+
+
 def _cifar10(root: str, n_train=None, n_test=None, download: bool = True):
-    from torchvision.datasets import CIFAR10
+    """Read CIFAR-10's python version from ``root``: the folder cifar-10-batches-py, else the
+    archive cifar-10-python.tar.gz (unpacked there), else (``download``) the archive fetched by
+    torchvision with its checksum."""
+    import shutil
+    import tarfile
+    import tempfile
 
     root = Path(root)
-    archive = root / "cifar-10-python.tar.gz"
-    folder = root / "cifar-10-batches-py"
-    try:
-        if archive.exists() and not folder.exists():
-            import tarfile
+    archive, folder = root / "cifar-10-python.tar.gz", root / "cifar-10-batches-py"
+    where = (f"put cifar-10-python.tar.gz (from {CIFAR10_URL}) in {root}/, or set datasets.cifar10.root "
+             f"to a folder holding it")
+    if not all((folder / b).exists() for b in _CIFAR10_BATCHES):
+        if not archive.exists():
+            if not download:
+                raise DatasetUnavailable(f"CIFAR-10 not found and datasets.cifar10.download is false: {where}")
+            try:
+                from torchvision.datasets.utils import download_url
 
+                root.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=root) as tmp:  # no half-downloaded archive left
+                    download_url(CIFAR10_URL, tmp, archive.name, md5=CIFAR10_MD5)
+                    os.replace(Path(tmp) / archive.name, archive)
+            except (OSError, RuntimeError) as e:  # offline: URLError, timeouts; RuntimeError: bad checksum
+                raise DatasetUnavailable(
+                    f"CIFAR-10 is not available offline: {where} ({type(e).__name__}: {e})") from None
+        with tempfile.TemporaryDirectory(dir=root) as tmp:
             with tarfile.open(archive) as tar:
-                tar.extractall(root, filter="data")
-        tr = CIFAR10(str(root), train=True, download=download and not folder.exists())
-        te = CIFAR10(str(root), train=False, download=False)
-    except Exception as e:  # torchvision raises URLError/RuntimeError offline
-        raise DatasetUnavailable(
-            f"CIFAR-10 is not available offline: put cifar-10-python.tar.gz (from "
-            f"https://www.cs.toronto.edu/~kriz/cifar.html) in {root}/ or set datasets.cifar10.root "
-            f"({type(e).__name__}: {e})"
-        ) from None
-    x = torch.as_tensor(tr.data[:n_train]).permute(0, 3, 1, 2).float().div(255)
-    xt = torch.as_tensor(te.data[:n_test]).permute(0, 3, 1, 2).float().div(255)
-    y = torch.as_tensor(tr.targets[:n_train]).long()
-    yt = torch.as_tensor(te.targets[:n_test]).long()
-    return x, y, xt, yt, 10
+                tar.extractall(tmp, filter="data")
+            if not (Path(tmp) / folder.name).is_dir():
+                raise DatasetUnavailable(f"{archive} holds no {folder.name}/ folder: not CIFAR-10's python version")
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(Path(tmp) / folder.name, folder)
+    missing = [b for b in _CIFAR10_BATCHES if not (folder / b).exists()]
+    if missing:
+        raise DatasetUnavailable(f"CIFAR-10 batches {missing} missing in {folder}: {where}")
+    train = [_cifar10_batch(folder / b) for b in _CIFAR10_BATCHES[:-1]]
+    x, y = torch.cat([b[0] for b in train]), torch.cat([b[1] for b in train])
+    xt, yt = _cifar10_batch(folder / "test_batch")
+    return x[:n_train].float().div(255), y[:n_train], xt[:n_test].float().div(255), yt[:n_test], 10
 
 
 SOURCES = {"mnist1d": _mnist1d, "fashion_mnist": _fashion_mnist, "cifar10": _cifar10}

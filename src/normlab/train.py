@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import data as data_mod
+from .accel import Precision, augment, to_device
 from .config import config_hash
 from .io import atomic_torch_save, now, package_versions, write_json, write_parquet
 from .models import build_model
@@ -58,7 +59,7 @@ def batch_indices(seed: int, step: int, n: int, batch_size: int, device) -> torc
     epoch, k = divmod(step, per_epoch)
     g = torch.Generator().manual_seed(1_000_003 * (seed + 1) + epoch)
     perm = torch.randperm(n, generator=g)
-    return perm[k * batch_size:(k + 1) * batch_size].to(device)
+    return to_device(perm[k * batch_size:(k + 1) * batch_size], device)
 
 
 def random_labels(y: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
@@ -67,17 +68,20 @@ def random_labels(y: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model, x, y, loss_fn, chunk: int = 4096) -> tuple[float, float]:
+def evaluate(model, x, y, loss_fn, chunk: int = 4096, prec: Precision | None = None) -> tuple[float, float]:
     was_training = model.training
     model.eval()
-    total, correct = 0.0, 0.0
+    prec = prec or Precision(False, x.device)
+    total = torch.zeros((), dtype=torch.float64, device=x.device)  # summed on the device: one sync at the end
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
     for i in range(0, len(x), chunk):
-        out = model(x[i:i + chunk])
-        total += loss_fn(out, y[i:i + chunk]).item() * len(out)
+        with prec.autocast():
+            out = model(prec.batch(x[i:i + chunk]))
+            total += loss_fn(out, y[i:i + chunk]).double() * len(out)
         if y.dim() == 1:
-            correct += (out.argmax(1) == y[i:i + chunk]).sum().item()
+            correct += (out.argmax(1) == y[i:i + chunk]).sum()
     model.train(was_training)
-    return total / len(x), (correct / len(x) if y.dim() == 1 else float("nan"))
+    return total.item() / len(x), (correct.item() / len(x) if y.dim() == 1 else float("nan"))
 
 
 class _Snapshot:
@@ -98,7 +102,7 @@ class _Snapshot:
                 v.copy_(self.state[k])
             for p, g in zip(self.model.parameters(), self.grads):
                 p.grad = None if g is None else g.clone()
-        self.optimizer.load_state_dict(self.opt)
+        self.optimizer.load_state_dict(copy.deepcopy(self.opt))  # load_state_dict aliases tensors
         torch.set_rng_state(self.rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)
@@ -116,6 +120,13 @@ def _call_probes(probes, hook: str, ctx, rows):
         snap.restore()
 
 
+def wandb_settings(spec: dict, version_dir: Path) -> dict:
+    """W&B settings: the spec's, else those the Snakefile exports in NORMLAB_WANDB (kept out of rule
+    params so that switching W&B mode does not rerun training). Runs go under the version folder."""
+    w = spec.get("wandb") or json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
+    return {"dir": str(version_dir), **w}
+
+
 def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Path | None) -> dict:
     """Train one seed; write its metrics and summary; return the summary."""
     tr = spec["train"]
@@ -126,6 +137,9 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
 
     torch.manual_seed(seed)
     model = build_model(spec["model"], data.input_shape, data.n_classes, dtype=dtype).to(device)
+    prec = Precision(tr.get("amp", False), device, dtype)  # bf16 autocast + channels_last: CUDA only
+    prec.prepare(model, data.input_shape)
+    aug = {k: v for k, v in (tr.get("augment") or {}).items() if v}  # on-device flips / crops
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = build_optimizer(params, spec["optimizer"], spec["lr"])
     lr_at = build_schedule(spec.get("schedule"), spec["lr"], spec["optimizer"])
@@ -152,7 +166,7 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
             rows, start_step, wall_before = ck["rows"], ck["step"], ck["wall_s"]
             print(f"[train] seed {seed}: resumed from step {start_step}", file=sys.stderr)
 
-    w = spec.get("wandb", {})
+    w = wandb_settings(spec, out_dir.parent.parent)
     tracker = Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
                       group=f"{spec['study']}/{spec['version']}", name=f"{spec['variant']}/seed{seed}",
                       job_type="train", config={**spec, "seed": seed}, dir=w.get("dir", out_dir),
@@ -161,7 +175,7 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
     def log_eval(t):
         before = len(rows)
         for split, (x, y) in {"train": (x_eval, y_eval), "test": (data.x_test, data.y_test)}.items():
-            loss, acc = evaluate(model, x, y, loss_fn)
+            loss, acc = evaluate(model, x, y, loss_fn, prec=prec)
             rows.append((t, f"{split}_loss", loss))
             if y.dim() == 1:
                 rows.append((t, f"{split}_acc", acc))
@@ -173,6 +187,8 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
     status, t = "ok", start_step
     bad = torch.full((), -1, dtype=torch.long, device=device)
     if start_step == 0:
+        if hasattr(lr_at, "init_optimizer_state"):  # e.g. the exponential schedules' initial momentum
+            lr_at.init_optimizer_state(optimizer)
         log_eval(0)
     for t in range(start_step, steps):
         lr = lr_at(t)
@@ -180,11 +196,15 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
             g["lr"] = lr
         idx = batch_indices(seed, t, len(data.x_train), bs, device)
         x, y = data.x_train[idx], y_train[idx]
+        if aug:
+            x = augment(x, seed, t, **aug)
+        x = prec.batch(x)
         optimizer.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = loss_fn(out, y)
+        with prec.autocast():
+            out = model(x)
+            loss = loss_fn(out, y)
         loss.backward()
-        bad = torch.where((bad < 0) & ~torch.isfinite(loss.detach()), torch.tensor(t, device=device), bad)
+        bad = torch.where((bad < 0) & ~torch.isfinite(loss.detach()), t, bad)  # no host-device sync
         ctx = ProbeContext(t, model, optimizer, loss_fn, x, y, lr, data, spec, loss.detach()) if probes else None
         if probes:
             _call_probes(probes, "before_step", ctx, rows)
@@ -222,6 +242,7 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
         "steps": steps, "final": final, "wall_s": wall,
         "steps_per_s": (steps - start_step) / max(time.perf_counter() - t0, 1e-9) if status == "ok" else None,
         "device": str(device), "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
+        "amp": prec.amp, "augment": aug or None,
         "started": started, "finished": now(), "resumed_from": start_step or None,
         "wandb": {"mode": tracker.mode, "dir": tracker.run_dir},
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
@@ -259,7 +280,11 @@ def run(spec: dict, out: Path, ckpt_dir: Path | None = None) -> list[dict]:
     if ckpt_dir is not None:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     summaries = []
-    for seed in spec["seeds"]:
+    if spec["train"].get("ensemble"):  # all seeds as one batched ensemble (normlab/ensemble.py)
+        from .ensemble import run_ensemble
+
+        summaries = run_ensemble(spec, data, device, out, ckpt_dir)
+    for seed in [] if summaries else spec["seeds"]:
         ck = ckpt_dir / f"seed{seed}.pt" if ckpt_dir is not None else None
         summaries.append(train_seed(spec, seed, data, device, out, ck))
     if ckpt_dir is not None:

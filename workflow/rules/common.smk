@@ -108,4 +108,29 @@ SCORECARD = ["results/scorecard.md", "results/scorecard.html", "results/claims_a
 
 
 def all_targets():
-    return [t for s in ENABLED for t in study_targets(s)] + (SCORECARD if ENABLED else [])
+    return [t for s in ENABLED for t in study_targets(s)] + (
+        SCORECARD if ENABLED else []
+    )
+
+
+# Helpers of workflow/rules/report.smk (scorecard, claims tables, W&B reports).
+def study_category(wildcards):
+    """A study's report category: the one its `<study>_analyze` figures use, else the study name."""
+    try:
+        analyze = workflow.get_rule(f"{wildcards.study}_analyze")
+    except Exception:
+        return wildcards.study
+    for f in analyze.output:
+        rep = getattr(f, "flags", {}).get("report")
+        if rep is not None and rep.category:
+            return rep.category
+    return wildcards.study
+
+
+def scorecard_inputs(wildcards):
+    files = ("claims.csv", "manifest.json", "claims.html")
+    return [f"{vdir(s)}/{f}" for s in ENABLED for f in files]
+
+
+def scorecard_vdirs(wildcards):
+    return " ".join(vdir(s) for s in ENABLED)

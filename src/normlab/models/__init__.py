@@ -13,8 +13,10 @@ from torch import nn
 
 from .cnn import cnn1d, vgg
 from .mlp import mlp
+from .preresnet import preresnet
+from .shifted import shifted_mlp
 
-ARCHS = {"mlp": mlp, "cnn1d": cnn1d, "vgg": vgg}
+ARCHS = {"mlp": mlp, "cnn1d": cnn1d, "vgg": vgg, "shifted_mlp": shifted_mlp, "preresnet": preresnet}
 
 WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 

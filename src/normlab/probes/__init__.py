@@ -26,7 +26,13 @@ import torch
 PROBES: dict[str, type] = {}
 
 # probe name -> module that registers it (imported on first use, keeping job start-up lean)
-PROBE_MODULES: dict[str, str] = {}
+PROBE_MODULES: dict[str, str] = {
+    "ics": "normlab.probes.ics",
+    "unit_activations": "normlab.probes.ics",
+    "landscape": "normlab.probes.landscape",
+    "units": "normlab.probes.units",
+    "curvature": "normlab.probes.curvature",
+}
 
 
 def register(name: str, module: str | None = None):

@@ -13,7 +13,7 @@ Study modules import torch/seaborn lazily inside functions, never at module leve
 
 import importlib
 
-STUDIES = ["bn_placement"]
+STUDIES = ["bn_placement", "santurkar", "li_arora", "norm_growth", "ics_conditioning"]
 
 
 def get(name: str):

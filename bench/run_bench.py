@@ -1,0 +1,435 @@
+"""Benchmark of the training engine (``make bench``): writes results/bench/*.json and prints a table.
+
+Run side by side in one process, on the same cores (``--threads``, default 1):
+
+1. throughput: the engine (batched seeds, ``train.ensemble: true``; and the one-seed path) against a
+   plain PyTorch reference loop written here (one seed at a time, a DataLoader over a
+   TensorDataset, the same model, optimizer, batch size and steps), on a ``--seeds``-seed workload
+   (the default config's bn_placement model). Runs are interleaved and repeated; the best time of
+   each counts. ``speedup_vs_reference`` = engine seed-steps/s / reference seed-steps/s.
+2. flops: achieved FLOP/s of a training job (``torch.utils.flop_counter.FlopCounterMode`` counts
+   the training steps and evaluations) on the largest model of the default config, against the
+   measured peak of a large float32 matmul (and of a matmul at the model's own layer size).
+3. probes: each probe that exists (``normlab.probes``), with the parameters a default study uses
+   (else ``--probe-every``): its cost per call against the training time of the same job, as a
+   fraction of training at the study's ``every``.
+4. startup: ``python -X importtime -c 'import normlab.train'``, a 1-step training job's wall time
+   minus its training time; and the DAG's overhead from the ``benchmark:`` .tsv files Snakemake
+   wrote and the runs' summary.json (default-config versions if present, else whatever exists).
+
+Usage: python bench/run_bench.py [--out results/bench] [--seeds 5] [--steps 300] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from normlab import data as data_mod
+from normlab import studies
+from normlab.config import config_hash, validate
+from normlab.models import build_model
+from normlab.train import run as engine_run
+
+INPUT_SHAPES = {"mnist1d": (1, 40), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+# ---------------------------------------------------------------------------------------------
+def default_config() -> dict:
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    validate(cfg)
+    return cfg
+
+
+def study_specs(cfg: dict):
+    """(study, variant, spec) of every enabled study's training jobs, as common.smk builds them."""
+    for name in studies.STUDIES:
+        sc = cfg["studies"].get(name)
+        if not sc or not sc.get("enabled", True) or "train" not in sc:
+            continue
+        try:
+            variants = studies.get(name).variants(sc)
+        except Exception as e:  # noqa: BLE001 - a study being written concurrently: skip it, say so
+            print(f"[bench] skipping study {name}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        seeds = sc.get("seeds", 1)
+        for v, spec in variants.items():
+            spec = {**copy.deepcopy(spec), "study": name, "version": "bench-00000000", "variant": v,
+                    "seeds": list(seeds) if isinstance(seeds, list) else list(range(seeds)),
+                    "dataset": sc.get("dataset", "mnist1d"), "device": "cpu", "wandb": {"mode": "disabled"}}
+            spec.setdefault("keys", {})
+            yield name, v, spec
+
+
+def data_file(cfg: dict, dataset: str, tmp: Path) -> Path:
+    params = cfg["datasets"].get(dataset, {})
+    path = ROOT / "resources" / "data" / f"{dataset}-{config_hash(params)}.pt"
+    if not path.exists():
+        path = tmp / f"{dataset}.pt"
+        if not path.exists():
+            data_mod.prepare(dataset, params, path)
+    return path
+
+
+def with_train(spec: dict, **train) -> dict:
+    s = copy.deepcopy(spec)
+    s["train"] = {**s["train"], **train}
+    return s
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+# 1. throughput ---------------------------------------------------------------------------------
+def reference_loop(spec: dict, steps: int) -> float:
+    """Plain PyTorch: per seed, a DataLoader over a TensorDataset, the same model and optimizer."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    blob = torch.load(spec["data"], weights_only=False)
+    x, y, xt, yt = blob["x_train"], blob["y_train"], blob["x_test"], blob["y_test"]
+    opt_spec, bs, acc = spec["optimizer"], spec["train"]["batch_size"], 0.0
+    for seed in spec["seeds"]:
+        torch.manual_seed(seed)
+        model = build_model(spec["model"], tuple(x.shape[1:]), int(blob["n_classes"]))
+        if opt_spec["name"] == "sgd":
+            opt = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=opt_spec.get("momentum", 0.0),
+                                  weight_decay=opt_spec.get("weight_decay", 0.0))
+        else:
+            opt = torch.optim.Adam(model.parameters(), lr=spec["lr"], weight_decay=opt_spec.get("weight_decay", 0.0))
+        loader = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=True, drop_last=True,
+                            generator=torch.Generator().manual_seed(seed))
+        step = 0
+        while step < steps:
+            for xb, yb in loader:
+                loss = F.cross_entropy(model(xb), yb)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                step += 1
+                if step == steps:
+                    break
+        model.eval()
+        with torch.no_grad():
+            acc += (model(xt).argmax(1) == yt).float().mean().item() / len(spec["seeds"])
+    return acc
+
+
+def engine(spec: dict, tmp: Path, ensemble: bool, **train) -> list[dict]:
+    out = Path(tempfile.mkdtemp(dir=tmp))
+    return engine_run(with_train(spec, ensemble=ensemble, **train), out)
+
+
+def throughput(spec: dict, steps: int, repeats: int, tmp: Path) -> dict:
+    kw = {"steps": steps, "eval_every": steps, "ckpt_every": 10 * steps}
+    n = len(spec["seeds"]) * steps
+    times = {"reference": [], "ensemble": [], "one_seed_path": []}
+    acc = {}
+    for _ in range(repeats):  # interleaved, so that load from other processes hits all alike
+        dt, acc["reference"] = timed(lambda: reference_loop(spec, steps))
+        times["reference"].append(dt)
+        dt, s = timed(lambda: engine(spec, tmp, True, **kw))
+        times["ensemble"].append(dt)
+        acc["ensemble"] = statistics.mean(x["final"]["test_acc"] for x in s)
+        dt, s = timed(lambda: engine(spec, tmp, False, **kw))
+        times["one_seed_path"].append(dt)
+        acc["one_seed_path"] = statistics.mean(x["final"]["test_acc"] for x in s)
+    rate = {k: n / min(v) for k, v in times.items()}
+    return {
+        "workload": {"study": spec["study"], "variant": spec["variant"], "model": spec["model"],
+                     "optimizer": spec["optimizer"], "lr": spec["lr"], "batch_size": spec["train"]["batch_size"],
+                     "seeds": len(spec["seeds"]), "steps_per_seed": steps, "repeats": repeats},
+        "seconds": times, "seed_steps_per_s": rate, "mean_test_acc": acc,
+        "speedup_vs_reference": rate["ensemble"] / rate["reference"],
+        "speedup_one_seed_path_vs_reference": rate["one_seed_path"] / rate["reference"],
+        "speedup_ensemble_vs_one_seed_path": rate["ensemble"] / rate["one_seed_path"],
+        "speedup_vs_reference_median": statistics.median(times["reference"]) / statistics.median(times["ensemble"]),
+    }
+
+
+# 2. FLOP/s --------------------------------------------------------------------------------------
+def count_flops(fn) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return fc.get_total_flops()
+
+
+def step_flops(spec: dict, shape, n_classes: int = 10) -> tuple[int, int]:
+    """(FLOPs of one training step of one seed, forward FLOPs per sample)."""
+    bs = spec["train"]["batch_size"]
+    torch.manual_seed(0)
+    model = build_model(spec["model"], shape, n_classes)
+    x, y = torch.randn(bs, *shape), torch.randint(n_classes, (bs,))
+    train = count_flops(lambda: F.cross_entropy(model(x), y).backward())
+    model.eval()
+    with torch.no_grad():
+        fwd = count_flops(lambda: model(x))
+    return train, fwd // bs
+
+
+def matmul_gflops(n: int, m: int | None = None, k: int | None = None, reps: int = 5) -> float:
+    m, k = m or n, k or n
+    a, b = torch.randn(n, k), torch.randn(k, m)
+    a @ b
+    best = min(timed(lambda: [a @ b for _ in range(max(1, int(2e8 // (n * m * k))))])[0] for _ in range(reps))
+    return 2 * n * m * k * max(1, int(2e8 // (n * m * k))) / best / 1e9
+
+
+def flops(cfg: dict, tmp: Path, steps: int) -> dict:
+    best = None
+    for name, v, spec in study_specs(cfg):
+        shape = INPUT_SHAPES.get(spec["dataset"])
+        if shape is None or spec["model"].get("arch") is None:
+            continue
+        try:
+            train_f, fwd_f = step_flops(spec, shape)
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"[bench] flops: skipping {name}/{v}: {e}", file=sys.stderr)
+            continue
+        if best is None or train_f > best[0]:
+            best = (train_f, fwd_f, spec)
+    train_f, fwd_f, spec = best
+    spec = {**spec, "data": str(data_file(cfg, spec["dataset"], tmp))}
+    blob = torch.load(spec["data"], weights_only=False)
+    n_eval = min(spec["train"].get("eval_train_max", 5000), len(blob["x_train"])) + len(blob["x_test"])
+    E = len(spec["seeds"])
+    total = E * (steps * train_f + 2 * n_eval * fwd_f)  # training steps + evaluations at 0 and at the end
+    kw = {"steps": steps, "eval_every": steps, "ckpt_every": 10 * steps}
+    dt = min(timed(lambda: engine(spec, tmp, True, **kw))[0] for _ in range(2))
+    peak = max(matmul_gflops(2048) for _ in range(2))
+    width = spec["model"].get("width", 128)
+    small = matmul_gflops(spec["train"]["batch_size"], width, width, reps=20)
+    achieved = total / dt / 1e9
+    return {"model": spec["model"], "study": spec["study"], "variant": spec["variant"], "seeds": E,
+            "steps": steps, "batch_size": spec["train"]["batch_size"],
+            "train_flops_per_seed_step": train_f, "job_flops": total, "job_seconds": dt,
+            "achieved_gflops": achieved, "peak_matmul_gflops_2048": peak,
+            "fraction_of_peak": achieved / peak,
+            "matmul_gflops_at_layer_size": small, "layer_size": [spec["train"]["batch_size"], width, width]}
+
+
+# 3. probes -------------------------------------------------------------------------------------
+def probe_entries(cfg: dict, default_every: int):
+    """Each existing probe with the (spec, entry) of a default study using it, else the workload's."""
+    from normlab import probes as P
+
+    used = {}
+    for _, _, spec in study_specs(cfg):
+        for p in spec.get("probes", []):
+            used.setdefault(p["name"], (spec, p))
+    names = sorted(set(P.PROBES) | set(P.PROBE_MODULES))
+    return names, used
+
+
+def probe_costs(cfg: dict, workload: dict, tmp: Path, default_every: int, repeats: int, m: int) -> dict:
+    """Per probe: the cost of one call (all members) and the training time per step, from runs of
+    ``m`` and ``2m`` steps without the probe and ``2m`` steps with it (called at t = 0 and t = m);
+    the fraction is per-call cost / (``every`` x step time), at the ``every`` the study uses."""
+    names, used = probe_entries(cfg, default_every)
+    out = {}
+    for name in names:
+        spec, entry = used.get(name, (workload, {"name": name, "every": default_every}))
+        spec = {**spec, "data": str(data_file(cfg, spec["dataset"], tmp)), "seeds": workload["seeds"]}
+        kw = {"eval_every": 10 * m, "ckpt_every": 10 * m}
+        try:
+            short, base, with_p = [], [], []
+            plain, probed = {**spec, "probes": []}, {**spec, "probes": [{**entry, "every": m}]}
+            for _ in range(repeats):
+                short.append(timed(partial(engine, plain, tmp, True, steps=m, **kw))[0])
+                base.append(timed(partial(engine, plain, tmp, True, steps=2 * m, **kw))[0])
+                with_p.append(timed(partial(engine, probed, tmp, True, steps=2 * m, **kw))[0])
+            step_s = max(min(base) - min(short), 1e-9) / m
+            call_s = max(min(with_p) - min(base), 0.0) / 2
+            # a probe called only at listed steps (``at``) costs len(at) calls over the study's run
+            calls_per_step = len(entry["at"]) / spec["train"]["steps"] if "at" in entry else 1 / entry["every"]
+            out[name] = {"status": "ok", "entry": entry, "study": spec["study"], "model": spec["model"],
+                         "path": "ensemble", "seeds": len(spec["seeds"]), "train_step_s": step_s,
+                         "call_s": call_s, "call_s_per_seed": call_s / len(spec["seeds"]),
+                         "fraction_of_training": call_s * calls_per_step / step_s}
+        except Exception as e:  # noqa: BLE001 - a probe that fails is reported, not fatal
+            out[name] = {"status": f"error: {type(e).__name__}: {e}", "entry": entry}
+    for name in ("ics", "landscape", "weight_norms", "units", "curvature"):
+        out.setdefault(name, {"status": "missing: not in normlab.probes when this ran"})
+    return out
+
+
+# 4. start-up and DAG overhead ------------------------------------------------------------------
+def sh(cmd, **kw):
+    """Run ``cmd``; return (wall seconds, CPU seconds of the child, CompletedProcess)."""
+    import resource
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "WANDB_MODE": "disabled"}
+    r0, t = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=ROOT, env=env, **kw)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.perf_counter() - t, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, p
+
+
+def startup(workload: dict, tmp: Path) -> dict:
+    py = sys.executable
+    bare = min(sh([py, "-c", "pass"])[:2] for _ in range(3))
+    imp = min(sh([py, "-c", "import normlab.train"])[:2] for _ in range(3))
+    p = sh([py, "-X", "importtime", "-c", "import normlab.train"])[2]
+    rows = [re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", ln) for ln in p.stderr.splitlines()]
+    rows = [(m.group(4), int(m.group(2)) / 1e6, len(m.group(3))) for m in rows if m]
+    top = sorted([r for r in rows if r[2] <= 3], key=lambda r: -r[1])[:8]
+    spec = with_train(workload, steps=1, eval_every=1)
+    spec["seeds"] = [0]
+    out = tmp / "startup_job"
+    job_wall, job_cpu, p = sh([py, "-m", "normlab.train", "--spec", json.dumps(spec), "--out", str(out),
+                               "--threads", "1"])
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    train_s = json.loads((out / "seed0" / "summary.json").read_text())["wall_s"]
+    return {"python_bare_s": bare[0], "import_normlab_train_s": imp[0], "import_normlab_train_cpu_s": imp[1],
+            "importtime_top": [{"module": m, "cumulative_s": s} for m, s, _ in top],
+            "job_1step_wall_s": job_wall, "job_1step_cpu_s": job_cpu, "job_1step_training_s": train_s,
+            "job_overhead_s": job_wall - train_s, "job_overhead_cpu_s": job_cpu - train_s,
+            "load_average": os.getloadavg()[0], "note": "wall times grow with the machine's load; CPU seconds less so"}
+
+
+def dag_overhead() -> dict:
+    """Per result version: sum of Snakemake's job wall times (benchmark .tsv) minus training compute."""
+    import pandas as pd
+
+    found = {}
+    for vdir in sorted(ROOT.glob("results/*/*-*")):
+        if vdir.is_symlink() or not (vdir / "benchmarks").is_dir():
+            continue
+        tsv = list((vdir / "benchmarks").rglob("*.tsv"))
+        train_tsv = [t for t in tsv if "train" in t.parts[len(vdir.parts):-1]]
+        jobs_s = sum(float(pd.read_csv(t, sep="\t")["s"].iloc[0]) for t in tsv)
+        train_jobs_s = sum(float(pd.read_csv(t, sep="\t")["s"].iloc[0]) for t in train_tsv)
+        compute = sum(json.loads(p.read_text())["wall_s"] for p in vdir.glob("runs/*/seed*/summary.json"))
+        found[f"{vdir.parent.name}/{vdir.name}"] = {
+            "config": vdir.name.rsplit("-", 1)[0], "jobs": len(tsv), "train_jobs": len(train_tsv),
+            "sum_job_wall_s": jobs_s, "sum_train_job_wall_s": train_jobs_s, "training_compute_s": compute,
+            "overhead_s": jobs_s - compute, "overhead_fraction": (jobs_s - compute) / jobs_s if jobs_s else None}
+    default = {k: v for k, v in found.items() if v["config"] == "default"}
+    return {"versions": found, "default_present": bool(default),
+            "how": "sum over a version's jobs of the 's' column of results/<study>/<version>/benchmarks/**/*.tsv, "
+                   "minus the sum of wall_s over runs/*/seed*/summary.json (training compute); for the whole "
+                   "default DAG run `make run` and then `make bench`"}
+
+
+# -----------------------------------------------------------------------------------------------
+def table(res: dict) -> str:
+    t, f, s = res["throughput"], res["flops"], res["startup"]
+    lines = ["| quantity | value | aim |", "|---|---|---|"]
+    for k in ("reference", "one_seed_path", "ensemble"):
+        lines.append(f"| seed-steps/s, {k} | {t['seed_steps_per_s'][k]:.0f} | |")
+    lines += [
+        (f"| **speedup_vs_reference** (ensemble, {t['workload']['seeds']} seeds) | **{t['speedup_vs_reference']:.2f}x** "
+         f"(median {t['speedup_vs_reference_median']:.2f}x) | 3x |"),
+        f"| one-seed path vs reference | {t['speedup_one_seed_path_vs_reference']:.2f}x | |",
+        f"| achieved GFLOP/s ({f['model']['arch']} {f['study']}/{f['variant']}) | {f['achieved_gflops']:.1f} | |",
+        (f"| matmul peak GFLOP/s (2048^3) / at layer size {f['layer_size']} | {f['peak_matmul_gflops_2048']:.1f} / "
+         f"{f['matmul_gflops_at_layer_size']:.1f} | |"),
+        f"| fraction of matmul peak | {f['fraction_of_peak']:.1%} | >50% |",
+    ]
+    for name, p in res["probes"].items():
+        if not isinstance(p, dict):
+            continue
+        if p["status"] == "ok":
+            when = f"at {len(p['entry']['at'])} steps" if "at" in p["entry"] else f"every {p['entry']['every']}"
+            lines.append(f"| probe {name} ({when}, {p['study']}) | "
+                         f"{p['fraction_of_training']:.1%} of training ({p['call_s_per_seed'] * 1e3:.0f} ms"
+                         f"/call/seed) | <25% |")
+        else:
+            lines.append(f"| probe {name} | {p['status']} | <25% |")
+    lines += [(f"| import normlab.train: wall / CPU (load avg {s['load_average']:.1f}) | "
+               f"{s['import_normlab_train_s']:.2f} s / {s['import_normlab_train_cpu_s']:.2f} s | <3 s |"),
+              (f"| 1-step training job: wall / CPU / overhead (wall, CPU) | {s['job_1step_wall_s']:.2f} s / "
+               f"{s['job_1step_cpu_s']:.2f} s / {s['job_overhead_s']:.2f} s, {s['job_overhead_cpu_s']:.2f} s | <3 s |")]
+    for k, v in res["dag"]["versions"].items():
+        lines.append(f"| DAG {k}: job wall sum / training / overhead | {v['sum_job_wall_s']:.1f} s / "
+                     f"{v['training_compute_s']:.1f} s / {v['overhead_s']:.1f} s ({v['overhead_fraction']:.0%}) | |")
+    if not res["dag"]["default_present"]:
+        lines.append("| DAG default | no default run present: `make run`, then `make bench` | |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=300, help="training steps per seed in the throughput runs")
+    ap.add_argument("--flop-steps", type=int, default=100)
+    ap.add_argument("--probe-every", type=int, default=25, help="for probes no default study uses")
+    ap.add_argument("--probe-steps", type=int, default=50, help="m: probe runs of m and 2m steps")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", nargs="*", default=["throughput", "flops", "probes", "startup"])
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ["WANDB_MODE"] = "disabled"
+    cfg = default_config()
+    a.out.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        specs = [s for n, _, s in study_specs(cfg) if n == "bn_placement"]
+        workload = next((s for s in specs if s["model"].get("norm") == "bn_pre" and s["model"].get("act") == "relu"
+                         and s["lr"] == 0.1), specs[0])
+        workload = {**workload, "seeds": list(range(a.seeds)), "data": str(data_file(cfg, workload["dataset"], tmp))}
+        res = {"device": "cpu", "threads": a.threads, "torch": torch.__version__, "cpu": cpu_name(),
+               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+        steps = {"throughput": lambda: throughput(workload, a.steps, a.repeats, tmp),
+                 "flops": lambda: flops(cfg, tmp, a.flop_steps),
+                 "probes": lambda: probe_costs(cfg, workload, tmp, a.probe_every, a.repeats, a.probe_steps),
+                 "startup": lambda: startup(workload, tmp)}
+        for name in a.only:
+            t = time.perf_counter()
+            res[name] = steps[name]()
+            res[name]["bench_seconds"] = time.perf_counter() - t
+            write(a.out / f"{name}.json", res[name])
+            print(f"[bench] {name}: {res[name]['bench_seconds']:.0f} s", file=sys.stderr)
+    res["dag"] = dag_overhead()
+    write(a.out / "dag.json", res["dag"])
+    res["bench_seconds"] = time.perf_counter() - t_all
+    if "throughput" in res:
+        res["speedup_vs_reference"] = res["throughput"]["speedup_vs_reference"]
+    write(a.out / "summary.json", res)
+    if set(a.only) >= {"throughput", "flops", "probes", "startup"}:
+        print(table(res))
+    print(f"[bench] wrote {a.out}/*.json in {res['bench_seconds']:.0f} s", file=sys.stderr)
+
+
+def cpu_name() -> str:
+    try:
+        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
+def write(path: Path, obj) -> None:
+    from normlab.io import write_json
+
+    write_json(obj, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Internal covariate shift (Santurkar et al. 2018, Definition 2.1) and unit-activation probes.
+
+``ics`` (before the step): for each chosen weight layer i (index in ``models.weight_layers``
+order; negative counts from the end), G = d loss / d W_i on the step's batch at w_t, and
+G' = the same gradient on the same batch after every parameter *before* layer i (in module
+order, BN parameters included) has moved to its step t+1 value, computed by stepping the run's
+own optimizer on the step's gradient (plus the run's weight constraints). Layer i and all later
+layers stay at w_t. Both gradients are taken in training mode with the same random stream (so
+noisy BN draws the same noise for G and G'). Metrics, per layer i:
+``ics/l2/<i>`` = ||G - G'||_2, ``ics/cos/<i>`` = cos(G, G'), ``ics/rel/<i>`` = ||G - G'|| / ||G||,
+``ics/grad_norm/<i>`` = ||G||.
+
+``unit_activations`` (before the step, at the listed steps ``at``): the values that enter the
+``layer``-th activation function (after BN / noise) for unit ``unit`` on the step's batch, as
+``unit_act/<k>`` (k = sample, or sample x position for convolutions; at most ``max_values``).
+Used for the activation histograms of Santurkar et al.'s Fig. 2.
+
+The engine restores model, optimizer and RNG after each call (see ``normlab.probes``).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from . import Probe, register
+
+GRAD_SEED = 20_180_529  # fixed stream for the probe's forward passes (noisy BN's noise)
+
+
+def loss_and_grads(model, loss_fn, x, y, params, seed: int = GRAD_SEED):
+    """Training-mode loss on (x, y) and its gradient w.r.t. ``params``, under a fixed random stream."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model.train()
+        loss = loss_fn(model(x), y)
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    grads = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+    return loss.detach(), grads
+
+
+def params_before(model, layer) -> list[torch.nn.Parameter]:
+    """Parameters of the modules that come before ``layer`` in module (forward) order."""
+    out = []
+    for m in model.modules():
+        if m is layer:
+            return out
+        out += [p for p in m.parameters(recurse=False)]
+    raise ValueError("layer is not a module of the model")
+
+
+def _flat(ts) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in ts])
+
+
+@register("ics")
+class ICS(Probe):
+    """||G - G'|| and cos(G, G') of chosen layers (params: ``layers``, default [1, -2])."""
+
+    def before_step(self, ctx):
+        from ..models import weight_layers
+        from ..optim import CONSTRAINTS
+
+        model = ctx.model
+        wl = weight_layers(model)
+        idx = sorted({i % len(wl) for i in self.params.get("layers", [1, -2])})
+        params = [p for p in model.parameters()]
+        w_t = [p.detach().clone() for p in params]
+        # w_{t+1}: the run's optimizer on the step's gradient (already in .grad), then its constraints;
+        # its state (e.g. momentum) is put back right after, so the probe never changes it.
+        opt_state = copy.deepcopy(ctx.optimizer.state_dict())
+        ctx.optimizer.step()
+        for c in ctx.spec.get("constraints", []):
+            CONSTRAINTS[c](model)
+        ctx.optimizer.load_state_dict(opt_state)
+        w_next = {id(p): p.detach().clone() for p in params}
+        with torch.no_grad():
+            for p, w in zip(params, w_t):
+                p.copy_(w)
+        targets = [wl[i].weight for i in idx]
+        _, G = loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, targets)
+        out = {}
+        for i, g in zip(idx, G):
+            moved = params_before(model, wl[i])
+            with torch.no_grad():
+                for p in moved:
+                    p.copy_(w_next[id(p)])
+            _, (g2,) = loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, [wl[i].weight])
+            with torch.no_grad():
+                for p, w in zip(params, w_t):
+                    p.copy_(w)
+            g, g2 = g.double(), g2.double()
+            gn, diff = g.norm().item(), (g - g2).norm().item()
+            denom = gn * g2.norm().item()
+            out[f"ics/l2/{i}"] = diff
+            out[f"ics/cos/{i}"] = (g * g2).sum().item() / denom if denom > 0 else float("nan")
+            out[f"ics/rel/{i}"] = diff / gn if gn > 0 else float("nan")
+            out[f"ics/grad_norm/{i}"] = gn
+        return out
+
+
+ACT_TYPES = (torch.nn.ReLU, torch.nn.Tanh, torch.nn.Sigmoid)
+
+
+@register("unit_activations")
+class UnitActivations(Probe):
+    """Inputs of one unit's activation function at steps ``at`` (params: at, layer, unit, max_values)."""
+
+    def due(self, step: int) -> bool:
+        return step in set(self.params.get("at", []))
+
+    def before_step(self, ctx):
+        acts = [m for m in ctx.model.modules() if isinstance(m, ACT_TYPES)]
+        if not acts:
+            raise ValueError("unit_activations: the model has no activation function")
+        layer = acts[self.params.get("layer", 0) % len(acts)]
+        unit, cap = self.params.get("unit", 0), self.params.get("max_values", 512)
+        seen = {}
+        h = layer.register_forward_pre_hook(lambda m, inp: seen.setdefault("x", inp[0].detach()))
+        try:
+            with torch.no_grad():
+                ctx.model.train()
+                ctx.model(ctx.x)
+        finally:
+            h.remove()
+        v = seen["x"][:, unit].reshape(-1)
+        if len(v) > cap:
+            v = v[torch.linspace(0, len(v) - 1, cap).long()]
+        return {f"unit_act/{k}": float(a) for k, a in enumerate(v.tolist())}

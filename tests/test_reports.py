@@ -1,0 +1,207 @@
+"""Browsing results: the Snakemake report in a real (headless) browser, and the W&B report builder."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, snakemake
+
+from normlab import wandb_reports as wbr
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+# Injected into a copy of the report: waits for the report's React app, then either shows every
+# result through the app's own view switch and records whether each image decoded (#check), or
+# opens one result the way a click in the menu does (#show=<path>) for a screenshot.
+HARNESS = """
+window.addEventListener("load", async () => {
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  for (let i = 0; i < 400 && (typeof app === "undefined" || !app); i++) await sleep(50);
+  const shown = (sel, uri) => [...document.querySelectorAll("#app " + sel)].find((x) => x.src === uri);
+  const hash = decodeURIComponent(location.hash.slice(1));
+  const out = { images: {}, html: {} };
+  if (hash === "check") {
+    for (const [path, r] of Object.entries(results)) {
+      const kind = r.mime_type.startsWith("image/") ? "img" : r.mime_type === "text/html" ? "html" : null;
+      if (!kind) continue;
+      app.setView({ content: kind, contentPath: r.data_uri, resultPath: path });
+      await sleep(200);
+      const el = shown(kind === "img" ? "img" : "iframe", r.data_uri);
+      if (kind === "img") {
+        if (el && !el.complete) await new Promise((res) => { el.onload = res; el.onerror = res; });
+        out.images[path] = el ? el.naturalWidth : -1;
+      } else {
+        out.html[path] = el ? 1 : -1;
+      }
+    }
+    const pre = document.createElement("pre");
+    pre.id = "normlab-check";
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  } else if (hash.startsWith("show=")) {
+    const path = hash.slice(5);
+    const r = results[path];
+    const cat = Object.keys(categories).find((c) => Object.values(categories[c]).some((l) => l.includes(path)));
+    app.showCategory(cat);
+    await sleep(200);
+    app.setView({ content: r.mime_type === "text/html" ? "html" : "img", contentPath: r.data_uri, resultPath: path });
+  }
+});
+"""
+
+
+def js_var(page: str, name: str):
+    """The JSON value of ``var <name> = ...;`` in the report page."""
+    i = page.rindex(f"var {name} = {{") + len(f"var {name} = ")  # the report's data come after its libraries
+    return json.JSONDecoder().raw_decode(page, i)[0]
+
+
+def chromium() -> str:
+    """The chromium binary, installed from Debian's packages by `make browser` if missing."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None and shutil.which("make") and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["make", "-s", "-C", str(ROOT), "browser"], check=False, capture_output=True,
+                       timeout=900)
+        exe = shutil.which("chromium")
+    if exe is None:
+        pytest.skip("chromium is not installed and could not be installed (`make browser` needs apt-get as root)")
+    return exe
+
+
+def browse(exe: str, url: str, *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=30000",
+                               *args, url], check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def present_versions(results: Path) -> dict[str, Path]:
+    return {p.parent.name: p.resolve() for p in sorted(results.glob("*/latest")) if (p / "claims.csv").exists()}
+
+
+def test_snakemake_report_shows_every_figure_and_claims_table(smoke_workdir, tmp_path):
+    report = tmp_path / "report.html"
+    snakemake(smoke_workdir, "--cores", "1", "--configfile", "config/smoke.yaml", "--report", str(report))
+    page = report.read_text()
+    results, categories = js_var(page, "results"), js_var(page, "categories")
+    versions = present_versions(smoke_workdir / "results")
+    assert versions
+    assert "Scorecard" in categories and "results/scorecard.html" in results
+    for study, v in versions.items():
+        rel = f"results/{study}/{v.name}"
+        figs = [f for f in json.loads((v / "manifest.json").read_text())["figures"] if f.endswith(".png")]
+        assert figs, study
+        for f in figs:  # every figure of every study is in the report, with a caption
+            r = results[f"{rel}/figures/{f}"]
+            assert r["mime_type"] == "image/png" and r["caption"].strip(), f
+        table = results[f"{rel}/claims.html"]  # the claims table, rendered, in the study's category
+        assert table["mime_type"] == "text/html"
+        cats = [c for c, subs in categories.items() if any(f"{rel}/claims.html" in fs for fs in subs.values())]
+        assert cats and cats[0] != "Scorecard"
+        assert all(any(f"{rel}/figures/{f}" in fs for fs in categories[cats[0]].values()) for f in figs)
+        html = base64.b64decode(table["data_uri"].split(",", 1)[1]).decode()
+        for r in pd.read_csv(v / "claims.csv").itertuples():
+            assert re.search(re.escape(f"<td>{escape(r.claim_id)}</td><td><span class=\"verdict {r.verdict}\">"), html), \
+                r.claim_id
+
+    exe = chromium()
+    harness = tmp_path / "report_check.html"
+    i = page.rindex("</body>")
+    harness.write_text(page[:i] + f"<script>{HARNESS}</script>" + page[i:])
+    dom = browse(exe, harness.as_uri() + "#check", "--dump-dom")
+    m = re.search(r'<pre id="normlab-check">(.*?)</pre>', dom.stdout)
+    assert m, f"the report did not render in chromium:\n{dom.stderr[-3000:]}"
+    seen = json.loads(m.group(1).replace("&quot;", '"'))
+    images = [p for p, r in results.items() if r["mime_type"].startswith("image/")]
+    assert sorted(seen["images"]) == sorted(images)
+    assert all(w > 0 for w in seen["images"].values()), seen["images"]  # every figure decoded and shown
+    assert seen["html"] and all(v == 1 for v in seen["html"].values()), seen["html"]
+
+    study, v = next(iter(versions.items()))
+    shots = {"report_claims.png": f"results/{study}/{v.name}/claims.html",
+             "report_figure.png": f"results/{study}/{v.name}/figures/"
+                                  + json.loads((v / "manifest.json").read_text())["figures"][0]}
+    for name, path in shots.items():
+        browse(exe, f"{harness.as_uri()}#show={path}", "--window-size=1400,900", f"--screenshot={tmp_path / name}")
+        assert (tmp_path / name).stat().st_size > 20_000, name  # a blank page is a few kB
+    print(f"screenshots: {tmp_path / 'report_claims.png'} {tmp_path / 'report_figure.png'}")
+
+
+# ---------------------------------------------------------------------------- W&B reports
+def wandb_versions(smoke_workdir) -> dict[str, Path]:
+    versions = present_versions(smoke_workdir / "results")
+    assert versions
+    for s, v in versions.items():
+        assert list(v.glob("wandb/offline-run-*/run-*.wandb")), f"{s}: no offline W&B runs (smoke mode is offline)"
+    return versions
+
+
+def test_wandb_reader_matches_the_metrics_files(smoke_workdir):
+    """The run-file reader returns exactly the values train.py logged (checked against metrics.parquet)."""
+    for study, v in wandb_versions(smoke_workdir).items():
+        runs = [r for r in wbr.logged_runs(v) if r["job_type"] == "train"]
+        assert runs, study
+        for r in runs[:3]:
+            assert r["group"] == f"{study}/{v.name}"
+            variant, seed = r["name"].rsplit("/seed", 1)
+            m = pd.read_parquet(v / "runs" / variant / f"seed{seed}" / "metrics.parquet")
+            for metric in ("test_acc", "train_loss"):
+                want = m[m.metric == metric].sort_values("step")
+                steps, vals = zip(*r["history"][metric])
+                assert list(steps) == want.step.tolist(), metric
+                assert list(vals) == pytest.approx(want.value.tolist(), rel=1e-6), metric
+
+
+def test_wandb_report_panels_refer_to_logged_metrics(smoke_workdir):
+    versions = wandb_versions(smoke_workdir)
+    reports = wbr.build_reports(version_dirs=list(versions.values()))
+    assert set(reports) == set(versions) | {"overview"}
+    for study, v in versions.items():
+        runs = wbr.logged_runs(v)
+        train = [r for r in runs if r["job_type"] == "train" and r["group"] == f"{study}/{v.name}"]
+        analysis = [r for r in runs if r["job_type"] == "analysis"]
+        assert train and analysis
+        train_keys = set().union(*(set(r["history"]) for r in train))
+        assert "test_acc" in set.intersection(*(set(r["history"]) for r in train))  # every run logs it
+        analysis_keys = set().union(*(set(r["history"]) for r in analysis))
+        rep = reports[study]
+        panels = wbr.panels_of(rep)
+        plotted = [m for p in panels if type(p).__name__ in ("LinePlot", "BarPlot") for m in wbr.panel_metrics(p)]
+        media = [m for p in panels if type(p).__name__ == "MediaBrowser" for m in wbr.panel_metrics(p)]
+        assert plotted and set(plotted) <= train_keys, (set(plotted) - train_keys)
+        assert "test_acc" in plotted
+        assert media and set(media) <= analysis_keys, (set(media) - analysis_keys)
+        assert sorted(media) == sorted(f"figures/{Path(f).stem}" for f in
+                                       json.loads((v / "manifest.json").read_text())["figures"] if f.endswith(".png"))
+        grids = [b for b in rep.blocks if type(b).__name__ == "PanelGrid"]
+        for g in grids:
+            for rs in g.runsets:
+                assert f"== '{study}/{v.name}'" in rs.filters
+                for key in rs.groupby:  # grouped by variant: a config key every train run has
+                    assert key.removeprefix("config.") in train[0]["config"]
+        text = " ".join(getattr(b, "text", "") for b in rep.blocks if type(b).__name__ == "MarkdownBlock")
+        for r in pd.read_csv(v / "claims.csv").itertuples():
+            assert f"| {r.claim_id} | **{r.verdict}** |" in text
+        for p in panels:  # each panel serializes to W&B's spec without a server
+            p._to_model()
+    over = wbr.panels_of(reports["overview"])
+    assert all(set(wbr.panel_metrics(p)) <= {"test_acc"} for p in over)
+
+
+def test_wandb_reports_offline_exits_cleanly(smoke_workdir):
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    p = subprocess.run([sys.executable, "-m", "normlab.wandb_reports"], cwd=smoke_workdir, env=env,
+                       check=False, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "wandb sync" in p.stdout and "make sync" in p.stdout

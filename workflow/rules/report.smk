@@ -1,0 +1,90 @@
+# Browsing results: the replication scorecard (part of `all`), each study's claims as an HTML table
+# for the Snakemake report, comparisons of two versions of a study, and W&B Reports (optional,
+# online only). Nothing here is study-specific: it grows with the studies registry. Helpers are in
+# common.smk; see docs/browsing.md.
+
+
+wildcard_constraints:
+    a="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
+    b="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
+
+
+rule claims_table:
+    input:
+        "results/{study}/{version}/claims.csv",
+    output:
+        report(
+            "results/{study}/{version}/claims.html",
+            caption="../report/scorecard/claims_table.rst",
+            category=study_category,
+            labels={"figure": "claims and verdicts"},
+        ),
+    log:
+        "results/{study}/{version}/logs/claims_table.log",
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m normlab.scorecard --claims-html $(dirname {input}) --out {output} > {log} 2>&1"
+
+
+rule scorecard:
+    input:
+        scorecard_inputs,
+    output:
+        md="results/scorecard.md",
+        html=report(
+            "results/scorecard.html",
+            caption="../report/scorecard/scorecard.rst",
+            category="Scorecard",
+            labels={"figure": "scorecard"},
+        ),
+        csv="results/claims_all.csv",
+    log:
+        "results/logs/scorecard.log",
+    conda:
+        ENV
+    threads: 1
+    params:
+        vdirs=scorecard_vdirs,
+        captions=f"{workflow.basedir}/workflow/report",
+    shell:
+        "python -m normlab.scorecard --version-dir {params.vdirs} --out-dir $(dirname {output.md})"
+        " --captions {params.captions} > {log} 2>&1"
+
+
+# snakemake --cores 1 results/compare/<study>/<A>_vs_<B>/claims.md  (A, B: version folder names)
+rule compare:
+    input:
+        a="results/{study}/{a}/claims.csv",
+        b="results/{study}/{b}/claims.csv",
+    output:
+        md="results/compare/{study}/{a}_vs_{b}/claims.md",
+        csv="results/compare/{study}/{a}_vs_{b}/claims.csv",
+        figures="results/compare/{study}/{a}_vs_{b}/figures.md",
+    log:
+        "results/compare/{study}/{a}_vs_{b}/compare.log",
+    conda:
+        ENV
+    threads: 1
+    shell:
+        "python -m normlab.compare $(dirname {input.a}) $(dirname {input.b}) --out $(dirname {output.md})"
+        " > {log} 2>&1"
+
+
+# Not part of `all`: snakemake --cores 1 wandb_reports (online and logged in; offline it prints
+# how to `wandb sync` first and exits cleanly).
+rule wandb_reports:
+    input:
+        rules.scorecard.output.csv,
+    log:
+        "results/logs/wandb_reports.log",
+    conda:
+        ENV
+    threads: 1
+    params:
+        vdirs=scorecard_vdirs,
+        project=config["wandb"]["project"],
+    shell:
+        "python -m normlab.wandb_reports --version-dir {params.vdirs} --project {params.project}"
+        " 2>&1 | tee {log}"

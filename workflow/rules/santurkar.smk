@@ -1,0 +1,98 @@
+# S1: Santurkar et al. 2018 (noisy BN, ICS, landscape). Target: snakemake --cores N santurkar
+SAN = vdir("santurkar")
+SAN_CAT = "S1 Santurkar et al."
+
+
+rule santurkar_dln:
+    output:
+        directory(f"{SAN}/dln"),
+    log:
+        f"{SAN}/logs/dln.log",
+    benchmark:
+        f"{SAN}/benchmarks/dln.tsv"
+    threads: 1
+    params:
+        cfg=study_config_arg("santurkar"),
+    shell:
+        "python -m normlab.studies.santurkar_dln --config {params.cfg} --out {output}"
+        " --threads {threads} > {log} 2>&1"
+
+
+rule santurkar_analyze:
+    input:
+        runs=run_dirs("santurkar"),
+        dln=f"{SAN}/dln",
+    output:
+        summary=f"{SAN}/summary.parquet",
+        claims=report(
+            f"{SAN}/claims.csv",
+            caption="../report/santurkar/claims.rst",
+            category=SAN_CAT,
+            labels={"figure": "claims table"},
+        ),
+        manifest=f"{SAN}/manifest.json",
+        train_acc=report(
+            f"{SAN}/figures/train_accuracy.png",
+            caption="../report/santurkar/train_accuracy.rst",
+            category=SAN_CAT,
+            labels={"figure": "training accuracy (Fig. 2)"},
+        ),
+        test_acc=report(
+            f"{SAN}/figures/test_accuracy.png",
+            caption="../report/santurkar/test_accuracy.rst",
+            category=SAN_CAT,
+            labels={"figure": "test accuracy (Fig. 2)"},
+        ),
+        train_loss=report(
+            f"{SAN}/figures/train_loss.png",
+            caption="../report/santurkar/train_loss.rst",
+            category=SAN_CAT,
+            labels={"figure": "training loss (Figs. 7-8)"},
+        ),
+        hist=report(
+            f"{SAN}/figures/activation_histograms.png",
+            caption="../report/santurkar/activation_histograms.rst",
+            category=SAN_CAT,
+            labels={"figure": "activation histograms (Fig. 2)"},
+        ),
+        ics=report(
+            f"{SAN}/figures/ics.png",
+            caption="../report/santurkar/ics.rst",
+            category=SAN_CAT,
+            labels={"figure": "ICS (Fig. 3)"},
+        ),
+        landscape=report(
+            f"{SAN}/figures/landscape.png",
+            caption="../report/santurkar/landscape.rst",
+            category=SAN_CAT,
+            labels={"figure": "landscape (Fig. 4)"},
+        ),
+        dln_fig=report(
+            f"{SAN}/figures/dln.png",
+            caption="../report/santurkar/dln.rst",
+            category=SAN_CAT,
+            labels={"figure": "deep linear network (Fig. 5)"},
+        ),
+        claims_fig=report(
+            f"{SAN}/figures/claims.png",
+            caption="../report/santurkar/claims_figure.rst",
+            category=SAN_CAT,
+            labels={"figure": "claims"},
+        ),
+    log:
+        f"{SAN}/logs/analyze.log",
+    benchmark:
+        f"{SAN}/benchmarks/analyze.tsv"
+    threads: 1
+    params:
+        cfg=study_config_arg("santurkar"),
+        vdir=SAN,
+        dln=f"{SAN}/dln",
+    shell:
+        "python -m normlab.analyze --study santurkar --version-dir {params.vdir} --config {params.cfg}"
+        " --extra dln={params.dln} > {log} 2>&1"
+
+
+rule santurkar:
+    input:
+        study_targets("santurkar"),
