@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import yaml
-
 from conftest import ROOT, snakemake
+
 from normlab.config import ConfigError, study_version, validate
 
 

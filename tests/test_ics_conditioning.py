@@ -12,7 +12,8 @@ import torch
 from normlab.config import ConfigError, load_schema, validate
 from normlab.models import build_model, weight_layers
 from normlab.models.shifted import affine_modules
-from normlab.studies import ics_checks, ics_conditioning as ics
+from normlab.studies import ics_checks
+from normlab.studies import ics_conditioning as ics
 
 torch.set_num_threads(1)
 

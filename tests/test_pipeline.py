@@ -6,8 +6,8 @@ import os
 
 import pandas as pd
 import yaml
-
 from conftest import snakemake
+
 from normlab.stats import CLAIM_COLUMNS
 
 

@@ -194,7 +194,7 @@ def main(argv=None):
     try:
         prepare(a.name, json.loads(a.params), a.out)
     except DatasetUnavailable as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

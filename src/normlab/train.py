@@ -206,6 +206,7 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
         loss.backward()
         bad = torch.where((bad < 0) & ~torch.isfinite(loss.detach()), t, bad)  # no host-device sync
         ctx = ProbeContext(t, model, optimizer, loss_fn, x, y, lr, data, spec, loss.detach()) if probes else None
+        n_rows = len(rows)
         if probes:
             _call_probes(probes, "before_step", ctx, rows)
         optimizer.step()
@@ -213,16 +214,19 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
             c(model)
         if probes:
             _call_probes(probes, "after_step", ctx, rows)
+            if len(rows) > n_rows:
+                tracker.log({m: v for _, m, v in rows[n_rows:]}, step=t)
         if t % tr.get("log_every", 10) == 0 or t == steps - 1:
             first_bad = int(bad.item())
             if first_bad >= 0:
                 status = "diverged"
                 rows.append((first_bad, "diverged", 1.0))
                 break
-            rows += [(t, "batch_loss", loss.item()), (t, "lr", lr)]
+            logged = [(t, "batch_loss", loss.item()), (t, "lr", lr)]
             if y.dim() == 1:
-                rows.append((t, "batch_acc", (out.argmax(1) == y).float().mean().item()))
-            tracker.log({"batch_loss": rows[-3 if y.dim() == 1 else -2][2], "lr": lr}, step=t)
+                logged.append((t, "batch_acc", (out.argmax(1) == y).float().mean().item()))
+            rows += logged
+            tracker.log({m: v for _, m, v in logged}, step=t)
         if (t + 1) % tr.get("eval_every", 100) == 0 or t + 1 == steps:
             log_eval(t + 1)
         if ckpt_path is not None and (t + 1) % tr.get("ckpt_every", 500) == 0 and t + 1 < steps:

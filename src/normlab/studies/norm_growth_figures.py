@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .norm_growth import _plain_sgd, decay_table, equilibrium_table, law_table, run_keys, unit_table
+from .norm_growth import _plain_sgd, equilibrium_table, law_table, run_keys, unit_table
 
 FIGURES = ["norm_growth", "effective_lr", "wd_equilibrium", "unit_spread", "invariance"]
 

@@ -346,7 +346,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
                         col="panel", col_order=[f"{q}, {w} layer" for w in ("early", "late")
                                                 for q in ("||G - G'||", "cos(G, G')")], kind="line", errorbar=("pi", 100), height=2.3, aspect=1.2,
                         facet_kws={"sharex": "row", "sharey": False, "margin_titles": True})
-        for (net, panel), ax in g.axes_dict.items():
+        for (_net, panel), ax in g.axes_dict.items():
             if panel.startswith("||"):
                 ax.set_yscale("log")
         g.set_axis_labels("step", "")
