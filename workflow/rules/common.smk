@@ -26,11 +26,11 @@ except ConfigError as _e:
     print(f"Config error: {_e}", file=sys.stderr)
     sys.exit(1)
 
-
 ENV = "../envs/normlab.yaml"  # every rule's software environment (relative to workflow/rules)
-# W&B settings reach jobs through the environment, not rule params: changing the W&B mode must not
-# rerun training (params are a rerun trigger).
-os.environ["NORMLAB_WANDB"] = json.dumps(config["wandb"])
+# W&B settings reach jobs through the environment, not through params (a rerun trigger),
+# so that changing the W&B mode never reruns training.
+
+os.environ.update(NORMLAB_WANDB=json.dumps(config["wandb"]))
 VERSIONS = {s: study_version(config, s) for s in _studies.STUDIES}
 ENABLED = [s for s in _studies.STUDIES if config["studies"][s]["enabled"]]
 

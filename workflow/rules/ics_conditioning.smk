@@ -14,6 +14,8 @@ rule ics_conditioning_check:
     wildcard_constraints:
         check="invariance|centering",
         ext="parquet|json",
+    conda:
+        ENV
     threads: 1
     params:
         cfg=study_config_arg("ics_conditioning"),
@@ -70,12 +72,13 @@ rule ics_conditioning_analyze:
         f"{ICS}/logs/analyze.log",
     benchmark:
         f"{ICS}/benchmarks/analyze.tsv"
+    conda:
+        ENV
     threads: 1
     params:
         cfg=study_config_arg("ics_conditioning"),
-        vdir=ICS,
     shell:
-        "python -m normlab.analyze --study ics_conditioning --version-dir {params.vdir} --config {params.cfg}"
+        "python -m normlab.analyze --study ics_conditioning --version-dir $(dirname {output.manifest}) --config {params.cfg}"
         " --extra invariance={input.invariance} centering={input.centering} > {log} 2>&1"
 
 

@@ -20,6 +20,8 @@ rule li_arora_exactness:
         f"{LIA}/benchmarks/exactness/{{dtype}}.tsv"
     wildcard_constraints:
         dtype="float64|float32",
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=gpus("li_arora"),
@@ -71,13 +73,14 @@ rule li_arora_analyze:
         f"{LIA}/logs/analyze.log",
     benchmark:
         f"{LIA}/benchmarks/analyze.tsv"
+    conda:
+        ENV
     threads: 1
     params:
         cfg=study_config_arg("li_arora"),
-        vdir=LIA,
         extra=LIA_EXTRA,
     shell:
-        "python -m normlab.analyze --study li_arora --version-dir {params.vdir} --config {params.cfg}"
+        "python -m normlab.analyze --study li_arora --version-dir $(dirname {output.manifest}) --config {params.cfg}"
         " --extra {params.extra} > {log} 2>&1"
 
 

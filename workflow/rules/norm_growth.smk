@@ -8,13 +8,15 @@ rule norm_growth_invariance:
         data_file("norm_growth"),
     output:
         f"{NG}/invariance.parquet",
-    params:
-        cfg=study_config_arg("norm_growth"),
     log:
         f"{NG}/logs/invariance.log",
     benchmark:
         f"{NG}/benchmarks/invariance.tsv"
+    conda:
+        ENV
     threads: 1
+    params:
+        cfg=study_config_arg("norm_growth"),
     shell:
         "python -m normlab.studies.norm_growth_invariance --data {input} --config {params.cfg}"
         " --out {output} > {log} 2>&1"
@@ -63,16 +65,17 @@ rule norm_growth_analyze:
             category=NG_CAT,
             labels={"figure": "invariance checks"},
         ),
-    params:
-        cfg=study_config_arg("norm_growth"),
-        vdir=NG,
     log:
         f"{NG}/logs/analyze.log",
     benchmark:
         f"{NG}/benchmarks/analyze.tsv"
+    conda:
+        ENV
     threads: 1
+    params:
+        cfg=study_config_arg("norm_growth"),
     shell:
-        "python -m normlab.analyze --study norm_growth --version-dir {params.vdir} --config {params.cfg}"
+        "python -m normlab.analyze --study norm_growth --version-dir $(dirname {output.manifest}) --config {params.cfg}"
         " --extra invariance={input.invariance} > {log} 2>&1"
 
 

@@ -10,6 +10,8 @@ rule santurkar_dln:
         f"{SAN}/logs/dln.log",
     benchmark:
         f"{SAN}/benchmarks/dln.tsv"
+    conda:
+        ENV
     threads: 1
     params:
         cfg=study_config_arg("santurkar"),
@@ -83,14 +85,14 @@ rule santurkar_analyze:
         f"{SAN}/logs/analyze.log",
     benchmark:
         f"{SAN}/benchmarks/analyze.tsv"
+    conda:
+        ENV
     threads: 1
     params:
         cfg=study_config_arg("santurkar"),
-        vdir=SAN,
-        dln=f"{SAN}/dln",
     shell:
-        "python -m normlab.analyze --study santurkar --version-dir {params.vdir} --config {params.cfg}"
-        " --extra dln={params.dln} > {log} 2>&1"
+        "python -m normlab.analyze --study santurkar --version-dir $(dirname {output.manifest}) --config {params.cfg}"
+        " --extra dln={input.dln} > {log} 2>&1"
 
 
 rule santurkar:
