@@ -47,5 +47,16 @@ def verdict_below(low: float, high: float, threshold: float) -> str:
     return {"holds": "fails", "fails": "holds"}.get(verdict_above(low, high, threshold), "inconclusive")
 
 
+def verdict_within(low: float, high: float, lo_b: float, hi_b: float) -> str:
+    """'holds' if [low, high] lies inside [lo_b, hi_b], 'fails' if it misses it entirely, else inconclusive."""
+    if not np.isfinite([low, high]).all():
+        return "inconclusive"
+    if lo_b <= low and high <= hi_b:
+        return "holds"
+    if high < lo_b or low > hi_b:
+        return "fails"
+    return "inconclusive"
+
+
 def claim(claim_id, claim, source, metric, value, ci_low, ci_high, threshold, verdict, n_seeds) -> dict:
     return dict(zip(CLAIM_COLUMNS, [claim_id, claim, source, metric, value, ci_low, ci_high, threshold, verdict, n_seeds]))

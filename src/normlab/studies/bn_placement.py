@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..plotting import save_figure
 from ..stats import bootstrap_mean_diff, claim, verdict_above, verdict_below
 
 LECTURE = "Lecture 5 ('apply BN before the activation'); Ioffe & Szegedy 2015"
@@ -101,10 +102,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     written = []
 
     def save(fig, name):
-        for ext in ("png", "pdf"):
-            fig.savefig(fig_dir / f"{name}.{ext}", dpi=130, bbox_inches="tight")
-            written.append(fig_dir / f"{name}.{ext}")
-        plt.close(fig)
+        written.extend(save_figure(fig, fig_dir, name))
 
     curves = metrics[metrics.metric.isin(["test_acc", "train_acc"])]
     g = sns.relplot(data=curves[curves.metric == "test_acc"], x="step", y="value", hue="norm", hue_order=order,

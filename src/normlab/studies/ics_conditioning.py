@@ -33,7 +33,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from ..stats import bootstrap_mean_diff, claim, verdict_above, verdict_below
+from ..plotting import save_figure
+from ..stats import bootstrap_mean_diff, claim, verdict_above, verdict_below, verdict_within
 
 LECTURE = "Lecture 5 (Grosse), 'ICS conditioning hypothesis'; K-FAC (Martens & Grosse 2015)"
 LECTURE_BN = "Lecture 5 (Grosse), 'A Wrinkle': BN in the next layer before its nonlinearity"
@@ -153,14 +154,6 @@ def growth_slopes(sub: pd.DataFrame, nu_min: float) -> list:
     return out
 
 
-def verdict_within(lo, hi, a, b) -> str:
-    if not np.isfinite([lo, hi]).all():
-        return "inconclusive"
-    if a <= lo and hi <= b:
-        return "holds"
-    if hi < a or lo > b:
-        return "fails"
-    return "inconclusive"
 
 
 def _layer_name(layer: str, n_layers: int) -> str:
@@ -373,10 +366,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
             a.set_minor_formatter(NullFormatter())
 
     def save(fig, name):
-        for ext in ("png", "pdf"):
-            fig.savefig(fig_dir / f"{name}.{ext}", dpi=130, bbox_inches="tight")
-            written.append(fig_dir / f"{name}.{ext}")
-        plt.close(fig)
+        written.extend(save_figure(fig, fig_dir, name))
 
     eig, stats = curvature_tables(metrics)
     rt = ratio_table(eig, stats, c["n_compare"])

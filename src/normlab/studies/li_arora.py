@@ -77,8 +77,10 @@ import numpy as np
 import pandas as pd
 
 from ..config import ConfigError
+from ..plotting import save_figure
 from ..schedules import build_schedule, li_arora_alpha
 from ..stats import bootstrap_mean_diff, claim, verdict_above
+from ..stats import verdict_within as verdict_within_band
 
 SOURCE = "Li & Arora, ICLR 2020 (Thm. 2.12, TEXP)"
 LABELS = {"step_wd": "step decay + WD", "texp": "TEXP (no WD)", "const_wd": "constant + WD",
@@ -161,14 +163,6 @@ def verdict_within(low, high, margin) -> str:
     return "inconclusive"
 
 
-def verdict_band(low, high, lo_b, hi_b) -> str:
-    if not np.isfinite([low, high]).all():
-        return "inconclusive"
-    if lo_b <= low and high <= hi_b:
-        return "holds"
-    if high < lo_b or low > hi_b:
-        return "fails"
-    return "inconclusive"
 
 
 def _gap_claims(ex, pair, dtype_claims, cid, what, tol, steps_txt):
@@ -264,7 +258,7 @@ def analyze(metrics, summary, cfg, extra=None):
         rows.append(claim("S2.c[norm_growth]", "Under the exponential schedule ||w_t||^2 grows exponentially at the rate of "
                           f"eta_t (second half of training; ratio of fitted log-slopes within 1 +- {rt:g})",
                           SOURCE, "slope(log ||w||^2) / slope(log eta)", v, lo, hi, 1.0,
-                          verdict_band(lo, hi, 1 - rt, 1 + rt), len(rates)))
+                          verdict_within_band(lo, hi, 1 - rt, 1 + rt), len(rates)))
         v, lo, hi = bootstrap_mean_diff([np.array(spreads)], **kw)
         rows.append(claim("S2.c[ratio_flat]", f"||w_t||^2 / eta_t stays near constant under the exponential schedule: over the "
                           f"second half (where eta_t grows {growth:.3g}x) its max/min stays below {c['ratio_band']:g}",
@@ -311,10 +305,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     written = []
 
     def save(fig, name):
-        for ext in ("png", "pdf"):
-            fig.savefig(fig_dir / f"{name}.{ext}", dpi=130, bbox_inches="tight")
-            written.append(fig_dir / f"{name}.{ext}")
-        plt.close(fig)
+        written.extend(save_figure(fig, fig_dir, name))
 
     tol = cfg["claims"]["gap_tol"]
     ex = load_exact(extra)

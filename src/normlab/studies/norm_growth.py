@@ -49,7 +49,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import bootstrap_mean_diff, claim, verdict_above
+from ..stats import bootstrap_mean_diff, claim, verdict_above, verdict_within
 
 LECTURE = "Lecture 5 (implicit learning-rate decay); Arora, Li, Lyu 2019; van Laarhoven 2017"
 KEYS = ["labels", "opt", "momentum", "weight_decay", "constraint", "schedule", "lr", "trained_out"]
@@ -177,15 +177,6 @@ def decay_table(units: pd.DataFrame, cfg: dict) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------- analysis
 
-def verdict_within(lo: float, hi: float, a: float, b: float) -> str:
-    """'holds' if [lo, hi] lies inside [a, b], 'fails' if it misses it entirely, else inconclusive."""
-    if not np.isfinite([lo, hi]).all():
-        return "inconclusive"
-    if a <= lo and hi <= b:
-        return "holds"
-    if hi < a or lo > b:
-        return "fails"
-    return "inconclusive"
 
 
 def _ci(values, c):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..plotting import save_figure
 from .norm_growth import _plain_sgd, equilibrium_table, law_table, run_keys, unit_table
 
 FIGURES = ["norm_growth", "effective_lr", "wd_equilibrium", "unit_spread", "invariance"]
@@ -23,10 +24,7 @@ def make(metrics, summary, claims, cfg, fig_dir, extra=None):
     written = []
 
     def save(fig, name):
-        for ext in ("png", "pdf"):
-            fig.savefig(fig_dir / f"{name}.{ext}", dpi=130, bbox_inches="tight")
-            written.append(fig_dir / f"{name}.{ext}")
-        plt.close(fig)
+        written.extend(save_figure(fig, fig_dir, name))
 
     def empty(name, text):
         fig, ax = plt.subplots(figsize=(4, 2))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..plotting import save_figure
 from ..stats import bootstrap_mean_diff, claim, verdict_above, verdict_below
 
 PAPER = "Santurkar et al. 2018"
@@ -291,10 +292,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     palette = {NORM_LABEL[n]: PALETTE[n] for n in order}
 
     def save(fig, name):
-        for ext in ("png", "pdf"):
-            fig.savefig(fig_dir / f"{name}.{ext}", dpi=130, bbox_inches="tight")
-            written.append(fig_dir / f"{name}.{ext}")
-        plt.close(fig)
+        written.extend(save_figure(fig, fig_dir, name))
 
     # Fig. 2 (left, middle) and Figs. 7-8: accuracy and loss curves of every variant.
     for metric, ylabel, name in [("train_acc", "training accuracy", "train_accuracy"),
