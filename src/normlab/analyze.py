@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import studies
 from .io import manifest, point_latest, write_csv, write_json, write_parquet
-from .stats import CLAIM_COLUMNS
+from .stats import finalize
 from .tracking import Tracker
 
 
@@ -52,7 +52,8 @@ def main(argv=None):
 
     metrics, summary = load_runs(vdir)
     claims = study.analyze(metrics, summary, cfg, extra)
-    claims = pd.DataFrame(claims, columns=CLAIM_COLUMNS)
+    # Holm within each kind of claim (headline, cell); verdicts from the adjusted p-values.
+    claims = finalize(pd.DataFrame(claims), ci=cfg.get("claims", {}).get("ci", 0.95))
     fig_dir = vdir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figs = study.figures(metrics, summary, claims, cfg, fig_dir, extra)

@@ -85,13 +85,21 @@ def validate(config: dict, schema: dict | None = None) -> dict:
 
 
 def _check_semantics(config: dict) -> None:
-    """Rules a JSON schema cannot say well."""
+    """Rules a JSON schema cannot say well: keys that refer to other keys.
+
+    Each study module may define ``check_config(cfg) -> list[str]``: one message per problem, each
+    naming both keys relative to the study's section (e.g. "'claims.measure_lrs' [0.2] must be among
+    'lrs' [0.05, 0.8]"). Called for enabled studies only, before any job is planned.
+    """
+    from . import studies
+
     for study, cfg in config.get("studies", {}).items():
-        if not isinstance(cfg, dict):
+        if not isinstance(cfg, dict) or not cfg.get("enabled", False) or study not in studies.STUDIES:
             continue
-        seeds = cfg.get("seeds")
-        if isinstance(seeds, list) and len(set(seeds)) != len(seeds):
-            raise ConfigError(f"'studies.{study}.seeds': seeds must be distinct, got {seeds}")
+        check = getattr(studies.get(study), "check_config", None)
+        problems = list(check(cfg)) if check else []
+        if problems:
+            raise ConfigError(f"studies.{study}: {problems[0]}")
 
 
 def resolved_study_config(config: dict, study: str) -> dict:
