@@ -371,6 +371,8 @@ def run_ensemble(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None 
             g["lr"] = lr
         idx = torch.stack([T.batch_indices(s, t, n, bs, device) for s in seeds])
         x, y = data.x_train[idx], y_train[rows_of, idx]
+        if spec.get("random_labels") == "fresh":
+            y = torch.stack([T.fresh_labels(s, t, idx.shape[1], data.n_classes, device) for s in seeds])
         if aug:
             x = torch.stack([augment(x[e], s, t, **aug) for e, s in enumerate(seeds)])
         optimizer.zero_grad(set_to_none=True)

@@ -5,7 +5,7 @@ Snakemake rule) says what to train:
 
     {study, version, variant, keys: {...}, seeds: [0, 1, ...], data: "resources/data/....pt",
      model: {...}, optimizer: {...}, lr: 0.1, schedule: {...}, train: {...}, probes: [...],
-     loss: "cross_entropy", random_labels: false, constraints: [], device: "auto", wandb: {...}}
+     loss: "cross_entropy", random_labels: false | true | "fresh", constraints: [], device: "auto", wandb: {...}}
 
 Per seed it writes ``<out>/seed<k>/metrics.parquet`` (tidy: step, metric, value + the run's keys)
 and ``<out>/seed<k>/summary.json``, both atomically. Checkpoints go to ``<ckpt_dir>/seed<k>.pt``
@@ -65,6 +65,13 @@ def batch_indices(seed: int, step: int, n: int, batch_size: int, device) -> torc
 def random_labels(y: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(7919 * (seed + 1))
     return torch.randint(n_classes, y.shape, generator=g).to(y.device)
+
+
+def fresh_labels(seed: int, step: int, size: int, n_classes: int, device) -> torch.Tensor:
+    """Labels drawn anew at every step (``random_labels: fresh``): the data never repeats, so the
+    gradient never vanishes. Stateless, from (seed, step) alone, so resume is exact."""
+    g = torch.Generator().manual_seed(104_729 * (seed + 1) + 7 * step + 3)
+    return to_device(torch.randint(n_classes, (size,), generator=g), device)
 
 
 @torch.no_grad()
@@ -148,6 +155,7 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
     for c in constraints:
         c(model)
 
+    fresh = spec.get("random_labels") == "fresh"
     y_train = random_labels(data.y_train, data.n_classes, seed) if spec.get("random_labels") else data.y_train
     n_eval = min(tr.get("eval_train_max", 5000), len(data.x_train))
     x_eval, y_eval = data.x_train[:n_eval], y_train[:n_eval]
@@ -196,6 +204,8 @@ def train_seed(spec: dict, seed: int, data, device, out_dir: Path, ckpt_path: Pa
             g["lr"] = lr
         idx = batch_indices(seed, t, len(data.x_train), bs, device)
         x, y = data.x_train[idx], y_train[idx]
+        if fresh:
+            y = fresh_labels(seed, t, len(idx), data.n_classes, device)
         if aug:
             x = augment(x, seed, t, **aug)
         x = prec.batch(x)
