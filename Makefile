@@ -53,6 +53,11 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null) || \
 	  echo "chromium could not be installed: the report screenshot test will be skipped"
 
+# Old result versions: lists them; `make clean-results YES=1` removes them. Keeps each study's
+# `latest` and the newest version of each config name (default, smoke, fashion, paper, ...).
+clean-results: setup
+	$(BIN)/python -m normlab.clean --results results $(if $(YES),--yes,)
+
 lint: setup
 	$(SNAKEMAKE) --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules

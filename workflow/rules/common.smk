@@ -26,6 +26,13 @@ except ConfigError as _e:
     print(f"Config error: {_e}", file=sys.stderr)
     sys.exit(1)
 
+# Jobs run with the interpreter of the environment Snakemake itself runs in, so that
+# `.venv/bin/snakemake` works without activating the venv (shell commands call `python`; cluster
+# jobs inherit this PATH through sbatch's default --export=ALL).
+_bindir = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _bindir:
+    os.environ["PATH"] = _bindir + os.pathsep + os.environ.get("PATH", "")
+
 ENV = "../envs/normlab.yaml"  # every rule's software environment (relative to workflow/rules)
 # W&B settings reach jobs through the environment, not through params (a rerun trigger),
 # so that changing the W&B mode never reruns training.

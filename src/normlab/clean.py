@@ -1,0 +1,66 @@
+"""Remove old result versions: keep, for every study, the version ``latest`` points at and the newest
+version of each config name (``<name>-<hash>``; newest by manifest.json's finish time, else folder
+modification time). Dry run by default: it lists what it would remove.
+
+    python -m normlab.clean [--results results] [--yes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+
+VERSION = re.compile(r"^(?P<name>.+)-[0-9a-f]{8}$")
+
+
+def _finished(vdir: Path) -> str:
+    try:
+        return json.loads((vdir / "manifest.json").read_text()).get("finished") or ""
+    except (OSError, ValueError):
+        return ""
+
+
+def stale_versions(results: Path) -> list[Path]:
+    """Version folders that are neither ``latest`` nor the newest of their config name."""
+    stale = []
+    for study in sorted(p for p in Path(results).iterdir() if p.is_dir() and not p.is_symlink()):
+        versions = [p for p in study.iterdir() if p.is_dir() and not p.is_symlink() and VERSION.match(p.name)]
+        if not versions:
+            continue
+        latest = (study / "latest").resolve() if (study / "latest").exists() else None
+        keep = {latest} if latest else set()
+        by_name: dict[str, list[Path]] = {}
+        for v in versions:
+            by_name.setdefault(VERSION.match(v.name)["name"], []).append(v)
+        for vs in by_name.values():
+            keep.add(max(vs, key=lambda v: (_finished(v), v.stat().st_mtime)).resolve())
+        stale += sorted(v for v in versions if v.resolve() not in keep)
+    return stale
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--yes", action="store_true", help="remove them (default: only list)")
+    a = ap.parse_args(argv)
+    if not a.results.is_dir():
+        print(f"no results folder at {a.results}")
+        return
+    stale = stale_versions(a.results)
+    if not stale:
+        print("nothing to remove: every version left is a study's latest or the newest of its config name")
+        return
+    for v in stale:
+        print(("removing " if a.yes else "would remove ") + str(v))
+    if a.yes:
+        for v in stale:
+            shutil.rmtree(v)
+    else:
+        print(f"{len(stale)} old version(s); run `make clean-results YES=1` to remove them")
+
+
+if __name__ == "__main__":
+    main()
