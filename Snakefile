@@ -21,7 +21,17 @@ include: "workflow/rules/santurkar.smk"
 include: "workflow/rules/ics_conditioning.smk"
 
 
+# Light rules run on the submitting host, never through a cluster queue (wandb_reports needs a network).
+localrules:
+    all,
+    claims_table,
+    scorecard,
+    compare,
+    wandb_reports,
+
+
 rule all:
+    """Every enabled study's claims and manifest, and the scorecard."""
     default_target: True
     input:
         all_targets(),
