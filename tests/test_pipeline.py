@@ -89,3 +89,17 @@ def test_forcerun_reruns_the_analysis_only(smoke_workdir):
                   "--configfile", "config/smoke.yaml")
     stats = job_stats(p.stdout)
     assert "bn_placement_analyze" in stats and "train" not in stats
+
+
+def test_jobs_use_snakemakes_interpreter_without_activation(workdir):
+    """`.venv/bin/snakemake` works without activating the venv: jobs call the interpreter Snakemake runs in."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bin_dir = Path(sys.executable).parent
+    env = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/bin:/bin", "WANDB_MODE": "offline"}
+    p = subprocess.run([str(bin_dir / "snakemake"), "--cores", "1", "--until", "prepare_data"], cwd=workdir,
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert list((workdir / "resources" / "data").glob("mnist1d-*.pt"))
