@@ -6,12 +6,11 @@ import sys
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from normlab import plan as _plan
 from normlab import studies as _studies
 from normlab.config import (
     ConfigError,
-    config_hash,
     resolved_study_config,
-    study_version,
     validate,
 )
 
@@ -38,8 +37,12 @@ ENV = "../envs/normlab.yaml"  # every rule's software environment (relative to w
 # so that changing the W&B mode never reruns training.
 
 os.environ.update(NORMLAB_WANDB=json.dumps(config["wandb"]))
-VERSIONS = {s: study_version(config, s) for s in _studies.STUDIES}
-ENABLED = [s for s in _studies.STUDIES if config["studies"][s]["enabled"]]
+VERSIONS = {s: _plan.version(config, s) for s in _studies.STUDIES}
+ENABLED = _plan.enabled(config)
+# The run plan (normlab.plan) writes each enabled study's resolved config and run specs into its
+# version folder once; jobs read those files (no JSON on command lines).
+for _s in ENABLED:
+    _plan.write(config, _s)
 
 
 def vdir(study):
@@ -52,13 +55,11 @@ def resolved(study):
 
 
 def _variants(study):
-    return _studies.get(study).variants(config["studies"][study])
+    return _plan.variants(config, study)
 
 
 def data_file(study):
-    ds = config["studies"][study]["dataset"]
-    params = config["datasets"].get(ds, {})
-    return f"resources/data/{ds}-{config_hash(params)}.pt"
+    return _plan.data_file(config, study)
 
 
 def run_dirs(study):
@@ -70,23 +71,13 @@ def gpus(study):
 
 
 def train_spec(wildcards):
-    """The run spec of one training job, as a shell-quoted JSON string."""
+    """The path of one training job's run spec (written by the plan)."""
     study = wildcards.study
     if wildcards.version != VERSIONS[study]:
         raise WorkflowError(
             f"{vdir(study)} is the version of the current config; {wildcards.version} belongs to another config"
         )
-    spec = dict(_variants(study)[wildcards.variant])
-    cfg = config["studies"][study]
-    spec.update(
-        study=study,
-        version=wildcards.version,
-        variant=wildcards.variant,
-        seeds=list(range(cfg["seeds"])),
-        data=data_file(study),
-        device=config["device"],
-    )
-    return shlex.quote(json.dumps(spec, sort_keys=True))
+    return _plan.spec_path(config, study, wildcards.variant)
 
 
 def train_data(wildcards):
@@ -104,7 +95,8 @@ def dataset_params(wildcards):
 
 
 def study_config_arg(study):
-    return shlex.quote(json.dumps(resolved(study), sort_keys=True))
+    """The path of the study's resolved config (config.json in its version folder)."""
+    return _plan.config_path(config, study)
 
 
 def study_targets(study):
