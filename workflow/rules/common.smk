@@ -6,6 +6,7 @@ import sys
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
+from normlab import gpu as _gpu
 from normlab import plan as _plan
 from normlab import studies as _studies
 from normlab.config import (
@@ -67,7 +68,8 @@ def run_dirs(study):
 
 
 def gpus(study):
-    return 1 if config["device"] == "cuda" else 0
+    """1 when the study's jobs will use CUDA (device cuda, or auto on a host with a GPU), else 0."""
+    return 1 if _gpu.will_use_cuda(config["device"]) else 0
 
 
 def train_spec(wildcards):
