@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -32,12 +33,14 @@ def test_scorecard_lists_every_claim_of_every_study(smoke_workdir):
     results = smoke_workdir / "results"
     versions = present_versions(results)
     assert versions, "the smoke run left no study results"
-    expected = pd.concat([pd.read_csv(v / "claims.csv").assign(study=s, version=v.name) for s, v in versions.items()])
+    expected = pd.concat([scorecard.normalize_claims(pd.read_csv(v / "claims.csv")).assign(study=s, version=v.name)
+                          for s, v in versions.items()])
 
     got = pd.read_csv(results / "claims_all.csv")
     assert list(got.columns) == scorecard.ALL_COLUMNS
     key = ["study", "version", "claim_id"]
-    assert sorted(map(tuple, got[key + ["verdict"]].values)) == sorted(map(tuple, expected[key + ["verdict"]].values))
+    assert sorted(map(tuple, got[key + ["verdict", "kind"]].values)) == sorted(
+        map(tuple, expected[key + ["verdict", "kind"]].values))
     merged = got.merge(expected, on=key, suffixes=("", "_csv"))
     assert len(merged) == len(expected)
     np.testing.assert_allclose(merged.value.astype(float), merged.value_csv.astype(float), equal_nan=True)
@@ -49,21 +52,34 @@ def test_scorecard_lists_every_claim_of_every_study(smoke_workdir):
         assert f"| {r.claim_id} | **{r.verdict}** |" in md, r.claim_id
         assert (r.claim_id, r.verdict) in rows, r.claim_id
     assert len(rows) == len(expected)
-    c = expected.verdict.value_counts()
-    assert f"{len(expected)} claims in {len(versions)} studies: **" + ", ".join(
-        f"{c.get(v, 0)} {v}" for v in scorecard.VERDICTS) + "**" in md
+    assert scorecard.summary_line(expected) in md and html.escape(scorecard.summary_line(expected)) in page
+    want = []  # the headline table: per study, declared headlines (a missing row shows as such), then others
+    for v in scorecard.latest_versions(results):
+        declared = list(scorecard.study_headlines(v.parent.name))
+        rows_ = expected[(expected.study == v.parent.name) & (expected.kind == "headline")].claim_id.tolist()
+        want += declared + [c for c in rows_ if c not in declared]
+    assert headline_ids(page) == want
     for s, v in versions.items():  # figures shown and linked, runs linked
         for png in json.loads((v / "manifest.json").read_text())["figures"]:
             if png.endswith(".png"):
                 assert f"{s}/{v.name}/figures/{png}" in page
         assert f"{s}/{v.name}/runs/" in page and "summary.json" in page
     assert page.count("<img ") >= sum(len(list((v / "figures").glob("*.png"))) for v in versions.values())
+    assert (results / "scorecard_front.html").exists()
 
 
-def fake_version(root: Path, study: str, version: str, claims: list[dict], figure: bool = True) -> Path:
+def headline_ids(page: str) -> list[str]:
+    """Claim ids of the rows of the headline table (the first table of the page), in order."""
+    table = page[page.index("<table class='headlines'"):]
+    table = table[: table.index("</table>")]
+    return [html.unescape(x) for x in re.findall(r"<td><a href='#[^']*'><b>([^<]+)</b></a></td>", table)]
+
+
+def fake_version(root: Path, study: str, version: str, claims: list[dict], figure: bool = True,
+                 columns=CLAIM_COLUMNS) -> Path:
     v = root / study / version
     (v / "figures").mkdir(parents=True)
-    pd.DataFrame(claims, columns=CLAIM_COLUMNS).to_csv(v / "claims.csv", index=False)
+    pd.DataFrame(claims, columns=columns).to_csv(v / "claims.csv", index=False)
     figs = []
     if figure:
         import matplotlib
@@ -71,11 +87,12 @@ def fake_version(root: Path, study: str, version: str, claims: list[dict], figur
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(3, 2))
-        ax.plot([0, 1], [0, 1])
-        fig.savefig(v / "figures" / "curve.png")
-        plt.close(fig)
-        figs = ["curve.png", "curve.pdf"]
+        for stem in ("curve", "bars"):
+            fig, ax = plt.subplots(figsize=(3, 2))
+            ax.plot([0, 1], [0, 1] if stem == "curve" else [1, 0])
+            fig.savefig(v / "figures" / f"{stem}.png")
+            plt.close(fig)
+            figs += [f"{stem}.png", f"{stem}.pdf"]
     (v / "manifest.json").write_text(json.dumps({"study": study, "version": version, "figures": figs}))
     latest = root / study / "latest"
     latest.unlink(missing_ok=True)
@@ -83,32 +100,136 @@ def fake_version(root: Path, study: str, version: str, claims: list[dict], figur
     return v
 
 
-def claim(cid, verdict, value=0.1, lo=0.05, hi=0.2, text="x beats y"):
+def claim(cid, verdict, value=0.1, lo=0.05, hi=0.2, text="x beats y", kind="cell", p_adj=float("nan")):
     return {"claim_id": cid, "claim": text, "source": "paper", "metric": "m", "value": value, "ci_low": lo,
-            "ci_high": hi, "threshold": 0.0, "verdict": verdict, "n_seeds": 3}
+            "ci_high": hi, "threshold": "> 0", "verdict": verdict, "n_seeds": 3, "kind": kind, "p_adj": p_adj}
+
+
+ALPHA = SimpleNamespace(
+    TITLE="A1: Alpha et al. 2099, A study of alpha",
+    PAPERS=[{"cite": "Alpha, Beta. A study of alpha. 2099", "url": "https://arxiv.org/abs/9999.00001"}],
+    HEADLINES={"A1.a": {"statement": "Alpha beats beta by far.", "departures": "MNIST-1D instead of CIFAR-10",
+                        "figures": ["bars"]},
+               "A1.b": {"statement": "Gamma is smooth.", "departures": "1,000 steps instead of 15,000",
+                        "figures": ["curve"]},
+               "A1.d": {"statement": "Delta is declared but was not run.", "departures": "", "figures": []}})
+
+
+@pytest.fixture
+def fake_studies(tmp_path, monkeypatch):
+    """Three studies: alpha declares TITLE/PAPERS/HEADLINES; beta declares nothing; gamma has an old
+    claims.csv (no kind, no p_adj: every row a cell)."""
+    mods = {"alpha": ALPHA, "beta": SimpleNamespace(__doc__="B1: the beta study.\n\nMore text.")}
+    monkeypatch.setattr(scorecard, "study_module", lambda name: mods.get(name))
+    res = tmp_path / "results"
+    fake_version(res, "alpha", "smoke-0000aaaa", [
+        claim("A1.a[x]", "holds", kind="cell", p_adj=0.01),
+        claim("A1.b", "fails", -0.3, -0.4, -0.2, kind="headline", p_adj=0.002, text="gamma curvature a | b"),
+        claim("A1.a", "holds", kind="headline", p_adj=0.03),
+        claim("A1.c", "inconclusive", float("nan"), float("nan"), float("nan"), kind="headline", p_adj=0.4),
+        claim("A1.check", "holds", 1e-13, 1e-13, 1e-13, kind="check"),
+        claim("A1.a[y]", "inconclusive", kind="cell", p_adj=0.2)])
+    fake_version(res, "beta", "smoke-0000bbbb", [claim("B1.a", "holds", kind="headline", p_adj=0.001),
+                                               claim("B1.ctl", "fails", kind="check", p_adj=0.01)], figure=False)
+    old = [{k: v for k, v in claim("G1.a", "holds").items() if k not in ("kind", "p_adj")}]
+    fake_version(res, "gamma", "smoke-0000cccc", old, figure=False, columns=CLAIM_COLUMNS[:10])
+    return res
+
+
+def test_scorecard_leads_with_headline_claims(fake_studies):
+    res = fake_studies
+    df = scorecard.build(scorecard.latest_versions(res), res)
+    assert list(df.kind) == ["cell", "headline", "headline", "headline", "check", "cell", "headline", "check", "cell"]
+    line = ("Headline claims: 2 hold, 1 fail, 1 inconclusive (of 4). Cells: 2 hold, 0 fail, 1 inconclusive (of 3). "
+            "Checks: 1 hold, 1 fail, 0 inconclusive (of 2).")
+    assert scorecard.summary_line(df) == line
+
+    md = (res / "scorecard.md").read_text()
+    head, rest = md.split("\n## Studies\n", 1)
+    assert f"**{line}**" in head and "Holm-adjusted within each study" in head
+    table = [ln for ln in head.splitlines() if ln.startswith("| ")]
+    assert table[0].startswith("| study | claim | verdict | the paper says | we measured | departs from the paper |")
+    ids = [ln.split(" | ")[1] for ln in table[1:]]
+    assert ids == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a"]  # declared order, then undeclared; no cells or checks
+    row_a = table[1]
+    assert "**holds** (p_adj 0.03)" in row_a and "Alpha beats beta by far" in row_a and "MNIST-1D instead" in row_a
+    assert "[bars](alpha/smoke-0000aaaa/figures/bars.png)" in row_a  # the figure HEADLINES names
+    assert "**missing**" in table[3]  # declared but without a row
+    assert "[A1: Alpha et al. 2099](#a1-alpha-et-al-2099-a-study-of-alpha)" in row_a
+    assert "| [B1: the beta study](#" in table[5]  # no TITLE: the docstring's first line
+    assert "## A1: Alpha et al. 2099, A study of alpha" in rest
+    assert "[Alpha, Beta. A study of alpha. 2099](https://arxiv.org/abs/9999.00001)" in rest
+    assert "### Cells (1 hold, 0 fail, 1 inconclusive (of 2))" in rest and "### Checks (" in rest
+    assert "| A1.a[x] | **holds** | 0.1 [0.05, 0.2] | > 0 | 0.01 | 3 |" in rest
+    assert "| A1.c | **inconclusive** | n/a [n/a, n/a] |" in rest
+    assert "gamma curvature a \\| b" in rest  # a pipe in a claim does not break the table
+    assert "| G1.a | **holds** |" in rest.split("## gamma", 1)[1]
+
+    page = (res / "scorecard.html").read_text()
+    first_table = page.index("<table")
+    assert page.index("<table class='headlines'") == first_table
+    assert page.index(html.escape(line)) < first_table and page.index("Holm-adjusted") < first_table
+    assert headline_ids(page) == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a"]
+    assert first_table < page.index("<details")
+    for cid in ("A1.a[x]", "A1.check", "B1.ctl", "G1.a"):  # cells and checks only below, inside <details>
+        i = page.index(f"<td>{html.escape(cid)}</td>")
+        assert i > page.index("</table>", first_table)
+        assert page.rfind("<details", 0, i) > page.rfind("</details>", 0, i), cid
+    assert "<details class='cell'><summary>Cells of alpha: 1 hold, 0 fail, 1 inconclusive (of 2)" in page
+    assert "href='https://arxiv.org/abs/9999.00001'" in page
+    headline_table = page[first_table:page.index("</table>", first_table)]
+    assert headline_table.count("data:image/png;base64,") == 2  # thumbnails of bars and curve
+    assert "href='alpha/smoke-0000aaaa/figures/bars.png'" in headline_table
+    assert "verdict missing" in headline_table and "rowspan='4'" in headline_table
+    assert html_rows(page) == [("A1.b", "fails"), ("A1.a", "holds"), ("A1.c", "inconclusive"), ("A1.a[x]", "holds"),
+                               ("A1.a[y]", "inconclusive"), ("A1.check", "holds"), ("B1.a", "holds"),
+                               ("B1.ctl", "fails"), ("G1.a", "holds")]
+
+    out = pd.read_csv(res / "claims_all.csv")
+    assert list(out.columns) == scorecard.ALL_COLUMNS
+    assert list(out.study) == ["alpha"] * 6 + ["beta"] * 2 + ["gamma"]
+    assert out.set_index("claim_id").kind["G1.a"] == "cell" and out.p_adj.notna().sum() == 7
+    figs = out.set_index("claim_id").figures.fillna("")
+    assert figs["A1.a"] == "alpha/smoke-0000aaaa/figures/bars.png"
+    assert figs["A1.a[x]"] == "alpha/smoke-0000aaaa/figures/bars.png"  # cells of A1.a share its figures
+    assert figs["A1.check"] == "alpha/smoke-0000aaaa/figures/curve.png;alpha/smoke-0000aaaa/figures/bars.png"
+
+    front = (res / "scorecard_front.html").read_text()
+    assert html.escape(line) in front and "<script" not in front and "<style" not in front
+    assert re.findall(r"<tr title='[^']*'><td[^>]*><b>([^<]+)</b>", front) == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a"]
+
+
+def test_claims_page_orders_kinds(fake_studies):
+    page = scorecard.standalone_claims_html(fake_studies / "alpha" / "latest")
+    assert page.index("Headline claims: 1 hold, 1 fail") < page.index("Cells: 1 hold") < page.index("Checks: 1 hold")
+    assert html_rows(page)[0] == ("A1.b", "fails") and "p_adj" in page
+
+
+def test_titles_and_headlines_of_the_registered_studies():
+    from normlab import studies
+
+    for name in studies.STUDIES:
+        mod = studies.get(name)
+        title = scorecard.study_title(name)
+        assert title == getattr(mod, "TITLE", title) and title
+        for h in scorecard.study_headlines(name).values():
+            assert set(h) == {"statement", "departures", "figures"}
+        assert all(p["cite"] for p in scorecard.study_papers(name))
 
 
 def test_scorecard_counts_and_formats(tmp_path):
+    """Old-format claims (no study module, no kind) still render: every row a cell."""
     res = tmp_path / "results"
     fake_version(res, "alpha", "smoke-0000aaaa", [claim("A1.a", "holds"), claim("A1.b[x]", "fails", -0.3, -0.4, -0.2),
                                                  claim("A1.c", "inconclusive", float("nan"), float("nan"), float("nan"),
-                                                       text="a | b")])
-    fake_version(res, "beta", "smoke-0000bbbb", [claim("B1.a", "holds")], figure=False)
+                                                       text="a | b")], figure=False)
     df = scorecard.build(scorecard.latest_versions(res), res)
-    assert scorecard.counts(df) == {"holds": 2, "fails": 1, "inconclusive": 1}
+    assert scorecard.counts(df) == {"holds": 1, "fails": 1, "inconclusive": 1}
     md = (res / "scorecard.md").read_text()
-    assert "4 claims in 2 studies: **2 holds, 1 fails, 1 inconclusive**" in md
-    assert "| [alpha](#" in md and "| [beta](#" in md
-    assert "| A1.c | **inconclusive** | n/a [n/a, n/a] |" in md
-    assert "a \\| b" in md  # a pipe in a claim does not break the table
-    assert "| A1.b[x] | **fails** | -0.3 [-0.4, -0.2] |" in md
-    page = (res / "scorecard.html").read_text()
-    assert page.count("data:image/png;base64,") == 1  # alpha's one figure, embedded as a thumbnail
-    assert "alpha/smoke-0000aaaa/figures/curve.png" in page
-    assert html_rows(page) == [("A1.a", "holds"), ("A1.b[x]", "fails"), ("A1.c", "inconclusive"), ("B1.a", "holds")]
-    out = pd.read_csv(res / "claims_all.csv")
-    assert list(out.study) == ["alpha"] * 3 + ["beta"]
-    assert out.figures.fillna("").tolist() == ["alpha/smoke-0000aaaa/figures/curve.png"] * 3 + [""]
+    assert "**Headline claims: 0 hold, 0 fail, 0 inconclusive (of 0). Cells: 1 hold, 1 fail, 1 inconclusive (of 3)." in md
+    assert "no study declares headline claims yet" in md
+    assert "| A1.b[x] | **fails** | -0.3 [-0.4, -0.2] |" in md and "a \\| b" in md
+    assert "No study declares headline claims yet" in (res / "scorecard.html").read_text()
 
 
 def test_scorecard_errors(tmp_path):
@@ -150,7 +271,8 @@ def test_compare_two_versions(tmp_path):
     assert df.verdict_a.fillna("").tolist() == ["holds", "fails", ""]
     assert df.verdict_b.fillna("").tolist() == ["inconclusive", "", "holds"]
     md = (out / "claims.md").read_text()
-    assert "| A1.a | holds | 0.1 [0.05, 0.2] | inconclusive | 0.1 [-0.1, 0.3] | **yes** |" in md
+    assert "| A1.a | cell | holds | 0.1 [0.05, 0.2] | inconclusive | 0.1 [-0.1, 0.3] | **yes** |" in md
+    assert compare.thresholds(pd.Series(["> 0.5", "in [-1, 2e-3]", 3.0, None])) == {0.5, -1.0, 2e-3, 3.0}
     figs = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert figs == ["claims.png", "curves_test_acc.png", "curves_test_loss.png"]  # lr is not a curve to compare
     same = compare.compare(a, a, out=tmp_path / "same", figures=False)

@@ -3,8 +3,9 @@
     python -m normlab.compare results/<study>/<version A> results/<study>/<version B> [--out DIR]
 
 Default output: ``results/compare/<study>/<A>_vs_<B>/`` with
-- ``claims.csv`` and ``claims.md``: one row per claim id present in either version, value, interval
-  and verdict of each, and whether the verdict changed;
+- ``claims.csv`` and ``claims.md``: one row per claim id present in either version, its kind
+  (headline / cell / check), value, interval, verdict and Holm-adjusted p-value of each, and whether
+  the verdict changed (claims.csv of old versions without ``kind`` count as cells);
 - ``figures/claims.png``: each claim's value and interval for A and B on one forest plot;
 - ``figures/curves_<metric>.png``: the learning curves of both versions overlaid (mean and 95% CI
   over seeds), one panel per variant, for the evaluation metrics both versions logged;
@@ -17,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from .io import atomic_write, write_csv
-from .scorecard import fmt, md_cell, rel
+from .scorecard import fmt, md_cell, normalize_claims, rel
 
 KEY_METRICS = ["test_acc", "train_acc", "test_loss", "train_loss"]
 SKIP_METRICS = {"lr", "diverged", "batch_loss", "batch_acc"}
@@ -35,13 +37,14 @@ def version_info(vdir: Path) -> dict:
         raise SystemExit(f"error: {vdir}/claims.csv not found (is {vdir} a study version folder?)")
     man = json.loads((vdir / "manifest.json").read_text()) if (vdir / "manifest.json").exists() else {}
     return {"dir": vdir, "study": man.get("study", vdir.parent.name), "version": vdir.resolve().name,
-            "claims": pd.read_csv(vdir / "claims.csv")}
+            "claims": normalize_claims(pd.read_csv(vdir / "claims.csv"))}
 
 
 def side_by_side(a: dict, b: dict) -> pd.DataFrame:
-    cols = ["claim_id", "value", "ci_low", "ci_high", "verdict", "n_seeds"]
+    cols = ["claim_id", "kind", "value", "ci_low", "ci_high", "verdict", "p_adj", "n_seeds"]
     m = a["claims"][cols + ["claim", "metric"]].merge(b["claims"][cols], on="claim_id", how="outer",
                                                        suffixes=("_a", "_b"))
+    m.insert(1, "kind", m.pop("kind_a").fillna(m.pop("kind_b")))
     order = list(dict.fromkeys([*a["claims"].claim_id, *b["claims"].claim_id]))  # A's order, then B-only
     m = m.set_index("claim_id").loc[order].reset_index()
     m["verdict_changed"] = m.verdict_a.fillna("absent") != m.verdict_b.fillna("absent")
@@ -53,15 +56,18 @@ def side_by_side(a: dict, b: dict) -> pd.DataFrame:
 def render_markdown(df: pd.DataFrame, a: dict, b: dict) -> str:
     va, vb = a["version"], b["version"]
     changed = int(df.verdict_changed.sum())
+    heads = df[df.kind == "headline"]
     lines = [f"# {a['study']}: `{va}` (A) vs `{vb}` (B)", "",
-             (f"{len(df)} claims; {changed} with a different verdict. "
+             (f"{len(df)} claims ({len(heads)} headline); {changed} with a different verdict "
+             f"({int(heads.verdict_changed.sum())} headline). Verdicts are Holm-adjusted within each version. "
              "Figures: [claims](figures/claims.png), curves in [figures/](figures/), "
              "study figures side by side in [figures.md](figures.md)."), "",
-             "| claim | verdict A | value A [CI] | verdict B | value B [CI] | changed |", "|---|---|---|---|---|---|"]
+             "| claim | kind | verdict A | value A [CI] | verdict B | value B [CI] | changed |",
+             "|---|---|---|---|---|---|---|"]
     for r in df.itertuples():
         ca = f"{fmt(r.value_a)} [{fmt(r.ci_low_a)}, {fmt(r.ci_high_a)}]"
         cb = f"{fmt(r.value_b)} [{fmt(r.ci_low_b)}, {fmt(r.ci_high_b)}]"
-        lines.append(f"| {md_cell(r.claim_id)} | {r.verdict_a} | {ca} | {r.verdict_b} | {cb} | "
+        lines.append(f"| {md_cell(r.claim_id)} | {r.kind} | {r.verdict_a} | {ca} | {r.verdict_b} | {cb} | "
                      f"{'**yes**' if r.verdict_changed else ''} |")
     return "\n".join(lines) + "\n"
 
@@ -87,6 +93,14 @@ def load_metrics(vdir: Path) -> pd.DataFrame:
 def curve_metrics(ma: pd.DataFrame, mb: pd.DataFrame) -> list[str]:
     shared = (set(ma.metric) & set(mb.metric)) - SKIP_METRICS
     return ([m for m in KEY_METRICS if m in shared] + sorted(shared - set(KEY_METRICS)))[:MAX_CURVES]
+
+
+def thresholds(texts) -> set[float]:
+    """The numbers of threshold texts ('> 0.5', '< 1e-09', 'in [0.9, 1.1]'; old files: plain numbers)."""
+    out = set()
+    for t in texts.dropna().astype(str):
+        out |= {float(x) for x in re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", t)}
+    return out
 
 
 def plot(df: pd.DataFrame, a: dict, b: dict, fig_dir: Path) -> list[Path]:
@@ -115,14 +129,13 @@ def plot(df: pd.DataFrame, a: dict, b: dict, fig_dir: Path) -> list[Path]:
             v, lo, hi = (pd.to_numeric(g[f"{c}_{tag}"], errors="coerce") for c in ("value", "ci_low", "ci_high"))
             ax.errorbar(v, [i + dy for i in range(len(g))], xerr=[(v - lo).clip(lower=0), (hi - v).clip(lower=0)],
                         fmt="o", ms=4, color=color, capsize=2, label=f"{'AB'[k]}: {(a, b)[k]['version']}")
-        for t in set(pd.to_numeric(a["claims"].set_index("claim_id").threshold.reindex(g.claim_id), errors="coerce")
-                     .dropna()):
+        for t in thresholds(a["claims"].set_index("claim_id").threshold.reindex(g.claim_id)):
             ax.axvline(t, color="k", lw=0.8)
         ax.set_yticks(range(len(g)), g.claim_id, fontsize=7)
         ax.set_ylim(len(g) - 0.5, -0.5)
         ax.set_title(metric, fontsize=8)
     axes[0, 0].legend(loc="best", fontsize=7)
-    axes[-1, 0].set_xlabel("claim value and 95% bootstrap CI (black line: threshold)")
+    axes[-1, 0].set_xlabel("claim value and 95% Student t CI over seeds (black lines: thresholds of A)")
     fig.suptitle(f"{a['study']}: claims of two versions")
     fig.tight_layout()
     save(fig, "claims")

@@ -1,16 +1,29 @@
-"""The replication scorecard: every study's claims, verdicts, intervals and figures on one page.
+"""The replication scorecard: the papers' headline claims first, then every study's cells and checks.
 
     python -m normlab.scorecard [--results results] [--version-dir results/<study>/<version> ...]
                                 [--captions workflow/report] [--out-dir results]
     python -m normlab.scorecard --claims-html results/<study>/<version>   # one study's claims as HTML
 
 Reads each study version's ``claims.csv`` and ``manifest.json`` (and ``summary.parquet`` for the
-run links) and writes ``scorecard.md``, ``scorecard.html`` (self-contained: figure thumbnails are
-embedded, full-size figures and run files are relative links) and ``claims_all.csv`` (every claim
-of every study, with study and version columns). Without ``--version-dir`` it takes the
-``latest`` version of every study folder under ``--results`` (registered studies first). Nothing
-here is study-specific: a study may optionally define ``CLAIM_FIGURES = {"S4.a": ["figure_stem",
-...]}`` in its module to tie claims to figures (otherwise every figure of the study is listed).
+run links) and writes, in ``--out-dir``:
+
+- ``scorecard.md`` and ``scorecard.html`` (self-contained: thumbnails embedded, full-size figures and
+  run files are relative links). Both open with ONE table: one row per headline claim of every study
+  (the paper's statement, what was measured with its interval and seeds, the Holm-adjusted verdict,
+  what departs from the paper's setup, a figure), under the counts of headline claims, cells and
+  checks. Then, per study: its title and papers, its headline rows in full, its cells and checks
+  (collapsed in the html), figures and runs.
+- ``scorecard_front.html``: the headline table as an HTML fragment for the Snakemake report's front
+  page (``workflow/report/workflow.rst`` includes it).
+- ``claims_all.csv``: every claim of every study (all kinds, with ``kind`` and ``p_adj``), with study,
+  version, figures and version_dir columns.
+
+Without ``--version-dir`` it takes the ``latest`` version of every study folder under ``--results``
+(registered studies first). Nothing here is study-specific. A study module may declare (all optional,
+read with getattr): ``TITLE`` (else the first line of its docstring), ``PAPERS`` (list of {"cite",
+"url"}), ``HEADLINES`` ({claim_id: {"statement", "departures", "figures"}}, in order) and
+``CLAIM_FIGURES`` ({claim_id: [figure stems]}; default: the HEADLINES figures). Old results
+(claims.csv without ``kind``) count every row as a cell.
 """
 
 from __future__ import annotations
@@ -29,11 +42,19 @@ import pandas as pd
 
 from . import studies
 from .io import atomic_write, write_csv
-from .stats import CLAIM_COLUMNS
+from .stats import CLAIM_COLUMNS, KINDS
 
 VERDICTS = ("holds", "fails", "inconclusive")
-COLORS = {"holds": "#1a7f37", "fails": "#cf222e", "inconclusive": "#6e7781"}
+PLURAL = {"holds": "hold", "fails": "fail", "inconclusive": "inconclusive"}
+KIND_TITLES = {"headline": "Headline claims", "cell": "Cells", "check": "Checks"}
+COLORS = {"holds": "#1a7f37", "fails": "#cf222e", "inconclusive": "#6e7781", "missing": "#9a6700"}
 ALL_COLUMNS = ["study", "version", *CLAIM_COLUMNS, "figures", "version_dir"]
+VERDICT_RULE = (
+    "Verdicts are Holm-adjusted within each study: a study's headline claims are one family, its cells "
+    "another, and each check is judged alone. A claim *holds* when its adjusted p-value against \"the claim "
+    "is false\" is below 1 - ci (0.05), *fails* when the adjusted p-value against \"the claim is true\" is, "
+    "and is *inconclusive* otherwise. Intervals are unadjusted 95% Student t intervals over seeds (per-seed "
+    "or per-cell means); checks without sampling error (identities) are exact values against a tolerance.")
 
 
 # ---------------------------------------------------------------------------- loading
@@ -52,15 +73,54 @@ def study_module(name: str):
 
 
 def study_title(name: str) -> str:
-    """The first line of the study module's docstring ("S4: BN before vs after the activation.")."""
+    """The study module's ``TITLE``, else the first line of its docstring, else the study's name."""
     mod = study_module(name)
+    title = getattr(mod, "TITLE", None)
+    if isinstance(title, str) and title.strip():
+        return title.strip()
     doc = (getattr(mod, "__doc__", None) or "").strip().splitlines()
     return doc[0].rstrip(".") if doc else name
+
+
+def study_papers(name: str) -> list[dict]:
+    """The module's ``PAPERS`` as [{"cite", "url"}] (strings and entries without a url tolerated)."""
+    out = []
+    for p in getattr(study_module(name), "PAPERS", None) or []:
+        if isinstance(p, str):
+            p = {"cite": p}
+        if isinstance(p, dict) and (p.get("cite") or p.get("url")):
+            out.append({"cite": str(p.get("cite") or p.get("url")), "url": str(p.get("url") or "")})
+    return out
+
+
+def study_headlines(name: str) -> dict[str, dict]:
+    """The module's ``HEADLINES`` ({claim_id: {statement, departures, figures}}), normalized."""
+    raw = getattr(study_module(name), "HEADLINES", None)
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for cid, h in raw.items():
+        h = h if isinstance(h, dict) else {"statement": str(h)}
+        figs = h.get("figures") or []
+        out[str(cid)] = {"statement": str(h.get("statement") or ""), "departures": str(h.get("departures") or ""),
+                         "figures": [figs] if isinstance(figs, str) else [str(f) for f in figs]}
+    return out
 
 
 def claim_key(claim_id: str) -> str:
     """S4.a[relu, lr=0.1] -> S4.a"""
     return claim_id.split("[", 1)[0]
+
+
+def normalize_claims(claims: pd.DataFrame) -> pd.DataFrame:
+    """claims.csv of any age: ``kind`` (missing or blank: cell) and ``p_adj`` (missing: NaN) present."""
+    claims = claims.copy()
+    if "kind" not in claims:
+        claims["kind"] = "cell"
+    claims["kind"] = claims["kind"].where(claims["kind"].isin(KINDS), "cell")
+    if "p_adj" not in claims:
+        claims["p_adj"] = math.nan
+    return claims
 
 
 def load_study(vdir: Path) -> dict:
@@ -72,24 +132,28 @@ def load_study(vdir: Path) -> dict:
     man = json.loads((vdir / "manifest.json").read_text())
     name = man.get("study", vdir.parent.name)
     claims = pd.read_csv(vdir / "claims.csv", keep_default_na=False, na_values=[""])
-    missing = [c for c in CLAIM_COLUMNS if c not in claims.columns]
+    missing = [c for c in CLAIM_COLUMNS if c not in claims.columns and c not in ("kind", "p_adj")]
     if missing:
         raise ValueError(f"{vdir / 'claims.csv'} lacks the columns {missing}")
+    claims = normalize_claims(claims)
     figs = [vdir / "figures" / f for f in man.get("figures", []) if f.endswith(".png")]
     figs = [f for f in figs if f.exists()] or sorted((vdir / "figures").glob("*.png"))
     runs = pd.read_parquet(vdir / "summary.parquet") if (vdir / "summary.parquet").exists() else pd.DataFrame()
+    headlines = study_headlines(name)
     mapping = getattr(study_module(name), "CLAIM_FIGURES", None) or {}
+    mapping = {**{cid: h["figures"] for cid, h in headlines.items() if h["figures"]}, **mapping}
     return {"name": name, "version": man.get("version", vdir.name), "vdir": vdir, "manifest": man,
             "claims": claims, "figures": figs, "runs": runs, "claim_figures": mapping,
-            "title": study_title(name)}
+            "title": study_title(name), "papers": study_papers(name), "headlines": headlines}
 
 
 def figures_of(study: dict, claim_id: str, all_if_unmapped: bool = True) -> list[Path]:
-    """The figures a claim is shown in: the study's ``CLAIM_FIGURES`` entry, else all its figures."""
-    stems = study["claim_figures"].get(claim_key(claim_id))
+    """The figures a claim is shown in: the study's mapping (CLAIM_FIGURES, HEADLINES), else all its figures."""
+    stems = study["claim_figures"].get(claim_id, study["claim_figures"].get(claim_key(claim_id)))
     if stems is None:
         return study["figures"] if all_if_unmapped else []
-    return [f for f in study["figures"] if f.stem in stems]
+    by_stem = {f.stem: f for f in study["figures"]}
+    return [by_stem[s] for s in stems if s in by_stem]
 
 
 def collect(loaded: list[dict], rel_to: Path) -> pd.DataFrame:
@@ -105,9 +169,41 @@ def collect(loaded: list[dict], rel_to: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ALL_COLUMNS)
 
 
+def headline_rows(s: dict) -> list[dict]:
+    """One entry per headline claim of a study: declared ones in ``HEADLINES`` order (a declared claim
+    without a row gets verdict 'missing'), then headline rows the module does not declare."""
+    c = s["claims"]
+    rows = c[c.kind == "headline"]
+    by_id = {str(r.claim_id): r for r in rows.itertuples()}
+    ids = list(s["headlines"]) + [cid for cid in by_id if cid not in s["headlines"]]
+    out = []
+    for cid in ids:
+        h = s["headlines"].get(cid, {})
+        out.append({"study": s, "claim_id": cid, "row": by_id.get(cid),
+                    "statement": h.get("statement") or (str(by_id[cid].claim) if cid in by_id else ""),
+                    "departures": h.get("departures", ""), "figures": figures_of(s, cid, all_if_unmapped=False)})
+    return out
+
+
 def counts(df: pd.DataFrame) -> dict:
     vc = df["verdict"].value_counts() if len(df) else pd.Series(dtype=int)
     return {v: int(vc.get(v, 0)) for v in VERDICTS}
+
+
+def kind_of(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    return df[df["kind"] == kind] if "kind" in df else (df if kind == "cell" else df.iloc[0:0])
+
+
+def kind_line(df: pd.DataFrame, kind: str) -> str:
+    """'9 hold, 4 fail, 5 inconclusive (of 18)' for the claims of one kind."""
+    d = kind_of(df, kind)
+    c = counts(d)
+    return ", ".join(f"{c[v]} {PLURAL[v]}" for v in VERDICTS) + f" (of {len(d)})"
+
+
+def summary_line(df: pd.DataFrame) -> str:
+    """'Headline claims: ... Cells: ... Checks: ...' (counts kept apart)."""
+    return " ".join(f"{KIND_TITLES[k]}: {kind_line(df, k)}." for k in KINDS)
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -129,8 +225,25 @@ def value_ci(r) -> str:
     return f"{fmt(r.value)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
 
 
+def p_text(r) -> str:
+    p = getattr(r, "p_adj", math.nan)
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(p) else ("p_adj < 1e-4" if p < 1e-4 else f"p_adj {p:.2g}")
+
+
 def md_cell(s) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def short(text: str, n: int = 110) -> str:
+    """The first sentence of ``text``, cut at ``n`` characters."""
+    text = " ".join(str(text).split())
+    first = re.split(r"(?<=[.;])\s|\s\(", text, maxsplit=1)[0].rstrip(".;")
+    first = first if len(first) >= 40 else text
+    return first if len(first) <= n else first[: n - 1].rsplit(" ", 1)[0] + "…"
 
 
 def anchor(text: str) -> str:
@@ -141,32 +254,79 @@ def count_line(c: dict) -> str:
     return ", ".join(f"{c[v]} {v}" for v in VERDICTS)
 
 
+def short_title(title: str) -> str:
+    """'S1: Santurkar et al. 2018, How does ...' -> 'S1: Santurkar et al. 2018' (cut at ', ' or ' (')."""
+    return re.split(r",\s|\s\(", title, maxsplit=1)[0]
+
+
+def measured(r) -> str:
+    return f"{r.metric} = {value_ci(r)}, {r.n_seeds} seeds (claim: {fmt(r.threshold)})"
+
+
 # ---------------------------------------------------------------------------- markdown
+def paper_links_md(s: dict) -> str:
+    return "; ".join(f"[{md_cell(p['cite'])}]({p['url']})" if p["url"] else md_cell(p["cite"]) for p in s["papers"])
+
+
+def claims_table_md(s: dict, claims: pd.DataFrame, out_dir: Path, full_text: bool = True) -> list[str]:
+    lines = ["| claim | verdict | value [CI] | threshold | p_adj | seeds | claim text | source | figures |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in claims.itertuples():
+        mapped = figures_of(s, r.claim_id, all_if_unmapped=False)
+        figs = ", ".join(f"[{f.stem}]({rel(f, out_dir)})" for f in mapped) or "all, below"
+        text = md_cell(r.claim) if full_text else md_cell(short(r.claim, 160))
+        lines.append(f"| {md_cell(r.claim_id)} | **{r.verdict}** | {value_ci(r)} | {fmt(r.threshold)} | "
+                     f"{p_text(r).removeprefix('p_adj ')} | {r.n_seeds} | {text} (`{md_cell(r.metric)}`) | "
+                     f"{md_cell(r.source)} | {figs} |")
+    return lines
+
+
 def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path) -> str:
-    c = counts(df)
-    lines = ["# Replication scorecard", "",
-             f"{len(df)} claims in {len(loaded)} studies: **{count_line(c)}**.", "",
-             ("A claim *holds* when its bootstrap interval over seeds lies on the claimed side of the "
-             "threshold, *fails* when it lies on the other side, and is *inconclusive* when it covers "
-             "the threshold."), "",
-             "| study | version | claims | holds | fails | inconclusive |", "|---|---|---|---|---|---|"]
+    lines = ["# Replication scorecard", "", f"**{summary_line(df)}**", "",
+             f"{len(loaded)} studies, {len(df)} claims in all. {VERDICT_RULE} Checks (instrument identities, "
+             "controls) and per-cell detail are listed per study below, apart from the papers' claims.", "",
+             "| study | claim | verdict | the paper says | we measured | departs from the paper | figure |",
+             "|---|---|---|---|---|---|---|"]
     for s in loaded:
-        sc = counts(df[df.study == s["name"]])
-        lines.append(f"| [{s['name']}](#{anchor(s['title'])}) | `{s['version']}` | {sum(sc.values())} | "
-                     f"{sc['holds']} | {sc['fails']} | {sc['inconclusive']} |")
+        for h in headline_rows(s):
+            r = h["row"]
+            verdict = f"**{r.verdict}**" + (f" ({p_text(r)})" if p_text(r) else "") if r is not None else "**missing**"
+            meas = md_cell(measured(r)) if r is not None else "no row in claims.csv"
+            fig = ", ".join(f"[{f.stem}]({rel(f, out_dir)})" for f in h["figures"][:1])
+            lines.append(f"| [{md_cell(short_title(s['title']))}](#{anchor(s['title'])}) | {md_cell(h['claim_id'])} | "
+                         f"{verdict} | {md_cell(short(h['statement']))} | {meas} | "
+                         f"{md_cell(short(h['departures']))} | {fig} |")
+    if not any(headline_rows(s) for s in loaded):
+        lines.append("| | | | no study declares headline claims yet | | | |")
+    lines += ["", "## Studies", "", "| study | version | headline claims | cells | checks |", "|---|---|---|---|---|"]
+    for s in loaded:
+        sd = df[df.study == s["name"]]
+        lines.append(f"| [{md_cell(s['title'])}](#{anchor(s['title'])}) | `{s['version']}` | "
+                     + " | ".join(kind_line(sd, k) for k in KINDS) + " |")
     for s in loaded:
         vd = rel(s["vdir"], out_dir)
-        lines += ["", f"## {s['title']}", "",
-                  (f"Study `{s['name']}`, version [`{s['version']}`]({vd}/): [claims.csv]({vd}/claims.csv), "
+        c = s["claims"]
+        lines += ["", f"## {s['title']}", ""]
+        if s["papers"]:
+            lines += [f"Papers: {paper_links_md(s)}.", ""]
+        lines += [(f"Study `{s['name']}`, version [`{s['version']}`]({vd}/): [claims.csv]({vd}/claims.csv), "
                   f"[manifest.json]({vd}/manifest.json), runs under [{vd}/runs/]({vd}/runs/) "
-                  f"(W&B group `{s['name']}/{s['version']}`)."), "",
-                  "| claim | verdict | value [CI] | threshold | seeds | claim text | source | figures |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for r in s["claims"].itertuples():
-            mapped = figures_of(s, r.claim_id, all_if_unmapped=False)
-            figs = ", ".join(f"[{f.stem}]({rel(f, out_dir)})" for f in mapped) or "all, below"
-            lines.append(f"| {md_cell(r.claim_id)} | **{r.verdict}** | {value_ci(r)} | {fmt(r.threshold)} | "
-                         f"{r.n_seeds} | {md_cell(r.claim)} (`{md_cell(r.metric)}`) | {md_cell(r.source)} | {figs} |")
+                  f"(W&B group `{s['name']}/{s['version']}`).")]
+        heads = headline_rows(s)
+        if heads:
+            lines += ["", "### Headline claims", ""]
+            for h in heads:
+                r = h["row"]
+                lines += [f"- **{md_cell(h['claim_id'])}: {r.verdict if r is not None else 'missing'}.** "
+                          f"The paper: {md_cell(h['statement'])}"
+                          + (f" Measured: {md_cell(r.claim)}; {md_cell(measured(r))}" if r is not None else "")
+                          + (f"; {p_text(r)}." if r is not None and p_text(r) else ".")
+                          + (f" Departures: {md_cell(h['departures'])}." if h["departures"] else "")]
+        for kind in KINDS:
+            rows = c[c.kind == kind]
+            if len(rows):
+                lines += ["", f"### {KIND_TITLES[kind]} ({kind_line(rows, kind)})", "",
+                          *claims_table_md(s, rows, out_dir)]
         if s["figures"]:
             lines += ["", "Figures: " + ", ".join(f"[{f.stem}]({rel(f, out_dir)})" for f in s["figures"])]
     return "\n".join(lines) + "\n"
@@ -174,18 +334,31 @@ def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path) -> str:
 
 # ---------------------------------------------------------------------------- html
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em auto;max-width:1400px;
- padding:0 1em;color:#1f2328}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{border:1px solid #d0d7de;padding:.3em .5em;text-align:left;vertical-align:top}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1em auto;max-width:1500px;
+ padding:0 1em;color:#1f2328;font-size:14px}
+h1{margin:.2em 0 .3em;font-size:1.6em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.92em}
+th,td{border:1px solid #d0d7de;padding:.25em .45em;text-align:left;vertical-align:top}
 th{background:#f6f8fa}
 .verdict{font-weight:600;color:#fff;border-radius:.3em;padding:.1em .45em;white-space:nowrap}
-.holds{background:#1a7f37}.fails{background:#cf222e}.inconclusive{background:#6e7781}
+.holds{background:#1a7f37}.fails{background:#cf222e}.inconclusive{background:#6e7781}.missing{background:#9a6700}
 .num{font-family:ui-monospace,monospace;white-space:nowrap}
 .figs{display:flex;flex-wrap:wrap;gap:1em}
 figure{margin:0;max-width:420px}figure img{max-width:420px;border:1px solid #d0d7de}
 figcaption{font-size:.8em;color:#57606a}
 code{background:#f6f8fa;padding:0 .2em}
+#counts{font-size:1.15em;margin:.2em 0}
+#counts b{font-size:1.05em}
+.rule{color:#57606a;font-size:.88em;margin:.2em 0 .4em}
+table.headlines{width:100%;font-size:.86em}
+table.headlines td{line-height:1.25}
+.clamp{display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden}
+.clamp:hover{-webkit-line-clamp:unset}
+td.study{background:#f6f8fa;font-weight:600;max-width:11em}
+td.thumb img{height:42px;border:1px solid #d0d7de}
+small{color:#57606a}
+details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
+ul.papers{margin:.2em 0}
 """
 
 
@@ -217,15 +390,16 @@ def verdict_html(v: str) -> str:
 
 
 def claims_table_html(claims: pd.DataFrame, fig_links=None) -> str:
-    """The claims of one study as an HTML table (``fig_links(claim_id) -> html`` adds a figures column)."""
+    """Claims as an HTML table (``fig_links(claim_id) -> html`` adds a figures column)."""
     e = html.escape
-    head = ["claim", "verdict", "value [CI]", "threshold", "seeds", "claim text", "metric", "source"]
+    head = ["claim", "verdict", "value [CI]", "threshold", "p_adj", "seeds", "claim text", "metric", "source"]
     head += ["figures"] if fig_links else []
     rows = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in claims.itertuples():
         cells = [e(str(r.claim_id)), verdict_html(str(r.verdict)), f'<span class="num">{e(value_ci(r))}</span>',
-                 f'<span class="num">{fmt(r.threshold)}</span>', str(r.n_seeds), e(str(r.claim)),
-                 f"<code>{e(str(r.metric))}</code>", e(str(r.source))]
+                 f'<span class="num">{e(fmt(r.threshold))}</span>',
+                 f'<span class="num">{e(p_text(r).removeprefix("p_adj "))}</span>', str(r.n_seeds),
+                 e(str(r.claim)), f"<code>{e(str(r.metric))}</code>", e(str(r.source))]
         if fig_links:
             cells.append(fig_links(str(r.claim_id)))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -249,27 +423,103 @@ def runs_table_html(s: dict, out_dir: Path) -> str:
     return "\n".join(rows) + "</table>"
 
 
+def paper_links_html(s: dict) -> str:
+    e = html.escape
+    return "".join(f"<li><a href='{e(p['url'])}'>{e(p['cite'])}</a></li>" if p["url"] else f"<li>{e(p['cite'])}</li>"
+                   for p in s["papers"])
+
+
+def headline_table_html(loaded: list[dict], out_dir: Path, thumbs: bool = True) -> str:
+    """The front table: one row per headline claim of every study (study cell spans its claims)."""
+    e = html.escape
+    head = ["study", "claim", "verdict", "the paper says", "we measured", "departs from the paper", "figure"]
+    rows = ["<table class='headlines' id='headlines'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    thumb_cache: dict[Path, str] = {}
+    for s in loaded:
+        heads = headline_rows(s)
+        for i, h in enumerate(heads):
+            r = h["row"]
+            cells = []
+            if i == 0:
+                paper = s["papers"][0]["url"] if s["papers"] else ""
+                link = f" <a href='{e(paper)}' title='{e(s['papers'][0]['cite'])}'>paper</a>" if paper else ""
+                cells.append(f"<td class='study' rowspan='{len(heads)}'><a href='#{anchor(s['name'])}' "
+                             f"title='{e(s['title'])}'>{e(short_title(s['title']))}</a>{link}</td>")
+            cells.append(f"<td><a href='#{anchor(s['name'])}-{anchor(h['claim_id'])}'><b>{e(h['claim_id'])}</b></a></td>")
+            if r is None:
+                cells += [f"<td>{verdict_html('missing')}</td>",
+                          f"<td><div class='clamp'>{e(h['statement'])}</div></td>",
+                          "<td>no row in claims.csv</td>"]
+            else:
+                cells += [f"<td>{verdict_html(str(r.verdict))}<br><small>{e(p_text(r))}</small></td>",
+                          f"<td><div class='clamp' title='{e(h['statement'])}'>{e(h['statement'])}</div></td>",
+                          (f"<td><div class='clamp' title='{e(str(r.claim))}'><code>{e(str(r.metric))}</code> "
+                           f"<span class='num'>{e(value_ci(r))}</span>, {e(str(r.n_seeds))} seeds "
+                           f"(claim {e(fmt(r.threshold))})</div></td>")]
+            cells.append(f"<td><div class='clamp' title='{e(h['departures'])}'>{e(h['departures'])}</div></td>")
+            fig = h["figures"][0] if h["figures"] else None
+            if fig is None:
+                cells.append("<td></td>")
+            elif thumbs:
+                uri = thumb_cache.setdefault(fig, thumbnail_uri(fig, 160))
+                cells.append(f"<td class='thumb'><a href='{e(rel(fig, out_dir))}' title='{e(fig.stem)}'>"
+                             f"<img alt='{e(fig.stem)}' src='{uri}'></a></td>")
+            else:
+                cells.append(f"<td><a href='{e(rel(fig, out_dir))}'>{e(fig.stem)}</a></td>")
+            rows.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells) + "</tr>")
+    if len(rows) == 1:
+        rows.append(f"<tr><td colspan='{len(head)}'>No study declares headline claims yet.</td></tr>")
+    return "\n".join(rows) + "</table>"
+
+
+def front_fragment(loaded: list[dict], df: pd.DataFrame) -> str:
+    """The headline table as an HTML fragment with inline styles, for the Snakemake report's front page
+    (``workflow.rst`` includes it; the report's narrow description column gets a compact table)."""
+    e = html.escape
+    td = "border:1px solid #d0d7de;padding:2px 4px;vertical-align:top;"
+    out = [f"<p><b>{e(summary_line(df))}</b></p>",
+           "<p style='font-size:.85em'>Verdicts Holm-adjusted within each study (headline claims of a study are "
+           "one family); 95% Student t intervals over seeds. Hover a row for the paper's statement and what "
+           "departs from it; the full table with figures is the Scorecard result.</p>",
+           "<table style='border-collapse:collapse;font-size:.8em;width:100%'><tr>"
+           + "".join(f"<th style='{td}background:#f6f8fa'>{h}</th>" for h in ("claim", "verdict", "the paper says",
+                                                                           "we measured")) + "</tr>"]
+    for s in loaded:
+        for h in headline_rows(s):
+            r = h["row"]
+            v = "missing" if r is None else str(r.verdict)
+            badge = (f"<span style='background:{COLORS.get(v, '#6e7781')};color:#fff;border-radius:3px;"
+                     f"padding:0 4px;font-weight:600'>{e(v)}</span>")
+            meas = "no row" if r is None else f"{e(value_ci(r))} ({e(fmt(r.threshold))}), {e(str(r.n_seeds))} seeds"
+            tip = e(f"{h['statement']} | Departs: {h['departures']}")
+            out.append(f"<tr title='{tip}'><td style='{td}white-space:nowrap'><b>{e(h['claim_id'])}</b></td>"
+                       f"<td style='{td}'>{badge}</td><td style='{td}'>{e(short(h['statement'], 90))}</td>"
+                       f"<td style='{td}font-family:monospace'>{meas}</td></tr>")
+    out.append("</table>")
+    return "\n".join(out) + "\n"
+
+
 def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, captions: Path | None = None) -> str:
     e = html.escape
-    c = counts(df)
+    rule = html.escape(VERDICT_RULE).replace("*holds*", "<b>holds</b>").replace("*fails*", "<b>fails</b>").replace(
+        "*inconclusive*", "<b>inconclusive</b>")
     parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>normlab scorecard</title>"
              f"<style>{CSS}</style></head><body>"),
-             "<h1>Replication scorecard</h1>",
-             f"<p id='summary'>{len(df)} claims in {len(loaded)} studies: "
-             + ", ".join(f"{verdict_html(v)} {c[v]}" for v in VERDICTS) + "</p>",
-             ("<p>A claim <b>holds</b> when its bootstrap interval over seeds lies on the claimed side of the "
-             "threshold, <b>fails</b> when it lies on the other side, and is <b>inconclusive</b> when it covers "
-             "the threshold. Every row links to its figures; each study links to its runs' metrics.</p>"),
-             "<table><tr><th>study</th><th>version</th><th>claims</th>"
-             + "".join(f"<th>{v}</th>" for v in VERDICTS) + "</tr>"]
+             "<h1>Replication scorecard: what replicated</h1>",
+             f"<p id='counts'><b>{e(summary_line(df))}</b></p>",
+             f"<p class='rule'>{rule} Hover a clipped cell to read it all; each study's section below has the "
+             "full text, its cells and checks.</p>",
+             headline_table_html(loaded, out_dir),
+             "<h2>Studies</h2><table><tr><th>study</th><th>version</th>"
+             + "".join(f"<th>{KIND_TITLES[k].lower()}</th>" for k in KINDS) + "</tr>"]
     for s in loaded:
-        sc = counts(df[df.study == s["name"]])
+        sd = df[df.study == s["name"]]
         parts.append(f"<tr><td><a href='#{anchor(s['name'])}'>{e(s['title'])}</a></td><td><code>{e(s['version'])}"
-                     f"</code></td><td>{sum(sc.values())}</td>" + "".join(f"<td>{sc[v]}</td>" for v in VERDICTS)
-                     + "</tr>")
+                     f"</code></td>" + "".join(f"<td>{e(kind_line(sd, k))}</td>" for k in KINDS) + "</tr>")
     parts.append("</table>")
     for s in loaded:
         vd = rel(s["vdir"], out_dir)
+        c = s["claims"]
 
         def fig_links(cid, s=s):
             mapped = figures_of(s, cid, all_if_unmapped=False)
@@ -277,29 +527,59 @@ def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, captions: P
                     or f"<a href='#{anchor(s['name'])}-figures'>all figures</a>")
 
         parts += [f"<h2 id='{anchor(s['name'])}'>{e(s['title'])}</h2>",
+                  f"<ul class='papers'>{paper_links_html(s)}</ul>" if s["papers"] else "",
                   (f"<p>Study <code>{e(s['name'])}</code>, version <a href='{e(vd)}/'><code>{e(s['version'])}"
                   f"</code></a>: <a href='{e(vd)}/claims.csv'>claims.csv</a>, "
                   f"<a href='{e(vd)}/manifest.json'>manifest.json</a>, <a href='#{anchor(s['name'])}-runs'>runs</a>;"
-                  f" W&amp;B group <code>{e(s['name'])}/{e(s['version'])}</code>.</p>"),
-                  claims_table_html(s["claims"], fig_links), f"<div class='figs' id='{anchor(s['name'])}-figures'>"]
+                  f" W&amp;B group <code>{e(s['name'])}/{e(s['version'])}</code>.</p>")]
+        heads = headline_rows(s)
+        if heads:
+            items = []
+            for h in heads:
+                r = h["row"]
+                items.append(
+                    f"<li id='{anchor(s['name'])}-{anchor(h['claim_id'])}'><b>{e(h['claim_id'])}</b> "
+                    + verdict_html("missing" if r is None else str(r.verdict))
+                    + f" <i>The paper:</i> {e(h['statement'])}"
+                    + (f"<br><i>Measured:</i> {e(str(r.claim))} <span class='num'>{e(measured(r))}</span> "
+                       f"<small>{e(p_text(r))}</small>" if r is not None else "")
+                    + (f"<br><i>Departs from the paper:</i> {e(h['departures'])}" if h["departures"] else "")
+                    + "</li>")
+            parts.append(f"<h3>Headline claims</h3><ul>{''.join(items)}</ul>")
+        for kind in KINDS:
+            rows = c[c.kind == kind]
+            if len(rows):
+                parts += [f"<details class='{kind}'{' open' if kind == 'headline' else ''}><summary>"
+                          f"{KIND_TITLES[kind]} of {e(s['name'])}: {e(kind_line(rows, kind))}</summary>",
+                          claims_table_html(rows, fig_links), "</details>"]
+        parts += [f"<details id='{anchor(s['name'])}-figures'><summary>Figures of {e(s['name'])} "
+                  f"({len(s['figures'])})</summary><div class='figs'>"]
         for f in s["figures"]:
             cap = caption_text(captions, s["name"], f.stem)
             parts.append(f"<figure><a href='{e(rel(f, out_dir))}'><img alt='{e(f.stem)}' src='{thumbnail_uri(f)}'>"
                          f"</a><figcaption><b>{e(f.stem)}</b>. {e(cap)}</figcaption></figure>")
-        parts += ["</div>", (f"<details id='{anchor(s['name'])}-runs'><summary>Runs of {e(s['name'])} "
+        parts += ["</div></details>", (f"<details id='{anchor(s['name'])}-runs'><summary>Runs of {e(s['name'])} "
                   f"({len(s['runs'])})</summary>"), runs_table_html(s, out_dir), "</details>"]
     parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return "\n".join(p for p in parts if p) + "\n"
 
 
 def standalone_claims_html(vdir: Path) -> str:
-    """One study's claims as a self-contained page (the Snakemake report shows it as a table)."""
+    """One study's claims as a self-contained page (the Snakemake report shows it as a table):
+    headline claims first, then cells, then checks."""
     s = load_study(vdir)
-    c = counts(s["claims"])
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(s['name'])} claims</title>"
-            f"<style>{CSS}</style></head><body><h3>{html.escape(s['title'])}: claims of "
-            f"<code>{html.escape(s['version'])}</code></h3><p>{count_line(c)}</p>"
-            + claims_table_html(s["claims"]) + "</body></html>\n")
+    e = html.escape
+    c = s["claims"]
+    body = []
+    for kind in KINDS:
+        rows = c[c.kind == kind]
+        if len(rows):
+            body += [f"<h4>{KIND_TITLES[kind]}: {e(kind_line(rows, kind))}</h4>", claims_table_html(rows)]
+    papers = f"<ul class='papers'>{paper_links_html(s)}</ul>" if s["papers"] else ""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(s['name'])} claims</title>"
+            f"<style>{CSS}</style></head><body><h3>{e(s['title'])}: claims of "
+            f"<code>{e(s['version'])}</code></h3>{papers}<p class='rule'>{e(VERDICT_RULE)}</p>"
+            + "\n".join(body) + "</body></html>\n")
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -316,6 +596,7 @@ def build(version_dirs: list[Path], out_dir: Path, captions: Path | None = None)
     os.chmod(out_dir / "claims_all.csv", 0o644)
     write_text(render_markdown(loaded, df, out_dir), out_dir / "scorecard.md")
     write_text(render_html(loaded, df, out_dir, captions), out_dir / "scorecard.html")
+    write_text(front_fragment(loaded, df), out_dir / "scorecard_front.html")
     return df
 
 
@@ -341,7 +622,7 @@ def main(argv=None):
         raise SystemExit(f"error: no study results under {a.results}/ (run snakemake first)")
     captions = a.captions if a.captions.is_dir() else None
     df = build(vdirs, a.out_dir or a.results, captions)
-    print(f"[scorecard] {len(df)} claims in {len(vdirs)} studies: {count_line(counts(df))}")
+    print(f"[scorecard] {len(vdirs)} studies: {summary_line(df)}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ in (``wandb login``) and the offline runs uploaded first (``make sync STUDY=<stu
 instructions and exits 0. ``--dry-run`` builds the reports without saving and prints their panels.
 
 ``build_reports`` makes the Report objects from a results folder without any network access;
-the panels name only metrics that the runs really logged, read from the runs' own W&B files
+the claims tables list headline claims first (then cells, then checks), and the overview opens
+with the scorecard's headline table; the panels name only metrics that the runs really logged, read from the runs' own W&B files
 (``wandb/*run-*/run-*.wandb``, see ``read_run``). A study module may define ``WANDB_METRICS``
 (list of logged metric names) to choose its key metrics; the default is the engine's evaluation
 metrics.
@@ -136,7 +137,17 @@ def study_meta(version_dir: Path) -> dict:
     return {"study": study, "version": vdir.resolve().name, "group": f"{study}/{vdir.resolve().name}",
             "project": recorded.get("project") or w.get("project") or "normlab",
             "entity": recorded.get("entity") or w.get("entity"), "manifest": man,
-            "claims": pd.read_csv(vdir / "claims.csv"), "dir": vdir}
+            "claims": _claims(vdir), "dir": vdir}
+
+
+def _claims(vdir: Path) -> pd.DataFrame:
+    """claims.csv with kind/p_adj filled (old files: every row a cell), headline claims first."""
+    from .scorecard import normalize_claims
+    from .stats import KINDS
+
+    c = normalize_claims(pd.read_csv(Path(vdir) / "claims.csv"))
+    order = c["kind"].map({k: i for i, k in enumerate(KINDS)})
+    return c.iloc[order.argsort(kind="stable")].reset_index(drop=True)
 
 
 def key_metrics(version_dir: Path, runs: list[dict] | None = None) -> list[str]:
@@ -179,12 +190,31 @@ def figure_keys(version_dir: Path, runs: list[dict] | None = None) -> list[str]:
 
 
 def claims_markdown(claims: pd.DataFrame) -> str:
-    from .scorecard import fmt, md_cell
+    """Claims as a markdown table, headline claims first (then cells, then checks)."""
+    from .scorecard import fmt, md_cell, normalize_claims, p_text
+    from .stats import KINDS
 
-    lines = ["| claim | verdict | value [CI] | seeds | source |", "|---|---|---|---|---|"]
+    claims = normalize_claims(claims)
+    claims = claims.iloc[claims["kind"].map({k: i for i, k in enumerate(KINDS)}).argsort(kind="stable")]
+    lines = ["| claim | verdict | kind | value [CI] | p_adj | seeds | source |", "|---|---|---|---|---|---|---|"]
     for r in claims.itertuples():
-        lines.append(f"| {md_cell(r.claim_id)} | **{r.verdict}** | {fmt(r.value)} [{fmt(r.ci_low)}, "
-                     f"{fmt(r.ci_high)}] | {r.n_seeds} | {md_cell(r.source)} |")
+        lines.append(f"| {md_cell(r.claim_id)} | **{r.verdict}** | {r.kind} | {fmt(r.value)} [{fmt(r.ci_low)}, "
+                     f"{fmt(r.ci_high)}] | {p_text(r).removeprefix('p_adj ')} | {r.n_seeds} | {md_cell(r.source)} |")
+    return "\n".join(lines)
+
+
+def headlines_markdown(version_dirs: list[Path]) -> str:
+    """The scorecard's headline table (every study's headline claims) as markdown."""
+    from .scorecard import headline_rows, load_study, md_cell, p_text, short, value_ci
+
+    lines = ["| claim | verdict | the paper says | we measured | departs from the paper |", "|---|---|---|---|---|"]
+    for v in version_dirs:
+        for h in headline_rows(load_study(v)):
+            r = h["row"]
+            verdict = "**missing**" if r is None else f"**{r.verdict}** {p_text(r)}".strip()
+            meas = "no row" if r is None else f"{md_cell(r.metric)} = {value_ci(r)}, {r.n_seeds} seeds"
+            lines.append(f"| {md_cell(h['claim_id'])} | {verdict} | {md_cell(short(h['statement']))} | {meas} | "
+                         f"{md_cell(short(h['departures']))} |")
     return "\n".join(lines)
 
 
@@ -199,7 +229,7 @@ def build_study_report(version_dir: Path, project: str | None = None, entity: st
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
 
-    from .scorecard import count_line, counts, study_title
+    from .scorecard import study_title, summary_line
 
     meta = study_meta(version_dir)
     project = project or meta["project"]
@@ -216,10 +246,9 @@ def build_study_report(version_dir: Path, project: str | None = None, entity: st
               for i, m in enumerate(m for m in metrics if m.startswith("test_"))]
     media = [wr.MediaBrowser(title="figures", media_keys=figs, num_columns=2, layout=wr.Layout(x=0, y=0, w=24, h=12))]
     table = [wr.WeavePanelSummaryTable(table_name="claims", layout=wr.Layout(x=0, y=12, w=24, h=10))]
-    c = counts(meta["claims"])
     blocks = [
         wr.H1(study_title(meta["study"])),
-        wr.P(f"Result version {meta['version']} (W&B group {meta['group']}): {count_line(c)}. "
+        wr.P(f"Result version {meta['version']} (W&B group {meta['group']}): {summary_line(meta['claims'])} "
              f"Runs are grouped by variant; bands are the standard error over seeds."),
         wr.H2("Key metrics by variant"),
         wr.PanelGrid(runsets=[train], panels=lines + finals),
@@ -237,21 +266,25 @@ def build_overview(version_dirs: list[Path], project: str | None = None, entity:
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
 
-    from .scorecard import count_line, counts, study_title
+    from .scorecard import KIND_TITLES, kind_line, study_title, summary_line
+    from .stats import KINDS
 
     metas = [study_meta(v) for v in version_dirs]
     project = project or (metas[0]["project"] if metas else "normlab")
     entity = entity or (metas[0]["entity"] if metas else None) or PLACEHOLDER_ENTITY
     all_claims = pd.concat([m["claims"] for m in metas]) if metas else pd.DataFrame(columns=["verdict"])
-    rows = ["| study | version | claims | holds | fails | inconclusive |", "|---|---|---|---|---|---|"]
+    rows = ["| study | version | " + " | ".join(KIND_TITLES[k].lower() for k in KINDS) + " |", "|---|---|---|---|---|"]
     for m in metas:
-        c = counts(m["claims"])
-        rows.append(f"| {study_title(m['study'])} | {m['version']} | {len(m['claims'])} | {c['holds']} | "
-                    f"{c['fails']} | {c['inconclusive']} |")
+        rows.append(f"| {study_title(m['study'])} | {m['version']} | "
+                    + " | ".join(kind_line(m["claims"], k) for k in KINDS) + " |")
     runsets = [_runset(wr, expr, m, project, entity, "train", m["group"], ["config.variant"]) for m in metas]
     metric = "test_acc" if all("test_acc" in key_metrics(m["dir"]) for m in metas) else None
     blocks = [wr.H1("normlab replication scorecard"),
-              wr.P(f"{len(all_claims)} claims in {len(metas)} studies: {count_line(counts(all_claims))}."),
+              wr.P(f"{len(metas)} studies. {summary_line(all_claims)} Verdicts are Holm-adjusted within each "
+                   "study (its headline claims are one family)."),
+              wr.H2("Headline claims"),
+              wr.MarkdownBlock(headlines_markdown([m["dir"] for m in metas])),
+              wr.H2("Studies"),
               wr.MarkdownBlock("\n".join(rows))]
     if metric and runsets:
         blocks += [wr.H2(f"{metric} of every study, by variant"),

@@ -1,4 +1,5 @@
-# Browsing results: the replication scorecard (part of `all`), each study's claims as an HTML table
+# Browsing results: the replication scorecard (part of `all`; it leads with the papers' headline
+# claims, also shown on the report's front page), each study's claims as an HTML table
 # for the Snakemake report, comparisons of two versions of a study, and W&B Reports (optional,
 # online only). Nothing here is study-specific: it grows with the studies registry. Helpers are in
 # common.smk; see docs/browsing.md.
@@ -40,6 +41,8 @@ rule scorecard:
             labels={"figure": "scorecard"},
         ),
         csv="results/claims_all.csv",
+        # the headline table as an HTML fragment: workflow/report/workflow.rst puts it on the report's front page
+        front="results/scorecard_front.html",
     log:
         "results/logs/scorecard.log",
     conda:
