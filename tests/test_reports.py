@@ -12,6 +12,7 @@ import sys
 import tempfile
 from html import escape
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -68,6 +69,50 @@ def js_var(page: str, name: str):
     return json.JSONDecoder().raw_decode(page, i)[0]
 
 
+def workflow_desc(page: str) -> str:
+    """The report's front-page text (``var workflow_desc = "...";``, rendered from workflow.rst)."""
+    i = page.rindex("var workflow_desc = ") + len("var workflow_desc = ")
+    return json.JSONDecoder().raw_decode(page, i)[0]
+
+
+def render_front_page(results: Path | None) -> str:
+    """workflow/report/workflow.rst rendered the way Snakemake 9's report renders it (Jinja2 with the
+    report's ``files``, then docutils to HTML), with the scorecard's output among the files or not."""
+    from docutils.core import publish_parts
+    from jinja2 import Environment
+
+    files = [SimpleNamespace(target="scorecard.html", path=results / "scorecard.html")] if results else []
+    text = (ROOT / "workflow" / "report" / "workflow.rst").read_text()
+    text += "\n".join(f"\n.. _{f.target}: javascript:app.showResultInfo('{f.path}')" for f in files)
+    rst = Environment(trim_blocks=True, lstrip_blocks=True).from_string(text).render(files=files, snakemake=None,
+                                                                                      categories={})
+    return publish_parts(rst, writer_name="html", settings_overrides={"report_level": 5})["html_body"]
+
+
+def test_front_page_shows_the_headline_table(tmp_path, monkeypatch):
+    """The report's front page includes the scorecard's headline fragment verbatim, links to the full
+    scorecard, and renders without it (a report made before the scorecard exists)."""
+    from test_scorecard import ALPHA, claim, fake_version
+
+    from normlab import scorecard
+
+    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    res = tmp_path / "results"
+    fake_version(res, "alpha", "smoke-0000aaaa", [claim("A1.a", "holds", kind="headline", p_adj=0.01),
+                                                 claim("A1.b", "fails", kind="headline", p_adj=0.02),
+                                                 claim("A1.a[x]", "holds")], figure=False)
+    scorecard.build(scorecard.latest_versions(res), res)
+    monkeypatch.chdir(tmp_path)  # Snakemake renders from the working directory; result paths are relative
+    page = render_front_page(Path("results"))
+    front = (res / "scorecard_front.html").read_text()
+    assert "What replicated" in page and "Headline claims: 1 hold, 1 fail, 0 inconclusive (of 2)" in page
+    assert re.findall(r"<tr title='[^']*'><td[^>]*><b>([^<]+)</b>", page) == ["A1.a", "A1.b", "A1.d"]
+    assert front.strip() in page  # included verbatim
+    assert "javascript:app.showResultInfo(" in page and ">scorecard.html</a>" in page
+    bare = render_front_page(None)
+    assert "What replicated" not in bare and "normlab" in bare and "error" not in bare.lower()
+
+
 def chromium() -> str:
     """The chromium binary, installed from Debian's packages by `make browser` if missing."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -98,6 +143,9 @@ def test_snakemake_report_shows_every_figure_and_claims_table(smoke_workdir, tmp
     versions = present_versions(smoke_workdir / "results")
     assert versions
     assert "Scorecard" in categories and "results/scorecard.html" in results
+    desc = workflow_desc(page)  # the front page: the headline table, from results/scorecard_front.html
+    front = (smoke_workdir / "results" / "scorecard_front.html").read_text()
+    assert "What replicated" in desc and front.strip() in desc
     for study, v in versions.items():
         rel = f"results/{study}/{v.name}"
         figs = [f for f in json.loads((v / "manifest.json").read_text())["figures"] if f.endswith(".png")]
@@ -205,3 +253,32 @@ def test_wandb_reports_offline_exits_cleanly(smoke_workdir):
                        check=False, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert "wandb sync" in p.stdout and "make sync" in p.stdout
+
+
+def test_wandb_reports_put_headline_claims_first(tmp_path, monkeypatch):
+    """Without any W&B run files: the claims tables list headline claims first, with kind and p_adj;
+    the overview opens with the scorecard's headline table and counts kinds apart."""
+    from test_scorecard import ALPHA, claim, fake_version
+
+    from normlab import scorecard
+
+    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    res = tmp_path / "results"
+    v = fake_version(res, "alpha", "smoke-0000aaaa", [claim("A1.a[x]", "holds"), claim("A1.chk", "holds", kind="check"),
+                                                     claim("A1.b", "fails", kind="headline", p_adj=0.002),
+                                                     claim("A1.a", "holds", kind="headline", p_adj=0.03)])
+    md = wbr.claims_markdown(pd.read_csv(v / "claims.csv"))
+    ids = [ln.split(" | ")[0].removeprefix("| ") for ln in md.splitlines()[2:]]
+    assert ids == ["A1.b", "A1.a", "A1.a[x]", "A1.chk"]
+    assert "| A1.b | **fails** | headline | 0.1 [0.05, 0.2] | 0.002 | 3 |" in md
+    reports = wbr.build_reports(version_dirs=[v])
+    over = reports["overview"]
+    texts = [getattr(b, "text", "") for b in over.blocks]
+    kinds = [type(b).__name__ for b in over.blocks]
+    first_md = kinds.index("MarkdownBlock")
+    assert "| A1.a | **holds** p_adj 0.03 | Alpha beats beta by far" in texts[first_md]
+    assert "| A1.d | **missing** |" in texts[first_md]
+    assert any("Headline claims: 1 hold, 1 fail, 0 inconclusive (of 2). Cells: 1 hold" in str(getattr(b, "text", ""))
+               for b in over.blocks)
+    study_md = [b.text for b in reports["alpha"].blocks if type(b).__name__ == "MarkdownBlock"][0]
+    assert study_md == md
