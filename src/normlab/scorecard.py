@@ -36,6 +36,7 @@ import json
 import math
 import os
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -56,6 +57,12 @@ VERDICT_RULE = (
     "and is *inconclusive* otherwise. Intervals are unadjusted 95% Student t intervals over seeds (per-seed "
     "or per-cell means); checks without sampling error (identities) are exact values against a tolerance.")
 
+RULE_SHORT = (
+    "Verdicts are <b>Holm-adjusted within each study</b> (its headline claims are one family, its cells "
+    "another; checks are judged alone): <b>holds</b> when the adjusted test rejects \"the claim is false\" "
+    "at 5%, <b>fails</b> when it rejects \"the claim is true\", else <b>inconclusive</b>. Values: mean "
+    "[unadjusted 95% Student t interval] over seeds.")
+
 
 # ---------------------------------------------------------------------------- loading
 def latest_versions(results: Path) -> list[Path]:
@@ -65,10 +72,21 @@ def latest_versions(results: Path) -> list[Path]:
     return [Path(results) / s / found[s].name for s in order]
 
 
+_BROKEN: set[str] = set()
+
+
 def study_module(name: str):
+    """The study's module, or None (unregistered study, or a module that fails to import: the scorecard
+    still shows its results, without the module's declarations, and says so once on stderr)."""
     try:
         return studies.get(name)
-    except (ValueError, ImportError):
+    except ValueError:
+        return None
+    except Exception as e:  # noqa: BLE001 (a broken study module must not hide every other study's results)
+        if name not in _BROKEN:
+            _BROKEN.add(name)
+            print(f"[scorecard] warning: normlab.studies.{name} does not import ({type(e).__name__}: {e}); "
+                  "its title, papers and headline statements are left out", file=sys.stderr)
         return None
 
 
@@ -105,6 +123,12 @@ def study_headlines(name: str) -> dict[str, dict]:
         out[str(cid)] = {"statement": str(h.get("statement") or ""), "departures": str(h.get("departures") or ""),
                          "figures": [figs] if isinstance(figs, str) else [str(f) for f in figs]}
     return out
+
+
+def study_order(title: str) -> tuple:
+    """Sort key: titles 'S<n>: ...' by n, then the rest in the given order (sorted() is stable)."""
+    m = re.match(r"S(\d+)\b", title)
+    return (0, int(m.group(1))) if m else (1, 0)
 
 
 def claim_key(claim_id: str) -> str:
@@ -201,9 +225,9 @@ def kind_line(df: pd.DataFrame, kind: str) -> str:
     return ", ".join(f"{c[v]} {PLURAL[v]}" for v in VERDICTS) + f" (of {len(d)})"
 
 
-def summary_line(df: pd.DataFrame) -> str:
+def summary_line(df: pd.DataFrame, kinds=KINDS) -> str:
     """'Headline claims: ... Cells: ... Checks: ...' (counts kept apart)."""
-    return " ".join(f"{KIND_TITLES[k]}: {kind_line(df, k)}." for k in KINDS)
+    return " ".join(f"{KIND_TITLES[k]}: {kind_line(df, k)}." for k in kinds)
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -211,18 +235,18 @@ def rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(Path(path).absolute(), Path(start).absolute())).as_posix()
 
 
-def fmt(x) -> str:
+def fmt(x, digits: int = 4) -> str:
     try:
         x = float(x)
     except (TypeError, ValueError):
         return str(x)
     if math.isnan(x):
         return "n/a"
-    return f"{x:.4g}"
+    return f"{x:.{digits}g}"
 
 
-def value_ci(r) -> str:
-    return f"{fmt(r.value)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
+def value_ci(r, digits: int = 4) -> str:
+    return f"{fmt(r.value, digits)} [{fmt(r.ci_low, digits)}, {fmt(r.ci_high, digits)}]"
 
 
 def p_text(r) -> str:
@@ -288,12 +312,13 @@ def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path) -> str:
              "| study | claim | verdict | the paper says | we measured | departs from the paper | figure |",
              "|---|---|---|---|---|---|---|"]
     for s in loaded:
-        for h in headline_rows(s):
+        for i, h in enumerate(headline_rows(s)):
             r = h["row"]
+            study = f"[{md_cell(short_title(s['title']))}](#{anchor(s['title'])})" if i == 0 else ""
             verdict = f"**{r.verdict}**" + (f" ({p_text(r)})" if p_text(r) else "") if r is not None else "**missing**"
             meas = md_cell(measured(r)) if r is not None else "no row in claims.csv"
             fig = ", ".join(f"[{f.stem}]({rel(f, out_dir)})" for f in h["figures"][:1])
-            lines.append(f"| [{md_cell(short_title(s['title']))}](#{anchor(s['title'])}) | {md_cell(h['claim_id'])} | "
+            lines.append(f"| {study} | {md_cell(h['claim_id'])} | "
                          f"{verdict} | {md_cell(short(h['statement']))} | {meas} | "
                          f"{md_cell(short(h['departures']))} | {fig} |")
     if not any(headline_rows(s) for s in loaded):
@@ -336,7 +361,7 @@ def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path) -> str:
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1em auto;max-width:1500px;
  padding:0 1em;color:#1f2328;font-size:14px}
-h1{margin:.2em 0 .3em;font-size:1.6em}
+h1{margin:.1em 0 .2em;font-size:1.35em}
 table{border-collapse:collapse;margin:.5em 0 1em;font-size:.92em}
 th,td{border:1px solid #d0d7de;padding:.25em .45em;text-align:left;vertical-align:top}
 th{background:#f6f8fa}
@@ -350,12 +375,16 @@ code{background:#f6f8fa;padding:0 .2em}
 #counts{font-size:1.15em;margin:.2em 0}
 #counts b{font-size:1.05em}
 .rule{color:#57606a;font-size:.88em;margin:.2em 0 .4em}
-table.headlines{width:100%;font-size:.86em}
-table.headlines td{line-height:1.25}
+table.headlines{width:100%;font-size:.8em}
+table.headlines td{line-height:1.2;padding:.15em .4em}
+table.headlines small{font-size:.92em}
 .clamp{display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden}
 .clamp:hover{-webkit-line-clamp:unset}
-td.study{background:#f6f8fa;font-weight:600;max-width:11em}
-td.thumb img{height:42px;border:1px solid #d0d7de}
+td.study{background:#f6f8fa;max-width:10em}
+td.study a.t{font-weight:600}
+td.thumb{padding:.1em .2em}td.thumb img{height:28px;border:1px solid #d0d7de;display:block}
+#counts .others{font-size:.8em;color:#57606a}
+small.line{display:block;white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:19em}
 small{color:#57606a}
 details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
 ul.papers{margin:.2em 0}
@@ -442,8 +471,9 @@ def headline_table_html(loaded: list[dict], out_dir: Path, thumbs: bool = True) 
             cells = []
             if i == 0:
                 paper = s["papers"][0]["url"] if s["papers"] else ""
-                link = f" <a href='{e(paper)}' title='{e(s['papers'][0]['cite'])}'>paper</a>" if paper else ""
-                cells.append(f"<td class='study' rowspan='{len(heads)}'><a href='#{anchor(s['name'])}' "
+                link = (f"<br><small><a href='{e(paper)}' title='{e(s['papers'][0]['cite'])}'>paper</a></small>"
+                        if paper else "")
+                cells.append(f"<td class='study' rowspan='{len(heads)}'><a class='t' href='#{anchor(s['name'])}' "
                              f"title='{e(s['title'])}'>{e(short_title(s['title']))}</a>{link}</td>")
             cells.append(f"<td><a href='#{anchor(s['name'])}-{anchor(h['claim_id'])}'><b>{e(h['claim_id'])}</b></a></td>")
             if r is None:
@@ -453,9 +483,9 @@ def headline_table_html(loaded: list[dict], out_dir: Path, thumbs: bool = True) 
             else:
                 cells += [f"<td>{verdict_html(str(r.verdict))}<br><small>{e(p_text(r))}</small></td>",
                           f"<td><div class='clamp' title='{e(h['statement'])}'>{e(h['statement'])}</div></td>",
-                          (f"<td><div class='clamp' title='{e(str(r.claim))}'><code>{e(str(r.metric))}</code> "
-                           f"<span class='num'>{e(value_ci(r))}</span>, {e(str(r.n_seeds))} seeds "
-                           f"(claim {e(fmt(r.threshold))})</div></td>")]
+                          (f"<td title='{e(str(r.claim))}'><span class='num'>{e(value_ci(r, 3))}</span><small "
+                           f"class='line'><code>{e(str(r.metric))}</code> {e(fmt(r.threshold))}, "
+                           f"{e(str(r.n_seeds))} seeds</small></td>")]
             cells.append(f"<td><div class='clamp' title='{e(h['departures'])}'>{e(h['departures'])}</div></td>")
             fig = h["figures"][0] if h["figures"] else None
             if fig is None:
@@ -501,14 +531,12 @@ def front_fragment(loaded: list[dict], df: pd.DataFrame) -> str:
 
 def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, captions: Path | None = None) -> str:
     e = html.escape
-    rule = html.escape(VERDICT_RULE).replace("*holds*", "<b>holds</b>").replace("*fails*", "<b>fails</b>").replace(
-        "*inconclusive*", "<b>inconclusive</b>")
     parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>normlab scorecard</title>"
              f"<style>{CSS}</style></head><body>"),
              "<h1>Replication scorecard: what replicated</h1>",
-             f"<p id='counts'><b>{e(summary_line(df))}</b></p>",
-             f"<p class='rule'>{rule} Hover a clipped cell to read it all; each study's section below has the "
-             "full text, its cells and checks.</p>",
+             f"<p id='counts'><b>{e(summary_line(df, ('headline',)))}</b> <span class='others'>"
+             f"{e(summary_line(df, ('cell', 'check')))}</span></p>",
+             f"<p class='rule'>{RULE_SHORT} Hover a clipped cell to read it all.</p>",
              headline_table_html(loaded, out_dir),
              "<h2>Studies</h2><table><tr><th>study</th><th>version</th>"
              + "".join(f"<th>{KIND_TITLES[k].lower()}</th>" for k in KINDS) + "</tr>"]
@@ -590,7 +618,7 @@ def write_text(text: str, path: Path) -> None:
 
 def build(version_dirs: list[Path], out_dir: Path, captions: Path | None = None) -> pd.DataFrame:
     out_dir = Path(out_dir)
-    loaded = [load_study(v) for v in version_dirs]
+    loaded = sorted((load_study(v) for v in version_dirs), key=lambda s: study_order(s["title"]))
     df = collect(loaded, out_dir)
     write_csv(df[ALL_COLUMNS], out_dir / "claims_all.csv")
     os.chmod(out_dir / "claims_all.csv", 0o644)
