@@ -127,3 +127,79 @@ def test_engine_sets_the_initial_buffer(tmp_path):
     assert len(la) == 61 and math.isfinite(la[-1])
     assert abs(la - lb).max() < 1e-10
     assert la[0] - la[-1] > 0.1  # it did train
+
+
+# The paper's practical TEXP -------------------------------------------------------------------------
+
+def test_practical_texp_rates_at_phase_boundaries():
+    """Inside phase k the rate grows by alpha_k^-2; at a milestone it is divided by C * alpha_{k-1} * alpha_k."""
+    lr, wd, mom, C, (T1, T2) = 0.1, 5e-4, 0.9, 10.0, (300, 450)
+    s = build_schedule({"name": "texp_practical", "milestones": [T1, T2], "factor": C, "weight_decay": wd}, lr, SGD)
+    a = [li_arora_alpha(lr / C**k, wd, mom) for k in range(3)]
+    assert s(0) == pytest.approx(lr / a[0], rel=1e-14)
+    assert s(1) / s(0) == pytest.approx(a[0] ** -2, rel=1e-12) and s(T1 - 1) / s(T1 - 2) == pytest.approx(a[0] ** -2, rel=1e-12)
+    assert s(T1) / s(T1 - 1) == pytest.approx(1 / (C * a[0] * a[1]), rel=1e-12)
+    assert s(T1 + 1) / s(T1) == pytest.approx(a[1] ** -2, rel=1e-12)  # no transient: straight to the new growth
+    assert s(T2) / s(T2 - 1) == pytest.approx(1 / (C * a[1] * a[2]), rel=1e-12)
+    assert s(T2 + 5) / s(T2 + 4) == pytest.approx(a[2] ** -2, rel=1e-12)
+    assert not hasattr(s, "init_optimizer_state")  # zero initial momentum buffer, as plain PyTorch
+
+
+def test_practical_texp_without_milestones_is_the_exponential_rate():
+    e = build_schedule({"name": "exponential", "weight_decay": 1e-3}, 0.2, SGD)
+    p = build_schedule({"name": "texp_practical", "milestones": [], "weight_decay": 1e-3}, 0.2, SGD)
+    for t in (0, 1, 17, 1000):
+        assert p(t) == pytest.approx(e(t), rel=1e-11)
+
+
+def test_practical_texp_is_close_to_the_exact_one_but_not_equal():
+    """Without the momentum correction the rates differ after a milestone by a small constant factor."""
+    spec = {"milestones": [200], "factor": 10.0, "weight_decay": 5e-4}
+    p = build_schedule({"name": "texp_practical", **spec}, 0.1, SGD)
+    x = build_schedule({"name": "texp", **spec}, 0.1, SGD)
+    assert p(199) == pytest.approx(x(199), rel=1e-12)  # identical in phase 0 (both start at alpha_0)
+    r = p(600) / x(600)
+    assert 1e-9 < abs(r - 1) < 1e-2
+    assert p(800) / x(800) == pytest.approx(r, rel=1e-9)  # after the transient: a constant factor
+
+
+def _toy_pair(sched_b: dict, sched_a: dict, steps=400, lr=0.2, wd=2e-3, mom=0.9, init_b=True):
+    """A scale-invariant toy loss (float64): L(w) = 0.5 ||A_t w/||w|| - b_t||^2 on random mini-batches.
+    Run A: sched_a + WD; run B: sched_b without WD. Returns max normalized-weight gap and max norm-ratio error."""
+    g = torch.Generator().manual_seed(0)
+    A, b = torch.randn(256, 12, generator=g, dtype=torch.float64), torch.randn(256, generator=g, dtype=torch.float64)
+    w0 = torch.randn(12, generator=g, dtype=torch.float64)
+    wa, wb = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
+    oa = torch.optim.SGD([wa], lr=lr, momentum=mom, weight_decay=wd)
+    ob = torch.optim.SGD([wb], lr=lr, momentum=mom)
+    la = build_schedule(sched_a, lr, {"name": "sgd", "momentum": mom, "weight_decay": wd})
+    lb = build_schedule({**sched_b, "weight_decay": wd}, lr, {"name": "sgd", "momentum": mom})
+    if init_b and hasattr(lb, "init_optimizer_state"):
+        lb.init_optimizer_state(ob)
+    gap = ratio_err = 0.0
+    for t in range(steps):
+        idx = torch.randint(0, 256, (16,), generator=g)
+        for w, o, s in ((wa, oa, la), (wb, ob, lb)):
+            o.param_groups[0]["lr"] = s(t)
+            o.zero_grad()
+            (0.5 * ((A[idx] @ (w / w.norm()) - b[idx]) ** 2).sum()).backward()
+            o.step()
+        with torch.no_grad():
+            gap = max(gap, (wa / wa.norm() - wb / wb.norm()).norm().item())
+            if hasattr(lb, "scale"):
+                ratio_err = max(ratio_err, abs(wb.norm().item() / (wa.norm().item() * lb.scale(t + 1)) - 1))
+    return gap, ratio_err
+
+
+def test_float64_equivalence_on_a_scale_invariant_toy_loss():
+    """The theorem on a toy: constant + WD == exponential, step + WD == exact TEXP, to 1e-11 over 400 steps;
+    the practical TEXP and the zero-buffer exponential are close but measurably not exact."""
+    step_ = {"name": "step", "milestones": [150, 300], "factor": 10.0}
+    gap, err = _toy_pair({"name": "exponential"}, {"name": "constant"})
+    assert gap < 1e-11 and err < 1e-11
+    gap, err = _toy_pair({"name": "texp", "milestones": [150, 300], "factor": 10.0}, step_)
+    assert gap < 1e-11 and err < 1e-11
+    gap, _ = _toy_pair({"name": "texp_practical", "milestones": [150, 300], "factor": 10.0}, step_)
+    assert 1e-8 < gap < 0.2
+    gap, _ = _toy_pair({"name": "exponential"}, {"name": "constant"}, init_b=False)
+    assert gap > 1e-8

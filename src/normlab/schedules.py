@@ -8,7 +8,10 @@ initial momentum buffer the exponential schedules need).
 
 ``exponential`` and ``texp`` (Li & Arora 2020) replace weight decay ``spec["weight_decay"]``
 (lambda) with a growing rate, exactly, on a scale-invariant loss; the derivation is in
-``normlab.studies.li_arora``. CLI: ``python -m normlab.schedules --lr 0.1 --weight-decay 5e-4
+``normlab.studies.li_arora``. ``texp_practical`` is the paper's TEXP as practitioners run it: at
+each milestone divide the rate by the decay factor and switch to the new phase's growth factor,
+with no momentum correction and PyTorch's zero initial momentum buffer (close to, not exactly,
+equivalent to step decay + weight decay). CLI: ``python -m normlab.schedules --lr 0.1 --weight-decay 5e-4
 --momentum 0.9 --batch-size 128 --n-train 50000`` prints alpha and the per-epoch growth factor.
 """
 
@@ -121,12 +124,49 @@ def texp(spec, base_lr, opt):
     return ScaledSchedule(step(spec, base_lr, opt), *_replaced_wd(spec, opt, "texp"))
 
 
+class PracticalTEXP:
+    """Li & Arora's tapered exponential schedule (TEXP), without the momentum correction.
+
+    Phases k = 0, 1, ... of step decay (rate eta / C^k, milestones T_1 < T_2 < ...) have roots
+    alpha_k = alpha(eta / C^k, lambda, gamma). Rates: eta'_0 = eta / alpha_0; inside phase k
+    eta'_t = eta'_{t-1} alpha_k^-2; at a milestone T_k: eta'_T = eta'_{T-1} / (C alpha_{k-1} alpha_k)
+    (divide by C, switch to the new phase's growth). No ``init_optimizer_state``: the momentum buffer
+    starts at zero, as in plain PyTorch.
+    """
+
+    def __init__(self, lr: float, milestones, factor: float, weight_decay: float, momentum: float):
+        self.milestones, self.factor = sorted(set(int(m) for m in milestones)), float(factor)
+        self.alphas = [li_arora_alpha(lr / self.factor ** k, weight_decay, momentum)
+                       for k in range(len(self.milestones) + 1)]
+        self._log = [math.log(lr / self.alphas[0])]
+
+    def phase(self, t: int) -> int:
+        return bisect.bisect_right(self.milestones, t)
+
+    def __call__(self, t: int) -> float:
+        while len(self._log) <= t:
+            k, u = self.phase(len(self._log)), len(self._log)
+            if u in self.milestones:
+                step_log = -math.log(self.factor * self.alphas[k - 1] * self.alphas[k])
+            else:
+                step_log = -2.0 * math.log(self.alphas[k])
+            self._log.append(self._log[-1] + step_log)
+        return math.exp(self._log[t])
+
+
+def texp_practical(spec, base_lr, opt):
+    """The paper's TEXP (no momentum correction, zero initial buffer): replaces ``step`` + weight decay."""
+    wd, mom = _replaced_wd(spec, opt, "texp_practical")
+    return PracticalTEXP(base_lr, spec.get("milestones", []), spec.get("factor", 10.0), wd, mom)
+
+
 def growth_per_epoch(lr: float, weight_decay: float, momentum: float, steps_per_epoch: int) -> float:
     """The exponential schedule's rate growth over one epoch: alpha^(-2 * steps_per_epoch)."""
     return li_arora_alpha(lr, weight_decay, momentum) ** (-2 * steps_per_epoch)
 
 
-SCHEDULES = {"constant": constant, "step": step, "exponential": exponential, "texp": texp}
+SCHEDULES = {"constant": constant, "step": step, "exponential": exponential, "texp": texp,
+             "texp_practical": texp_practical}
 
 
 def build_schedule(spec: dict | None, base_lr: float, optimizer_spec: dict):

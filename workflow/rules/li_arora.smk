@@ -63,6 +63,12 @@ rule li_arora_analyze:
             category="S2 Li-Arora",
             labels={"figure": "norms"},
         ),
+        drift=report(
+            f"{LIA}/figures/drift.png",
+            caption="../report/li_arora/drift.rst",
+            category="S2 Li-Arora",
+            labels={"figure": "float32 drift"},
+        ),
         acc=report(
             f"{LIA}/figures/test_accuracy.png",
             caption="../report/li_arora/test_accuracy.rst",

@@ -8,7 +8,8 @@ Each pair starts from one initialization and sees the same batches (``train.batc
   of the derived one: a control showing that the initial state is part of the equivalence.
 
 Per logged step s (after s updates) it writes, tidy (setting, lr, weight_decay, momentum, pair, dtype,
-step, metric, value):
+seed, step, metric, value); float64 runs one seed (``exactness.seed``), float32 ``exactness.float32_seeds``
+seeds (the drift rate of S2.d varies by seed):
 
 - ``weight_gap``: || w_A/||w_A|| - w_B/||w_B|| || over all trained weights (one vector);
 - ``softmax_gap``: max |softmax f_A(x) - softmax f_B(x)| on a fixed probe batch (the first
@@ -160,21 +161,24 @@ def run(cfg: dict, data_path, dtype_name: str, device="cpu"):
           file=sys.stderr)
     pairs = ex["pairs"] if dtype_name == "float64" else [p for p in ex["pairs"] if p != "exp_zero_buffer"]
     milestones = milestone_steps(cfg["step_decay"]["milestones"], ex["steps"])
+    # float64 is deterministic: one seed. float32 drift varies by seed: float32_seeds seeds (S2.d's interval).
+    seeds = [ex["seed"]] if dtype_name == "float64" else [ex["seed"] + i for i in range(ex["float32_seeds"])]
     frames = []
     for setting in ex["settings"]:
         for pair in pairs:
-            t0 = time.perf_counter()
-            rows = run_pair(model_spec, data, setting=setting, pair=pair, dtype=dtype, steps=ex["steps"],
-                            batch_size=ex["batch_size"], seed=ex["seed"], milestones=milestones,
-                            factor=cfg["step_decay"]["factor"], probe_x=probe_x, log_every=ex["log_every"],
-                            device=device)
-            df = pd.DataFrame(rows, columns=["step", "metric", "value"])
-            df = df.assign(setting=setting_label(setting), lr=setting["lr"], weight_decay=setting["weight_decay"],
-                           momentum=setting["momentum"], pair=pair, dtype=dtype_name)
-            frames.append(df)
-            g = df[df.metric == "weight_gap"].value
-            print(f"[exactness] {dtype_name} {pair:16s} {setting_label(setting)}: max weight gap {g.max():.3e} "
-                  f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+            for seed in seeds:
+                t0 = time.perf_counter()
+                rows = run_pair(model_spec, data, setting=setting, pair=pair, dtype=dtype, steps=ex["steps"],
+                                batch_size=ex["batch_size"], seed=seed, milestones=milestones,
+                                factor=cfg["step_decay"]["factor"], probe_x=probe_x, log_every=ex["log_every"],
+                                device=device)
+                df = pd.DataFrame(rows, columns=["step", "metric", "value"])
+                df = df.assign(setting=setting_label(setting), lr=setting["lr"], weight_decay=setting["weight_decay"],
+                               momentum=setting["momentum"], pair=pair, dtype=dtype_name, seed=seed)
+                frames.append(df)
+                g = df[df.metric == "weight_gap"].value
+                print(f"[exactness] {dtype_name} {pair:16s} {setting_label(setting)} seed {seed}: max weight gap "
+                      f"{g.max():.3e} ({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     out = pd.concat(frames, ignore_index=True)
     out["step"] = out["step"].astype("int64")
     return out
@@ -202,6 +206,8 @@ def main(argv=None):
     bs = cfg["train"]["batch_size"]
     spe = math.ceil(n_train / bs)
     print(f"[exactness] accuracy runs: growth of the exponential rate per epoch ({spe} steps of {bs}) = "
+          f"{growth_per_epoch(cfg['lr'], cfg['growth']['weight_decay'], cfg['momentum'], spe):.3f} (S2.c, lambda "
+          f"{cfg['growth']['weight_decay']:g}); TEXP phase 0: "
           f"{growth_per_epoch(cfg['lr'], cfg['weight_decay'], cfg['momentum'], spe):.3f}", file=sys.stderr)
     write_parquet(run(cfg, a.data, a.dtype, device), a.out)
 
