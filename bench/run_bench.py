@@ -2,19 +2,21 @@
 
 Run side by side in one process, on the same cores (``--threads``, default 1):
 
-1. throughput: the engine (batched seeds, ``train.ensemble: true``; and the one-seed path) against a
-   plain PyTorch reference loop written here (one seed at a time, a DataLoader over a
+1. throughput: the engine (all seeds batched in one job, its only path; and one job per seed, the
+   same loop with one member) against a plain PyTorch reference loop written here (one seed at a time, a DataLoader over a
    TensorDataset, the same model, optimizer, batch size and steps), on a ``--seeds``-seed workload
    (the default config's bn_placement model). Runs are interleaved and repeated; the best time of
-   each counts. ``speedup_vs_reference`` = engine seed-steps/s / reference seed-steps/s.
+   each counts. ``speedup_vs_reference`` = engine seed-steps/s / reference seed-steps/s (wall; and
+   ``speedup_vs_reference_cpu`` from this process's CPU seconds, less sensitive to other load).
+   ``per_study``: the same on every study's largest training job (``--study-steps`` per seed).
 2. flops: achieved FLOP/s of a training job (``torch.utils.flop_counter.FlopCounterMode`` counts
    the training steps and evaluations) on the largest model of the default config, against the
    measured peak of a large float32 matmul (and of a matmul at the model's own layer size).
 3. probes: each probe that exists (``normlab.probes``), with the parameters a default study uses
    (else ``--probe-every``): its cost per call against the training time of the same job, as a
    fraction of training at the study's ``every``.
-4. startup: ``python -X importtime -c 'import normlab.train'``, a 1-step training job's wall time
-   minus its training time; and the DAG's overhead from the ``benchmark:`` .tsv files Snakemake
+4. startup: ``python -X importtime -c 'import normlab.train'``, a 1-step training job's process
+   start to first step (``startup_s`` of its summary) and its wall time minus its training time; and the DAG's overhead from the ``benchmark:`` .tsv files Snakemake
    wrote and the runs' summary.json (default-config versions if present, else whatever exists).
 
 Usage: python bench/run_bench.py [--out results/bench] [--seeds 5] [--steps 300] [--threads 1]
@@ -101,6 +103,13 @@ def timed(fn):
     return time.perf_counter() - t, out
 
 
+def timed_cpu(fn):
+    """(wall seconds, CPU seconds of this process, result): CPU time is less sensitive to other load."""
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t, time.process_time() - c, out
+
+
 # 1. throughput ---------------------------------------------------------------------------------
 def reference_loop(spec: dict, steps: int) -> float:
     """Plain PyTorch: per seed, a DataLoader over a TensorDataset, the same model and optimizer."""
@@ -135,36 +144,80 @@ def reference_loop(spec: dict, steps: int) -> float:
     return acc
 
 
-def engine(spec: dict, tmp: Path, ensemble: bool, **train) -> list[dict]:
+def engine(spec: dict, tmp: Path, one_seed_jobs: bool = False, **train) -> list[dict]:
+    """The engine (normlab.train.run): all seeds in one batched job, or (``one_seed_jobs``) one job
+    per seed, each the same loop with one member."""
+    if one_seed_jobs:
+        return [s for seed in spec["seeds"] for s in engine({**spec, "seeds": [seed]}, tmp, **train)]
     out = Path(tempfile.mkdtemp(dir=tmp))
-    return engine_run(with_train(spec, ensemble=ensemble, **train), out)
+    return engine_run(with_train(spec, **train), out)
 
 
-def throughput(spec: dict, steps: int, repeats: int, tmp: Path) -> dict:
+def throughput(spec: dict, steps: int, repeats: int, tmp: Path, one_seed: bool = True) -> dict:
+    """Seed-steps/s of the engine (all seeds batched; and one job per seed) against the reference loop.
+    Both wall and CPU seconds of this process; the best of ``repeats`` interleaved runs counts."""
     kw = {"steps": steps, "eval_every": steps, "ckpt_every": 10 * steps}
     n = len(spec["seeds"]) * steps
-    times = {"reference": [], "ensemble": [], "one_seed_path": []}
+    kinds = ["reference", "ensemble"] + (["one_seed_path"] if one_seed else [])
+    times = {k: [] for k in kinds}
+    cpu = {k: [] for k in kinds}
     acc = {}
+    runs = {"reference": lambda: reference_loop(spec, steps),
+            "ensemble": lambda: engine(spec, tmp, **kw),
+            "one_seed_path": lambda: engine(spec, tmp, one_seed_jobs=True, **kw)}
     for _ in range(repeats):  # interleaved, so that load from other processes hits all alike
-        dt, acc["reference"] = timed(lambda: reference_loop(spec, steps))
-        times["reference"].append(dt)
-        dt, s = timed(lambda: engine(spec, tmp, True, **kw))
-        times["ensemble"].append(dt)
-        acc["ensemble"] = statistics.mean(x["final"]["test_acc"] for x in s)
-        dt, s = timed(lambda: engine(spec, tmp, False, **kw))
-        times["one_seed_path"].append(dt)
-        acc["one_seed_path"] = statistics.mean(x["final"]["test_acc"] for x in s)
+        for k in kinds:
+            dt, dc, out = timed_cpu(runs[k])
+            times[k].append(dt)
+            cpu[k].append(dc)
+            acc[k] = out if k == "reference" else statistics.mean(x["final"].get("test_acc", float("nan")) for x in out)
     rate = {k: n / min(v) for k, v in times.items()}
-    return {
+    rate_cpu = {k: n / min(v) for k, v in cpu.items()}
+    res = {
         "workload": {"study": spec["study"], "variant": spec["variant"], "model": spec["model"],
                      "optimizer": spec["optimizer"], "lr": spec["lr"], "batch_size": spec["train"]["batch_size"],
                      "seeds": len(spec["seeds"]), "steps_per_seed": steps, "repeats": repeats},
-        "seconds": times, "seed_steps_per_s": rate, "mean_test_acc": acc,
+        "seconds": times, "cpu_seconds": cpu, "seed_steps_per_s": rate, "seed_steps_per_cpu_s": rate_cpu,
+        "mean_test_acc": acc,
         "speedup_vs_reference": rate["ensemble"] / rate["reference"],
-        "speedup_one_seed_path_vs_reference": rate["one_seed_path"] / rate["reference"],
-        "speedup_ensemble_vs_one_seed_path": rate["ensemble"] / rate["one_seed_path"],
+        "speedup_vs_reference_cpu": rate_cpu["ensemble"] / rate_cpu["reference"],
         "speedup_vs_reference_median": statistics.median(times["reference"]) / statistics.median(times["ensemble"]),
     }
+    if one_seed:
+        res["speedup_one_seed_path_vs_reference"] = rate["one_seed_path"] / rate["reference"]
+        res["speedup_ensemble_vs_one_seed_path"] = rate["ensemble"] / rate["one_seed_path"]
+    return res
+
+
+def largest_jobs(cfg: dict, tmp: Path) -> dict:
+    """Each study's largest training job (FLOPs per seed-step x steps), as the bench runs it."""
+    best = {}
+    for name, v, spec in study_specs(cfg):
+        shape = INPUT_SHAPES.get(spec["dataset"])
+        if shape is None:
+            continue
+        try:
+            f = step_flops(spec, shape)[0] * spec["train"]["steps"]
+        except Exception as e:  # noqa: BLE001 - report and go on
+            print(f"[bench] largest job: skipping {name}/{v}: {e}", file=sys.stderr)
+            continue
+        if name not in best or f > best[name][0]:
+            best[name] = (f, spec)
+    return {n: {**s, "data": str(data_file(cfg, s["dataset"], tmp))} for n, (_, s) in best.items()}
+
+
+def per_study(cfg: dict, tmp: Path, steps: int, repeats: int) -> dict:
+    """speedup_vs_reference on every study's largest training job (``steps`` per seed, no probes)."""
+    out = {}
+    for name, spec in largest_jobs(cfg, tmp).items():
+        spec = {**spec, "probes": []}
+        try:
+            r = throughput(spec, steps, repeats, tmp, one_seed=False)
+            out[name] = {k: r[k] for k in ("workload", "seed_steps_per_s", "seed_steps_per_cpu_s",
+                                           "speedup_vs_reference", "speedup_vs_reference_cpu")}
+        except Exception as e:  # noqa: BLE001 - report and go on
+            out[name] = {"status": f"error: {type(e).__name__}: {e}"}
+    return out
 
 
 # 2. FLOP/s --------------------------------------------------------------------------------------
@@ -217,7 +270,7 @@ def flops(cfg: dict, tmp: Path, steps: int) -> dict:
     E = len(spec["seeds"])
     total = E * (steps * train_f + 2 * n_eval * fwd_f)  # training steps + evaluations at 0 and at the end
     kw = {"steps": steps, "eval_every": steps, "ckpt_every": 10 * steps}
-    dt = min(timed(lambda: engine(spec, tmp, True, **kw))[0] for _ in range(2))
+    dt = min(timed(lambda: engine(spec, tmp, **kw))[0] for _ in range(2))
     peak = max(matmul_gflops(2048) for _ in range(2))
     width = spec["model"].get("width", 128)
     small = matmul_gflops(spec["train"]["batch_size"], width, width, reps=20)
@@ -257,9 +310,9 @@ def probe_costs(cfg: dict, workload: dict, tmp: Path, default_every: int, repeat
             short, base, with_p = [], [], []
             plain, probed = {**spec, "probes": []}, {**spec, "probes": [{**entry, "every": m}]}
             for _ in range(repeats):
-                short.append(timed(partial(engine, plain, tmp, True, steps=m, **kw))[0])
-                base.append(timed(partial(engine, plain, tmp, True, steps=2 * m, **kw))[0])
-                with_p.append(timed(partial(engine, probed, tmp, True, steps=2 * m, **kw))[0])
+                short.append(timed_cpu(partial(engine, plain, tmp, steps=m, **kw))[1])
+                base.append(timed_cpu(partial(engine, plain, tmp, steps=2 * m, **kw))[1])
+                with_p.append(timed_cpu(partial(engine, probed, tmp, steps=2 * m, **kw))[1])
             step_s = max(min(base) - min(short), 1e-9) / m
             call_s = max(min(with_p) - min(base), 0.0) / 2
             # a probe called only at listed steps (``at``) costs len(at) calls over the study's run
@@ -302,8 +355,10 @@ def startup(workload: dict, tmp: Path) -> dict:
                                "--threads", "1"])
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-2000:])
-    train_s = json.loads((out / "seed0" / "summary.json").read_text())["wall_s"]
-    return {"python_bare_s": bare[0], "import_normlab_train_s": imp[0], "import_normlab_train_cpu_s": imp[1],
+    summary = json.loads((out / "seed0" / "summary.json").read_text())
+    train_s = summary["wall_s"]
+    return {"startup_to_first_step_s": summary.get("startup_s"),
+            "python_bare_s": bare[0], "import_normlab_train_s": imp[0], "import_normlab_train_cpu_s": imp[1],
             "importtime_top": [{"module": m, "cumulative_s": s} for m, s, _ in top],
             "job_1step_wall_s": job_wall, "job_1step_cpu_s": job_cpu, "job_1step_training_s": train_s,
             "job_overhead_s": job_wall - train_s, "job_overhead_cpu_s": job_cpu - train_s,
@@ -343,7 +398,8 @@ def table(res: dict) -> str:
     lines += [
         (f"| **speedup_vs_reference** (ensemble, {t['workload']['seeds']} seeds) | **{t['speedup_vs_reference']:.2f}x** "
          f"(median {t['speedup_vs_reference_median']:.2f}x) | 3x |"),
-        f"| one-seed path vs reference | {t['speedup_one_seed_path_vs_reference']:.2f}x | |",
+        f"| speedup_vs_reference by CPU time | {t['speedup_vs_reference_cpu']:.2f}x | |",
+        f"| one job per seed (same loop, E = 1) vs reference | {t['speedup_one_seed_path_vs_reference']:.2f}x | |",
         f"| achieved GFLOP/s ({f['model']['arch']} {f['study']}/{f['variant']}) | {f['achieved_gflops']:.1f} | |",
         (f"| matmul peak GFLOP/s (2048^3) / at layer size {f['layer_size']} | {f['peak_matmul_gflops_2048']:.1f} / "
          f"{f['matmul_gflops_at_layer_size']:.1f} | |"),
@@ -359,7 +415,16 @@ def table(res: dict) -> str:
                          f"/call/seed) | <25% |")
         else:
             lines.append(f"| probe {name} | {p['status']} | <25% |")
-    lines += [(f"| import normlab.train: wall / CPU (load avg {s['load_average']:.1f}) | "
+    for name, r in res.get("per_study", {}).items():
+        if "speedup_vs_reference" in r:
+            w = r["workload"]
+            lines.append(f"| speedup_vs_reference, {name} largest job ({w['variant']}, {w['seeds']} seeds) | "
+                         f"{r['speedup_vs_reference']:.2f}x (CPU {r['speedup_vs_reference_cpu']:.2f}x) | 3x |")
+        else:
+            lines.append(f"| speedup_vs_reference, {name} | {r.get('status')} | 3x |")
+    lines += [(f"| process start to first step (1-step job) | {s.get('startup_to_first_step_s') or float('nan'):.2f} s"
+               " | <2 s |"),
+              (f"| import normlab.train: wall / CPU (load avg {s['load_average']:.1f}) | "
                f"{s['import_normlab_train_s']:.2f} s / {s['import_normlab_train_cpu_s']:.2f} s | <3 s |"),
               (f"| 1-step training job: wall / CPU / overhead (wall, CPU) | {s['job_1step_wall_s']:.2f} s / "
                f"{s['job_1step_cpu_s']:.2f} s / {s['job_overhead_s']:.2f} s, {s['job_overhead_cpu_s']:.2f} s | <3 s |")]
@@ -381,7 +446,8 @@ def main(argv=None):
     ap.add_argument("--probe-steps", type=int, default=50, help="m: probe runs of m and 2m steps")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--only", nargs="*", default=["throughput", "flops", "probes", "startup"])
+    ap.add_argument("--study-steps", type=int, default=100, help="steps per seed, every study's largest job")
+    ap.add_argument("--only", nargs="*", default=["throughput", "per_study", "flops", "probes", "startup"])
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -400,6 +466,7 @@ def main(argv=None):
         steps = {"throughput": lambda: throughput(workload, a.steps, a.repeats, tmp),
                  "flops": lambda: flops(cfg, tmp, a.flop_steps),
                  "probes": lambda: probe_costs(cfg, workload, tmp, a.probe_every, a.repeats, a.probe_steps),
+                 "per_study": lambda: per_study(cfg, tmp, a.study_steps, 1),
                  "startup": lambda: startup(workload, tmp)}
         for name in a.only:
             t = time.perf_counter()
@@ -414,6 +481,7 @@ def main(argv=None):
         res["speedup_vs_reference"] = res["throughput"]["speedup_vs_reference"]
     write(a.out / "summary.json", res)
     if set(a.only) >= {"throughput", "flops", "probes", "startup"}:
+        res.setdefault("per_study", {})
         print(table(res))
     print(f"[bench] wrote {a.out}/*.json in {res['bench_seconds']:.0f} s", file=sys.stderr)
 

@@ -1,4 +1,5 @@
-"""The training engine: determinism, resume after a kill, divergence, probes leave no trace."""
+"""The training engine: determinism, resume after a kill, divergence, probes leave no trace, W&B rows,
+``train.ensemble`` accepted and ignored, start-up without heavy imports."""
 
 import json
 import os
@@ -77,7 +78,7 @@ def test_divergence_is_recorded_not_raised(mnist1d, tmp_path):
 
 def test_resume_after_kill_gives_identical_metrics(mnist1d, tmp_path):
     s = spec(mnist1d, seeds=[0, 1])
-    s["train"] = {**s["train"], "steps": 1500, "ckpt_every": 100}
+    s["train"] = {**s["train"], "steps": 800, "ckpt_every": 50}
     sj = tmp_path / "spec.json"
     sj.write_text(json.dumps(s))
     cmd = [sys.executable, "-m", "normlab.train", "--spec", str(sj), "--threads", "1"]
@@ -87,11 +88,11 @@ def test_resume_after_kill_gives_identical_metrics(mnist1d, tmp_path):
     p = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed"), "--ckpt-dir", str(ck)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (ck / "seed1.pt").exists() and time.time() < deadline:  # killed during the second seed
+    while not (ck / "ensemble.pt").exists() and time.time() < deadline:  # killed after the first checkpoint
         time.sleep(0.01)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
-    assert (ck / "seed1.pt").exists(), "the run finished before it could be killed"
+    assert (ck / "ensemble.pt").exists(), "the run finished before it could be killed"
     assert not (tmp_path / "killed" / "seed1" / "metrics.parquet").exists()
     out = subprocess.run(cmd + ["--out", str(tmp_path / "killed"), "--ckpt-dir", str(ck)], check=True,
                          capture_output=True, text=True)
@@ -118,3 +119,59 @@ def test_missing_cifar_says_where_to_put_the_archive(tmp_path):
         data_mod.prepare("cifar10", {"root": str(tmp_path), "download": False}, tmp_path / "c.pt")
     assert "cifar-10-python.tar.gz" in str(e.value) and str(tmp_path) in str(e.value)
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_ensemble_key_is_accepted_and_ignored(mnist1d, tmp_path):
+    """Batching is the only path: ``train.ensemble`` true, false or absent gives the same numbers."""
+    torch.set_num_threads(1)
+    outs = {}
+    for flag in (True, False, None):
+        s = spec(mnist1d, seeds=[0, 1])
+        s["train"] = {**s["train"], "steps": 40}
+        if flag is not None:
+            s["train"]["ensemble"] = flag
+        run(s, tmp_path / str(flag))
+        outs[flag] = metrics(tmp_path / str(flag), 1)
+    pd.testing.assert_frame_equal(outs[True], outs[False])
+    pd.testing.assert_frame_equal(outs[True], outs[None])
+
+
+def test_tracker_gets_batch_acc_and_probe_metrics_per_seed(mnist1d, tmp_path, monkeypatch):
+    """W&B (one run per seed) receives every row the metrics file gets: batch_acc and probe metrics too."""
+    from normlab import engine
+
+    logged = {}
+
+    class FakeTracker:
+        def __init__(self, *, name, mode, **kw):
+            self.mode, self.run, self.run_dir = "offline", object(), None
+            self.rows = logged.setdefault(name, {})
+
+        def log(self, metrics, step=None):
+            for k, v in metrics.items():
+                self.rows[(step, k)] = v
+
+        def summary(self, values):
+            pass
+
+        def finish(self):
+            pass
+
+    monkeypatch.setattr(engine, "Tracker", FakeTracker)
+    s = spec(mnist1d, seeds=[0, 1], probes=[{"name": "weight_norms", "every": 7}])
+    s["train"] = {**s["train"], "steps": 30}
+    run(s, tmp_path / "o")
+    for seed in (0, 1):
+        m = metrics(tmp_path / "o", seed)
+        rows = logged[f"a/seed{seed}"]
+        assert {(int(r.step), r.metric): r.value for r in m.itertuples()} == rows
+        assert any(k == "batch_acc" for _, k in rows) and any(k == "grad_norm" for _, k in rows)
+
+
+def test_job_start_up_imports_nothing_heavy():
+    """A training job's import path: no torch._dynamo, wandb (W&B disabled), seaborn or matplotlib."""
+    code = ("import sys, normlab.train, normlab.engine; "
+            "print(sorted(m for m in ('torch._dynamo', 'wandb', 'seaborn', 'matplotlib', 'torchvision') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"

@@ -1,55 +1,36 @@
-"""Batched seeds: every seed of one variant trained together, as one ensemble, in one job.
+"""Stacked models: the seeds of one variant as one model with a leading ensemble dimension E.
 
-Used by ``train.run`` when ``train.ensemble`` is true. Each member is the model the one-seed path
-would build for its seed (``torch.manual_seed(seed)`` then ``build_model``); the members' tensors
-are stacked along a leading ensemble dimension E (``torch.func.stack_module_state``), and one
-optimizer updates the stacked tensors (SGD, Adam, AdamW and weight decay act elementwise, so each
-member gets exactly its own update). Per member: its own data order (``train.batch_indices``), its
-own noise stream (a ``torch.Generator`` holding the RNG state the one-seed path would have), its
-own BN statistics, labels, probes, divergence and W&B run. Outputs are those of the one-seed path:
-``<out>/seed<k>/{metrics.parquet,summary.json}``; ``wall_s`` and ``steps_per_s`` are the member's
-share of the job (job wall time / E), and ``ensemble`` in the summary gives the whole job's.
+``normlab.engine`` trains every run this way (one seed is E = 1). Each member is the model a
+one-seed build gives for its seed (``torch.manual_seed(seed)`` then ``build_model``); the members'
+tensors are stacked along E (``torch.func.stack_module_state``), and one optimizer updates the
+stacked tensors (SGD, Adam, AdamW and weight decay act elementwise, so each member gets exactly its
+own update). Each member has its own noise stream (a ``torch.Generator``) and BN statistics.
 
 Forward pass. Models made of known layers (the registry's Sequential models: Linear, Conv1d/2d,
 BatchNorm, Noise, BatchCenter, pooling, activations) run layer by layer on activations shaped
 (E, B, ...): a Linear is one ``baddbmm``; a convolution is one grouped convolution and a BN one
 ``batch_norm`` with the members folded into the channels (per-member statistics, exactly).
+Every op acts on each member separately, so a member's numbers do not depend on the other members:
+an MLP seed trained alone or with four others gives bitwise the same metrics (a grouped convolution
+may pick another kernel for another number of groups: there they agree to rounding; tests/test_ensemble.py).
 Any other model runs through ``torch.func.vmap(functional_call)``; there the noise of Noise layers
-comes from one job-level stream (same distribution as the one-seed path, not the same numbers).
-The layer path was 1.4x faster than vmap on the default MLP (1 CPU thread; see bench/).
+comes from one job-level stream (same distribution, not the same numbers as a per-member stream).
 
-Exactness (tests/test_ensemble.py): initial weights, batches, noise and labels are identical to the
-one-seed path; the losses and gradients of the first step agree to float32 rounding (a batched
-matmul may sum in another order than a single one), so per-seed curves agree closely for a while
-and then only in distribution (SGD on a non-convex loss amplifies rounding differences).
-
-Checkpoints: one atomic file ``<ckpt_dir>/ensemble.pt`` with every member's state (weights, BN
-statistics, optimizer state, noise RNG, metric rows, status); a resumed job continues exactly.
-A member whose loss becomes non-finite ends as ``diverged`` (its step recorded) while the others
-train on; the job stops early once every member has ended.
+``member(e)`` / ``copy_into(e, model)`` give member e as an ordinary ``nn.Module`` (for probes) and
+``member_optimizer`` an optimizer holding its slice of the stacked optimizer state.
 """
+
 
 from __future__ import annotations
 
 import copy
-import sys
-import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import train as T
-from .accel import augment
-from .config import config_hash
-from .io import atomic_torch_save, now
-from .models import build_model
 from .models.layers import BatchCenter, Noise
-from .optim import CONSTRAINTS, build_optimizer
-from .probes import ProbeContext, build_probe
-from .schedules import build_schedule
-from .tracking import Tracker
+from .optim import build_optimizer
 
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus)
 POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
@@ -70,10 +51,12 @@ def _unfold(x, e):
 class StackedModel:
     """E copies of one architecture with stacked tensors; ``forward(x)`` maps (E, B, ...) -> (E, B, out)."""
 
-    def __init__(self, models: list[nn.Module], generators: list[torch.Generator], force_vmap: bool = False):
+    def __init__(self, models: list[nn.Module], generators: list[torch.Generator], force_vmap: bool = False,
+                 fp32_norm: bool = False):
         from torch.func import stack_module_state
 
         self.size = len(models)
+        self.fp32_norm = fp32_norm  # under bf16 autocast: normalization and noise see float32 inputs
         self.template = copy.deepcopy(models[0])
         self.params, self.buffers = stack_module_state(models)
         self.generators = generators
@@ -179,6 +162,8 @@ class StackedModel:
             rm, rv, nbt = Bf.get(key("running_mean")), Bf.get(key("running_var")), Bf.get(key("num_batches_tracked"))
 
             def bn_op(x):  # nn.BatchNorm's forward, with the members folded into the channels
+                if self.fp32_norm:
+                    x = x.float()
                 factor = 0.0 if m.momentum is None else m.momentum
                 if self.training and m.track_running_stats and nbt is not None:
                     nbt.add_(1)
@@ -193,6 +178,8 @@ class StackedModel:
             return bn_op
         if isinstance(m, Noise):
             def noise_op(x):
+                if self.fp32_norm:
+                    x = x.float()
                 if not self.training:
                     return x
                 s, a = zip(*(m.sample(x.shape[1:], x.device, x.dtype, generator=g) for g in self.generators))
@@ -202,6 +189,8 @@ class StackedModel:
             rm = Bf[key("running_mean")]
 
             def center_op(x):
+                if self.fp32_norm:
+                    x = x.float()
                 shape = (E, 1, -1) + (1,) * (x.dim() - 3)
                 if self.training:
                     mean = x.mean(dim=[1] + list(range(3, x.dim())))
@@ -214,7 +203,7 @@ class StackedModel:
         return None
 
 
-def _member_optimizer(ens: StackedModel, optimizer, model: nn.Module, e: int, spec: dict, lr: float):
+def member_optimizer(ens: StackedModel, optimizer, model: nn.Module, e: int, spec: dict, lr: float):
     """An independent optimizer for a member copy, holding member ``e``'s slice of the stacked state."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = build_optimizer(params, spec["optimizer"], spec["lr"])
@@ -227,212 +216,3 @@ def _member_optimizer(ens: StackedModel, optimizer, model: nn.Module, e: int, sp
     for g in opt.param_groups:
         g["lr"] = lr
     return opt
-
-
-@torch.no_grad()
-def evaluate(ens: StackedModel, x, y, loss_fn, members, chunk: int = 4096):
-    """Per member: (loss, accuracy) on (x, y[e]); ``y`` is (E, N) or (E, N, K)."""
-    was = ens.training
-    ens.training = False
-    total = {e: 0.0 for e in members}
-    correct = {e: 0.0 for e in members}
-    for i in range(0, len(x), chunk):
-        out = ens.forward(x[i:i + chunk], shared=True)
-        for e in members:
-            ye = y[e, i:i + chunk]
-            total[e] += loss_fn(out[e], ye).item() * len(ye)
-            if ye.dim() == 1:
-                correct[e] += (out[e].argmax(1) == ye).sum().item()
-    ens.training = was
-    cls = y.dim() == 2
-    return {e: (total[e] / len(x), correct[e] / len(x) if cls else float("nan")) for e in members}
-
-
-def run_ensemble(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
-                 force_vmap: bool = False) -> list[dict]:
-    """Train every seed of ``spec`` as one ensemble; write each seed's outputs; return the summaries."""
-    tr = spec["train"]
-    dtype = torch.float64 if tr.get("dtype") == "float64" else torch.float32
-    steps, bs = tr["steps"], tr["batch_size"]
-    seeds = list(spec["seeds"])
-    E = len(seeds)
-    loss_fn = T.LOSSES[spec.get("loss", "cross_entropy")]
-    spec_key = config_hash({k: v for k, v in spec.items() if k not in ("wandb", "seeds")})
-    constraints = [CONSTRAINTS[c] for c in spec.get("constraints", [])]
-    aug = {k: v for k, v in (tr.get("augment") or {}).items() if v}  # per member, as train.py does
-    if tr.get("amp"):
-        print("[ensemble] train.amp is not supported by the ensemble path: training in full precision",
-              file=sys.stderr)
-
-    # Members exactly as the one-seed path builds them; each keeps the RNG state it would continue from.
-    models, gens, probes = [], [], []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        m = build_model(spec["model"], data.input_shape, data.n_classes, dtype=dtype).to(device)
-        probes.append([build_probe(p) for p in spec.get("probes", [])])
-        for c in constraints:
-            c(m)
-        models.append(m)
-        gens.append(torch.Generator(device).set_state(torch.get_rng_state() if device.type == "cpu"
-                                                      else torch.cuda.get_rng_state(device)))
-    torch.manual_seed(1_000_003 * E + sum(seeds))  # the job-level noise stream of the vmap path
-    ens = StackedModel(models, gens, force_vmap=force_vmap)
-    del models
-    optimizer = build_optimizer(ens.trainable(), spec["optimizer"], spec["lr"])
-    lr_at = build_schedule(spec.get("schedule"), spec["lr"], spec["optimizer"])
-
-    n = len(data.x_train)
-    if spec.get("random_labels"):
-        y_train = torch.stack([T.random_labels(data.y_train, data.n_classes, s) for s in seeds])
-    else:
-        y_train = data.y_train.unsqueeze(0).expand(E, *data.y_train.shape)
-    n_eval = min(tr.get("eval_train_max", 5000), n)
-    x_eval, y_eval = data.x_train[:n_eval], y_train[:, :n_eval]
-    y_test = data.y_test.unsqueeze(0).expand(E, *data.y_test.shape)
-    rows_of = torch.arange(E, device=device).unsqueeze(1)
-
-    rows: list[list] = [[] for _ in seeds]
-    status, first_bad = ["ok"] * E, [-1] * E
-    start_step, wall_before = 0, 0.0
-    ckpt = ckpt_dir / "ensemble.pt" if ckpt_dir is not None else None
-    bad = torch.full((E,), -1, dtype=torch.long, device=device)
-    if ckpt is not None and ckpt.exists():
-        ck = torch.load(ckpt, map_location=device, weights_only=False)
-        if ck["spec_key"] == spec_key and ck["seeds"] == seeds:
-            if ck.get("done"):
-                return [T._finish(spec, s, ck["rows"][e], ck["summaries"][e], out_dir) for e, s in enumerate(seeds)]
-            with torch.no_grad():
-                for k, v in ens.state().items():
-                    v.copy_(ck["state"][k])
-            optimizer.load_state_dict(ck["optimizer"])
-            for g, st in zip(gens, ck["gens"]):
-                g.set_state(st)
-            torch.set_rng_state(ck["rng"])
-            rows, status, first_bad, bad = ck["rows"], ck["status"], ck["first_bad"], ck["bad"]
-            start_step, wall_before = ck["step"], ck["wall_s"]
-            print(f"[ensemble] seeds {seeds}: resumed from step {start_step}", file=sys.stderr)
-
-    w = T.wandb_settings(spec, out_dir.parent.parent)
-    trackers = [Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
-                        group=f"{spec['study']}/{spec['version']}", name=f"{spec['variant']}/seed{s}",
-                        job_type="train", config={**spec, "seed": s}, dir=w.get("dir", out_dir),
-                        init_timeout=w.get("init_timeout", 20), tags=[spec["study"], spec["version"]])
-                for s in seeds]
-
-    def active():
-        return [e for e in range(E) if status[e] == "ok"]
-
-    def log_eval(t):
-        before = [len(r) for r in rows]
-        for split, (x, y) in {"train": (x_eval, y_eval), "test": (data.x_test, y_test)}.items():
-            for e, (loss, acc) in evaluate(ens, x, y, loss_fn, active()).items():
-                rows[e].append((t, f"{split}_loss", loss))
-                if y.dim() == 2:
-                    rows[e].append((t, f"{split}_acc", acc))
-        for e in active():
-            trackers[e].log({m: v for _, m, v in rows[e][before[e]:]}, step=t)
-
-    probe_models: dict[int, nn.Module] = {}
-
-    def probes_before(t, x, y, losses, lr):
-        """Per member: a copy of its model and optimizer, as the one-seed path's probes see them."""
-        if not any(p.due(t) for p in probes[0]):
-            return None
-        rng, ctxs = torch.get_rng_state(), {}
-        for e in active():  # one model copy per member, made once and refreshed in place (deepcopy is slow)
-            model = ens.copy_into(e, probe_models[e], grads=True) if e in probe_models else ens.member(e, grads=True)
-            probe_models[e] = model
-            opt = _member_optimizer(ens, optimizer, model, e, spec, lr)
-            ctxs[e] = ProbeContext(t, model, opt, loss_fn, x[e], y[e], lr, data, spec, losses[e])
-            T._call_probes(probes[e], "before_step", ctxs[e], rows[e])
-        torch.set_rng_state(rng)
-        return ctxs
-
-    def probes_after(ctxs, lr):
-        rng = torch.get_rng_state()
-        for e, ctx in ctxs.items():  # the same model object, now holding w_{t+1} (grads kept, as in train.py)
-            ens.copy_into(e, ctx.model)
-            ctx.optimizer = _member_optimizer(ens, optimizer, ctx.model, e, spec, lr)
-            T._call_probes(probes[e], "after_step", ctx, rows[e])
-        torch.set_rng_state(rng)
-
-    t0 = time.perf_counter()
-    started = now()
-    ens.training = True
-    if start_step == 0:
-        if hasattr(lr_at, "init_optimizer_state"):  # e.g. the exponential schedules' initial momentum
-            lr_at.init_optimizer_state(optimizer)
-        log_eval(0)
-    for t in range(start_step, steps):
-        if not active():
-            break
-        lr = lr_at(t)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        idx = torch.stack([T.batch_indices(s, t, n, bs, device) for s in seeds])
-        x, y = data.x_train[idx], y_train[rows_of, idx]
-        if spec.get("random_labels") == "fresh":
-            y = torch.stack([T.fresh_labels(s, t, idx.shape[1], data.n_classes, device) for s in seeds])
-        if aug:
-            x = torch.stack([augment(x[e], s, t, **aug) for e, s in enumerate(seeds)])
-        optimizer.zero_grad(set_to_none=True)
-        out = ens.forward(x)
-        losses = torch.stack([loss_fn(out[e], y[e]) for e in range(E)])
-        losses.sum().backward()
-        losses = losses.detach()
-        bad = torch.where((bad < 0) & ~torch.isfinite(losses), t, bad)
-        ctxs = probes_before(t, x, y, losses, lr)
-        optimizer.step()
-        for c in constraints:
-            for e in range(E):
-                c(ens.aliases[e])
-        if ctxs:
-            probes_after(ctxs, lr)
-        if t % tr.get("log_every", 10) == 0 or t == steps - 1:
-            bad_l, loss_l = bad.tolist(), losses.tolist()
-            acc_l = (out.detach().argmax(-1) == y).float().mean(1).tolist() if y.dim() == 2 else None
-            for e in active():
-                if bad_l[e] >= 0:
-                    status[e], first_bad[e] = "diverged", bad_l[e]
-                    rows[e].append((bad_l[e], "diverged", 1.0))
-                    continue
-                rows[e] += [(t, "batch_loss", loss_l[e]), (t, "lr", lr)]
-                if acc_l is not None:
-                    rows[e].append((t, "batch_acc", acc_l[e]))
-                trackers[e].log({"batch_loss": loss_l[e], "lr": lr}, step=t)
-        if active() and ((t + 1) % tr.get("eval_every", 100) == 0 or t + 1 == steps):
-            log_eval(t + 1)
-        if ckpt is not None and (t + 1) % tr.get("ckpt_every", 500) == 0 and t + 1 < steps:
-            atomic_torch_save({"spec_key": spec_key, "seeds": seeds, "step": t + 1, "state": ens.state(),
-                               "optimizer": optimizer.state_dict(), "gens": [g.get_state() for g in gens],
-                               "rng": torch.get_rng_state(), "rows": rows, "status": status,
-                               "first_bad": first_bad, "bad": bad,
-                               "wall_s": wall_before + time.perf_counter() - t0}, ckpt)
-
-    elapsed = time.perf_counter() - t0
-    wall = wall_before + elapsed
-    summaries = []
-    for e, seed in enumerate(seeds):
-        final = {}
-        if status[e] == "ok":
-            for _, m, v in rows[e]:
-                if m in ("train_loss", "train_acc", "test_loss", "test_acc"):
-                    final[m] = v
-        summaries.append({
-            "study": spec["study"], "version": spec["version"], "variant": spec["variant"], "seed": seed,
-            "keys": spec.get("keys", {}), "status": status[e],
-            "diverged_step": first_bad[e] if status[e] == "diverged" else None,
-            "steps": steps, "final": final, "wall_s": wall / E,
-            "steps_per_s": (steps - start_step) * E / max(elapsed, 1e-9) if status[e] == "ok" else None,
-            "device": str(device), "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
-            "amp": False, "augment": aug or None, "started": started, "finished": now(), "resumed_from": start_step or None,
-            "wandb": {"mode": trackers[e].mode, "dir": trackers[e].run_dir},
-            "slurm_job_id": T.os.environ.get("SLURM_JOB_ID"),
-            "ensemble": {"size": E, "path": ens.path, "job_wall_s": wall},
-        })
-        trackers[e].summary({"status": status[e], **final})
-        trackers[e].finish()
-    if ckpt is not None:  # keep the finished job until every output is written (a kill may come later)
-        atomic_torch_save({"spec_key": spec_key, "seeds": seeds, "done": True, "rows": rows,
-                           "summaries": summaries}, ckpt)
-    return [T._finish(spec, s, rows[e], summaries[e], out_dir) for e, s in enumerate(seeds)]

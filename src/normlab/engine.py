@@ -1,0 +1,439 @@
+"""The training engine: one loop, every seed of one variant trained together (batched).
+
+Knows nothing of any study. A run spec (JSON, built by the study module and passed by the
+Snakemake rule) says what to train:
+
+    {study, version, variant, keys: {...}, seeds: [0, 1, ...], data: "resources/data/....pt",
+     model: {...}, optimizer: {...}, lr: 0.1, schedule: {...}, train: {...}, probes: [...],
+     loss: "cross_entropy" | "mse", random_labels: false | true | "fresh", constraints: [],
+     device: "auto", wandb: {...}}
+
+The seeds of a spec are the members of one stacked model (``normlab.ensemble.StackedModel``):
+each member is the model ``torch.manual_seed(seed); build_model(...)`` gives, with its own data
+order (``batch_indices``), its own noise stream, BN statistics, labels, probes, divergence and
+W&B run. One seed is the same loop with one member. ``train.ensemble`` is accepted and ignored
+(batching is the only path). A member's numbers do not depend on which other seeds share its job
+(tests/test_ensemble.py).
+
+Per seed it writes ``<out>/seed<k>/metrics.parquet`` (tidy: step, metric, value + the run's keys)
+and ``<out>/seed<k>/summary.json``, both atomically (``write_run``). Checkpoints: one atomic file
+``<ckpt_dir>/ensemble.pt`` every ``train.ckpt_every`` steps; a rerun resumes from it and gives the
+same numbers as an uninterrupted run. A member whose loss becomes non-finite ends as ``diverged``
+(its step recorded) while the others train on.
+
+Probes act on one ``nn.Module`` per member (a copy holding the member's weights, buffers and
+gradients, with an optimizer holding its slice of the optimizer state) through ``ProbeContext``;
+``call_probes`` snapshots and restores model, optimizer and RNG around every probe (``Snapshot``),
+so training is bit-identical with and without probes.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data as data_mod
+from .accel import Precision, augment, to_device
+from .config import config_hash
+from .ensemble import StackedModel, member_optimizer
+from .io import atomic_torch_save, now, package_versions, write_json, write_parquet
+from .models import build_model
+from .optim import CONSTRAINTS, build_optimizer
+from .probes import ProbeContext, build_probe
+from .schedules import build_schedule
+from .tracking import Tracker
+
+LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux ``/proc``; 10 ms resolution), else None."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: device 'cuda' requested in the config but no CUDA device is available")
+    return torch.device(name)
+
+
+@lru_cache(maxsize=256)
+def _epoch_perm(seed: int, epoch: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1_000_003 * (seed + 1) + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def batch_indices(seed: int, step: int, n: int, batch_size: int, device) -> torch.Tensor:
+    """The sample indices of step ``step``: a fresh permutation per epoch, from (seed, epoch) alone.
+
+    Stateless, so a resumed run draws exactly the batches an uninterrupted one would (the epoch's
+    permutation is cached: one draw per epoch, not per step).
+    """
+    per_epoch = max(n // batch_size, 1)
+    epoch, k = divmod(step, per_epoch)
+    return to_device(_epoch_perm(seed, epoch, n)[k * batch_size:(k + 1) * batch_size], device)
+
+
+def random_labels(y: torch.Tensor, n_classes: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(7919 * (seed + 1))
+    return torch.randint(n_classes, y.shape, generator=g).to(y.device)
+
+
+def fresh_labels(seed: int, step: int, size: int, n_classes: int, device) -> torch.Tensor:
+    """Labels drawn anew at every step (``random_labels: fresh``): the data never repeats, so the
+    gradient never vanishes. Stateless, from (seed, step) alone, so resume is exact."""
+    g = torch.Generator().manual_seed(104_729 * (seed + 1) + 7 * step + 3)
+    return to_device(torch.randint(n_classes, (size,), generator=g), device)
+
+
+@torch.no_grad()
+def evaluate(model, x, y, loss_fn, chunk: int = 4096, prec: Precision | None = None) -> tuple[float, float]:
+    """(mean loss, accuracy) of one ``nn.Module`` on (x, y), in eval mode (for side jobs and probes)."""
+    was_training = model.training
+    model.eval()
+    prec = prec or Precision(False, x.device)
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    for i in range(0, len(x), chunk):
+        with prec.autocast():
+            out = model(prec.batch(x[i:i + chunk]))
+            total += loss_fn(out, y[i:i + chunk]).double() * len(out)
+        if y.dim() == 1:
+            correct += (out.argmax(1) == y[i:i + chunk]).sum()
+    model.train(was_training)
+    return total.item() / len(x), (correct.item() / len(x) if y.dim() == 1 else float("nan"))
+
+
+class Snapshot:
+    """Model (params, buffers, grads), optimizer and RNG state, to undo whatever a probe does."""
+
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer = model, optimizer
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
+        self.opt = copy.deepcopy(optimizer.state_dict())
+        self.rng = torch.get_rng_state()
+        self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        self.training = model.training
+
+    def restore(self):
+        with torch.no_grad():
+            for k, v in self.model.state_dict().items():
+                v.copy_(self.state[k])
+            for p, g in zip(self.model.parameters(), self.grads):
+                p.grad = None if g is None else g.clone()
+        self.optimizer.load_state_dict(copy.deepcopy(self.opt))  # load_state_dict aliases tensors
+        torch.set_rng_state(self.rng)
+        if self.cuda_rng is not None:
+            torch.cuda.set_rng_state_all(self.cuda_rng)
+        self.model.train(self.training)
+
+
+def call_probes(probes, hook: str, ctx: ProbeContext, rows: list) -> None:
+    """Call ``hook`` ("before_step" | "after_step") of the due probes; append (step, metric, value)
+    rows; restore model, optimizer and RNG after each call."""
+    due = [p for p in probes if p.due(ctx.step)]
+    if not due:
+        return
+    snap = Snapshot(ctx.model, ctx.optimizer)
+    for p in due:
+        for k, v in getattr(p, hook)(ctx).items():
+            rows.append((ctx.step, k, float(v)))
+        snap.restore()
+
+
+def wandb_settings(spec: dict, version_dir: Path) -> dict:
+    """W&B settings: the spec's, else those the Snakefile exports in NORMLAB_WANDB (kept out of rule
+    params so that switching W&B mode does not rerun training). Runs go under the version folder."""
+    w = spec.get("wandb") or json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
+    return {"dir": str(version_dir), **w}
+
+
+def metrics_frame(spec: dict, seed: int, rows):
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=["step", "metric", "value"])
+    df["step"] = df["step"].astype("int64")
+    df = df.assign(study=spec["study"], variant=spec["variant"], seed=seed)
+    for k, v in spec.get("keys", {}).items():
+        df[k] = v
+    return df
+
+
+def write_run(spec: dict, seed: int, rows, summary: dict, out_dir: Path) -> dict:
+    """Write ``<out_dir>/seed<seed>/{metrics.parquet,summary.json}`` atomically; return the summary."""
+    d = Path(out_dir) / f"seed{seed}"
+    write_parquet(metrics_frame(spec, seed, rows), d / "metrics.parquet")
+    write_json({**summary, "spec": spec, "packages": package_versions(("torch",))}, d / "summary.json")
+    return summary
+
+
+def _member_losses(loss_name: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-member mean loss of stacked outputs ``out`` (E, B, K) against ``y`` (E, B[, K])."""
+    if loss_name == "cross_entropy" and y.dim() == 2:
+        per = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none")
+        return per.view(out.shape[0], -1).mean(1)
+    loss_fn = LOSSES[loss_name]
+    return torch.stack([loss_fn(out[e], y[e]) for e in range(out.shape[0])])
+
+
+@torch.no_grad()
+def evaluate_members(ens: StackedModel, x, y, loss_name: str, members, chunk: int = 4096, prec=None):
+    """Per member e: (mean loss, accuracy) on (x, y[e]); ``y`` is (E, N) or (E, N, K). One sync."""
+    was = ens.training
+    ens.training = False
+    prec = prec or Precision(False, x.device)
+    E = ens.size
+    total = torch.zeros(E, dtype=torch.float64, device=x.device)
+    correct = torch.zeros(E, dtype=torch.long, device=x.device)
+    cls = y.dim() == 2
+    for i in range(0, len(x), chunk):
+        with prec.autocast():
+            out = ens.forward(x[i:i + chunk], shared=True)
+        out = out.float() if out.dtype == torch.bfloat16 else out
+        yc = y[:, i:i + chunk]
+        total += _member_losses(loss_name, out, yc).double() * yc.shape[1]
+        if cls:
+            correct += (out.argmax(-1) == yc).sum(1)
+    ens.training = was
+    tl, cl = (total / len(x)).tolist(), correct.tolist()
+    return {e: (tl[e], cl[e] / len(x) if cls else float("nan")) for e in members}
+
+
+def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
+          force_vmap: bool = False) -> list[dict]:
+    """Train every seed of ``spec`` (batched); write each seed's outputs; return the summaries."""
+    out_dir = Path(out_dir)
+    tr = spec["train"]
+    dtype = torch.float64 if tr.get("dtype") == "float64" else torch.float32
+    steps, bs = tr["steps"], tr["batch_size"]
+    log_every, eval_every, ckpt_every = tr.get("log_every", 10), tr.get("eval_every", 100), tr.get("ckpt_every", 500)
+    seeds = list(spec["seeds"])
+    E = len(seeds)
+    loss_name = spec.get("loss", "cross_entropy")
+    loss_fn = LOSSES[loss_name]
+    spec_key = config_hash({k: v for k, v in spec.items() if k not in ("wandb", "seeds")})
+    constraints = [CONSTRAINTS[c] for c in spec.get("constraints", [])]
+    aug = {k: v for k, v in (tr.get("augment") or {}).items() if v}  # on-device flips / crops, per member
+    prec = Precision(tr.get("amp", False), device, dtype)  # bf16 autocast, fp32 normalization: CUDA only
+
+    # Members exactly as a one-seed run builds them; each keeps the RNG state it would continue from.
+    models, gens, probes = [], [], []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        m = build_model(spec["model"], data.input_shape, data.n_classes, dtype=dtype).to(device)
+        probes.append([build_probe(p) for p in spec.get("probes", [])])
+        for c in constraints:
+            c(m)
+        models.append(m)
+        gens.append(torch.Generator(device).set_state(torch.get_rng_state() if device.type == "cpu"
+                                                      else torch.cuda.get_rng_state(device)))
+    torch.manual_seed(1_000_003 * E + sum(seeds))  # the job-level stream (vmap path's noise, probes)
+    ens = StackedModel(models, gens, force_vmap=force_vmap, fp32_norm=prec.amp)
+    del models
+    optimizer = build_optimizer(ens.trainable(), spec["optimizer"], spec["lr"])
+    lr_at = build_schedule(spec.get("schedule"), spec["lr"], spec["optimizer"])
+    any_probes = bool(spec.get("probes"))
+
+    n = len(data.x_train)
+    rl = spec.get("random_labels")
+    fresh = rl == "fresh"
+    if rl and not fresh:
+        y_train = torch.stack([random_labels(data.y_train, data.n_classes, s) for s in seeds])
+    else:
+        y_train = data.y_train.unsqueeze(0).expand(E, *data.y_train.shape)
+    n_eval = min(tr.get("eval_train_max", 5000), n)
+    x_eval, y_eval = data.x_train[:n_eval], y_train[:, :n_eval]
+    y_test = data.y_test.unsqueeze(0).expand(E, *data.y_test.shape)
+    rows_of = torch.arange(E, device=device).unsqueeze(1)
+
+    rows: list[list] = [[] for _ in seeds]
+    status, first_bad = ["ok"] * E, [-1] * E
+    start_step, wall_before = 0, 0.0
+    ckpt = Path(ckpt_dir) / "ensemble.pt" if ckpt_dir is not None else None
+    bad = torch.full((E,), -1, dtype=torch.long, device=device)
+    if ckpt is not None and ckpt.exists():
+        ck = torch.load(ckpt, map_location=device, weights_only=False)
+        if ck["spec_key"] == spec_key and ck["seeds"] == seeds:
+            if ck.get("done"):
+                return [write_run(spec, s, ck["rows"][e], ck["summaries"][e], out_dir) for e, s in enumerate(seeds)]
+            with torch.no_grad():
+                for k, v in ens.state().items():
+                    v.copy_(ck["state"][k])
+            optimizer.load_state_dict(ck["optimizer"])
+            for g, st in zip(gens, ck["gens"]):
+                g.set_state(st)
+            torch.set_rng_state(ck["rng"])
+            rows, status, first_bad, bad = ck["rows"], ck["status"], ck["first_bad"], ck["bad"]
+            start_step, wall_before = ck["step"], ck["wall_s"]
+            print(f"[train] seeds {seeds}: resumed from step {start_step}", file=sys.stderr)
+
+    w = wandb_settings(spec, out_dir.parent.parent)
+    trackers = [Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
+                        group=f"{spec['study']}/{spec['version']}", name=f"{spec['variant']}/seed{s}",
+                        job_type="train", config={**spec, "seed": s}, dir=w.get("dir", out_dir),
+                        init_timeout=w.get("init_timeout", 20), tags=[spec["study"], spec["version"]])
+                for s in seeds]
+    tracking = any(t.run is not None for t in trackers)
+
+    def active():
+        return [e for e in range(E) if status[e] == "ok"]
+
+    def log_new(t, before):
+        if tracking:
+            for e in active():
+                if len(rows[e]) > before[e]:
+                    trackers[e].log({m: v for _, m, v in rows[e][before[e]:]}, step=t)
+
+    def log_eval(t):
+        before = [len(r) for r in rows]
+        for split, (x, y) in {"train": (x_eval, y_eval), "test": (data.x_test, y_test)}.items():
+            for e, (loss, acc) in evaluate_members(ens, x, y, loss_name, active(), prec=prec).items():
+                rows[e].append((t, f"{split}_loss", loss))
+                if y.dim() == 2:
+                    rows[e].append((t, f"{split}_acc", acc))
+        log_new(t, before)
+
+    probe_models: dict[int, nn.Module] = {}
+
+    def probes_before(t, x, y, losses, lr):
+        """Per member: a copy of its model and optimizer, as a one-seed training loop would hold them."""
+        if not any(p.due(t) for p in probes[0]):
+            return None
+        rng, ctxs = torch.get_rng_state(), {}
+        for e in active():  # one model copy per member, made once and refreshed in place (deepcopy is slow)
+            model = ens.copy_into(e, probe_models[e], grads=True) if e in probe_models else ens.member(e, grads=True)
+            probe_models[e] = model
+            opt = member_optimizer(ens, optimizer, model, e, spec, lr)
+            ctxs[e] = ProbeContext(t, model, opt, loss_fn, x[e], y[e], lr, data, spec, losses[e])
+            call_probes(probes[e], "before_step", ctxs[e], rows[e])
+        torch.set_rng_state(rng)
+        return ctxs
+
+    def probes_after(ctxs, lr):
+        rng = torch.get_rng_state()
+        for e, ctx in ctxs.items():  # the same model object, now holding w_{t+1} (grads kept)
+            ens.copy_into(e, ctx.model)
+            ctx.optimizer = member_optimizer(ens, optimizer, ctx.model, e, spec, lr)
+            call_probes(probes[e], "after_step", ctx, rows[e])
+        torch.set_rng_state(rng)
+
+    startup_s = process_age()  # process start -> training starts (imports, data, models, W&B)
+    t0 = time.perf_counter()
+    started = now()
+    ens.training = True
+    if start_step == 0:
+        if hasattr(lr_at, "init_optimizer_state"):  # e.g. the exponential schedules' initial momentum
+            lr_at.init_optimizer_state(optimizer)
+        log_eval(0)
+    groups = optimizer.param_groups
+    t = start_step
+    for t in range(start_step, steps):
+        if not active():
+            break
+        lr = lr_at(t)
+        for g in groups:
+            g["lr"] = lr
+        idx = torch.stack([batch_indices(s, t, n, bs, device) for s in seeds])
+        x, y = data.x_train[idx], y_train[rows_of, idx]
+        if fresh:
+            y = torch.stack([fresh_labels(s, t, idx.shape[1], data.n_classes, device) for s in seeds])
+        if aug:
+            x = torch.stack([augment(x[e], s, t, **aug) for e, s in enumerate(seeds)])
+        optimizer.zero_grad(set_to_none=True)
+        with prec.autocast():
+            out = ens.forward(x)
+        losses = _member_losses(loss_name, out.float() if prec.amp else out, y)
+        losses.sum().backward()
+        losses = losses.detach()
+        bad = torch.where((bad < 0) & ~torch.isfinite(losses), t, bad)  # no host-device sync
+        before = [len(r) for r in rows] if any_probes else None
+        ctxs = probes_before(t, x, y, losses, lr) if any_probes else None
+        optimizer.step()
+        for c in constraints:
+            for e in range(E):
+                c(ens.aliases[e])
+        if ctxs:
+            probes_after(ctxs, lr)
+            log_new(t, before)
+        if t % log_every == 0 or t == steps - 1:
+            bad_l, loss_l = bad.tolist(), losses.tolist()
+            acc_l = (out.detach().argmax(-1) == y).float().mean(1).tolist() if y.dim() == 2 else None
+            for e in active():
+                if bad_l[e] >= 0:
+                    status[e], first_bad[e] = "diverged", bad_l[e]
+                    rows[e].append((bad_l[e], "diverged", 1.0))
+                    continue
+                logged = [(t, "batch_loss", loss_l[e]), (t, "lr", lr)]
+                if acc_l is not None:
+                    logged.append((t, "batch_acc", acc_l[e]))
+                rows[e] += logged
+                if tracking:
+                    trackers[e].log({m: v for _, m, v in logged}, step=t)
+        if active() and ((t + 1) % eval_every == 0 or t + 1 == steps):
+            log_eval(t + 1)
+        if ckpt is not None and (t + 1) % ckpt_every == 0 and t + 1 < steps:
+            atomic_torch_save({"spec_key": spec_key, "seeds": seeds, "step": t + 1, "state": ens.state(),
+                               "optimizer": optimizer.state_dict(), "gens": [g.get_state() for g in gens],
+                               "rng": torch.get_rng_state(), "rows": rows, "status": status,
+                               "first_bad": first_bad, "bad": bad,
+                               "wall_s": wall_before + time.perf_counter() - t0}, ckpt)
+
+    elapsed = time.perf_counter() - t0
+    wall = wall_before + elapsed
+    summaries = []
+    for e, seed in enumerate(seeds):
+        final = {}
+        if status[e] == "ok":
+            for _, m, v in rows[e]:
+                if m in ("train_loss", "train_acc", "test_loss", "test_acc"):
+                    final[m] = v
+        summaries.append({
+            "study": spec["study"], "version": spec["version"], "variant": spec["variant"], "seed": seed,
+            "keys": spec.get("keys", {}), "status": status[e],
+            "diverged_step": first_bad[e] if status[e] == "diverged" else None,
+            "steps": steps, "final": final, "wall_s": wall / E,
+            "steps_per_s": (steps - start_step) * E / max(elapsed, 1e-9) if status[e] == "ok" else None,
+            "device": str(device), "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
+            "amp": prec.amp, "augment": aug or None, "started": started, "finished": now(),
+            "resumed_from": start_step or None, "startup_s": startup_s,
+            "wandb": {"mode": trackers[e].mode, "dir": trackers[e].run_dir},
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "ensemble": {"size": E, "path": ens.path, "job_wall_s": wall},
+        })
+        trackers[e].summary({"status": status[e], **final})
+        trackers[e].finish()
+    if ckpt is not None:  # keep the finished job until every output is written (a kill may come later)
+        atomic_torch_save({"spec_key": spec_key, "seeds": seeds, "done": True, "rows": rows,
+                           "summaries": summaries}, ckpt)
+    return [write_run(spec, s, rows[e], summaries[e], out_dir) for e, s in enumerate(seeds)]
+
+
+def run(spec: dict, out: Path, ckpt_dir: Path | None = None) -> list[dict]:
+    """Load the spec's data, train all its seeds, write their outputs; return the summaries."""
+    device = resolve_device(spec.get("device", "auto"))
+    dtype = torch.float64 if spec["train"].get("dtype") == "float64" else torch.float32
+    data = data_mod.load(spec["data"], device=device, dtype=dtype)
+    if ckpt_dir is not None:
+        Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+    summaries = train(spec, data, device, Path(out), ckpt_dir)
+    if ckpt_dir is not None:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return summaries
