@@ -307,7 +307,7 @@ def claims_table_md(s: dict, claims: pd.DataFrame, out_dir: Path, full_text: boo
 
 def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path) -> str:
     lines = ["# Replication scorecard", "", f"**{summary_line(df)}**", "",
-             f"{len(loaded)} studies, {len(df)} claims in all. {VERDICT_RULE} Checks (instrument identities, "
+             f"{len(loaded)} {'study' if len(loaded) == 1 else 'studies'}, {len(df)} claims in all. {VERDICT_RULE} Checks (instrument identities, "
              "controls) and per-cell detail are listed per study below, apart from the papers' claims.", "",
              "| study | claim | verdict | the paper says | we measured | departs from the paper | figure |",
              "|---|---|---|---|---|---|---|"]
@@ -508,9 +508,8 @@ def front_fragment(loaded: list[dict], df: pd.DataFrame) -> str:
     e = html.escape
     td = "border:1px solid #d0d7de;padding:2px 4px;vertical-align:top;"
     out = [f"<p><b>{e(summary_line(df))}</b></p>",
-           "<p style='font-size:.85em'>Verdicts Holm-adjusted within each study (headline claims of a study are "
-           "one family); 95% Student t intervals over seeds. Hover a row for the paper's statement and what "
-           "departs from it; the full table with figures is the Scorecard result.</p>",
+           "<p style='font-size:.8em'>Verdicts Holm-adjusted within each study; value [95% Student t interval "
+           "over seeds] (claim). Hover a row: the paper's statement, what departs from it.</p>",
            "<table style='border-collapse:collapse;font-size:.8em;width:100%'><tr>"
            + "".join(f"<th style='{td}background:#f6f8fa'>{h}</th>" for h in ("claim", "verdict", "the paper says",
                                                                            "we measured")) + "</tr>"]
@@ -520,7 +519,7 @@ def front_fragment(loaded: list[dict], df: pd.DataFrame) -> str:
             v = "missing" if r is None else str(r.verdict)
             badge = (f"<span style='background:{COLORS.get(v, '#6e7781')};color:#fff;border-radius:3px;"
                      f"padding:0 4px;font-weight:600'>{e(v)}</span>")
-            meas = "no row" if r is None else f"{e(value_ci(r))} ({e(fmt(r.threshold))}), {e(str(r.n_seeds))} seeds"
+            meas = "no row" if r is None else f"{e(value_ci(r, 3))} ({e(fmt(r.threshold))})"
             tip = e(f"{h['statement']} | Departs: {h['departures']}")
             out.append(f"<tr title='{tip}'><td style='{td}white-space:nowrap'><b>{e(h['claim_id'])}</b></td>"
                        f"<td style='{td}'>{badge}</td><td style='{td}'>{e(short(h['statement'], 90))}</td>"
@@ -650,7 +649,7 @@ def main(argv=None):
         raise SystemExit(f"error: no study results under {a.results}/ (run snakemake first)")
     captions = a.captions if a.captions.is_dir() else None
     df = build(vdirs, a.out_dir or a.results, captions)
-    print(f"[scorecard] {len(vdirs)} studies: {summary_line(df)}")
+    print(f"[scorecard] {len(vdirs)} {'study' if len(vdirs) == 1 else 'studies'}: {summary_line(df)}")
 
 
 if __name__ == "__main__":
