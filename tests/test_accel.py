@@ -11,6 +11,7 @@ from test_data import make_cifar10_archive
 from torch import nn
 
 from normlab import data as D
+from normlab import engine as Eng
 from normlab import train as T
 from normlab.accel import Precision, augment
 from normlab.models.layers import BatchCenter, Noise
@@ -77,6 +78,34 @@ def test_amp_keeps_normalization_in_float32():
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_stacked_amp_keeps_normalization_in_float32():
+    """The engine's stacked model under bf16 autocast (``fp32_norm``, set when train.amp is on): the
+    convolutions run in bf16, BN / noise / centering get float32 inputs and keep float32 statistics."""
+    from normlab.ensemble import StackedModel
+
+    def build(seed, norm):
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), *( [nn.BatchNorm2d(4), Noise()] if norm == "bn" else [BatchCenter(4)]),
+                             nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+
+    x = torch.randn(2, 5, 3, 8, 8)
+    for norm in ("bn", "center"):
+        ens = StackedModel([build(s, norm) for s in (0, 1)], [torch.Generator().manual_seed(s) for s in (0, 1)],
+                           fp32_norm=True)
+        assert ens.path == "layers"
+        seen = []
+        ops = ens.ops
+        ens.ops = [(lambda f: (lambda h: (seen.append(h.dtype), f(h))[1]))(f) for f in ops]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = ens.forward(x)
+        assert seen[1] == torch.bfloat16  # the convolution's output is bf16 ...
+        assert seen[2] == torch.float32  # ... the normalization's output float32 (it computed in float32)
+        assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+        for b in ens.buffers.values():  # ... and the statistics stay float32
+            assert b.dtype in (torch.float32, torch.int64)
+        assert ens.buffers[next(k for k in ens.buffers if "running_mean" in k)].abs().sum() > 0
+
+
 def _image_spec(tmp_path, **train):
     root = tmp_path / "cifar10"
     root.mkdir()
@@ -101,17 +130,17 @@ def test_training_with_augmentation_is_deterministic_and_resumes(tmp_path, monke
     plain = T.run({**spec, "train": {**spec["train"], "augment": {}}}, tmp_path / "p")[0]
     assert plain["augment"] is None and plain["final"] != a["final"]  # augmentation did change the batches
     # a run killed right after its step-3 checkpoint resumes to the same numbers (augmentation draws too)
-    save = T.atomic_torch_save
+    save = Eng.atomic_torch_save
 
     def save_then_die(obj, path):
         save(obj, path)
         if obj.get("step") == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(T, "atomic_torch_save", save_then_die)
+    monkeypatch.setattr(Eng, "atomic_torch_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         T.run(spec, tmp_path / "killed", tmp_path / "ck")
-    monkeypatch.setattr(T, "atomic_torch_save", save)
+    monkeypatch.setattr(Eng, "atomic_torch_save", save)
     resumed = T.run(spec, tmp_path / "resumed", tmp_path / "ck")[0]
     assert resumed["resumed_from"] == 3 and resumed["final"] == a["final"]
 
