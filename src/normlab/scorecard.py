@@ -61,7 +61,8 @@ RULE_SHORT = (
     "Verdicts are <b>Holm-adjusted within each study</b> (its headline claims are one family, its cells "
     "another; checks are judged alone): <b>holds</b> when the adjusted test rejects \"the claim is false\" "
     "at 5%, <b>fails</b> when it rejects \"the claim is true\", else <b>inconclusive</b>. Values: mean "
-    "[unadjusted 95% Student t interval] over seeds.")
+    "[unadjusted 95% Student t interval] over seeds. <i>Departs from the paper</i>: as the study declares it "
+    "for its default config; the claim's own text (hover <i>we measured</i>) describes this run's setup.")
 
 
 # ---------------------------------------------------------------------------- loading
@@ -308,7 +309,9 @@ def claims_table_md(s: dict, claims: pd.DataFrame, out_dir: Path, full_text: boo
 def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path) -> str:
     lines = ["# Replication scorecard", "", f"**{summary_line(df)}**", "",
              f"{len(loaded)} {'study' if len(loaded) == 1 else 'studies'}, {len(df)} claims in all. {VERDICT_RULE} Checks (instrument identities, "
-             "controls) and per-cell detail are listed per study below, apart from the papers' claims.", "",
+             "controls) and per-cell detail are listed per study below, apart from the papers' claims. "
+             "*Departs from the paper* is the study's declaration for its default config; each claim's own text "
+             "(per study, below) describes this run's setup.", "",
              "| study | claim | verdict | the paper says | we measured | departs from the paper | figure |",
              "|---|---|---|---|---|---|---|"]
     for s in loaded:
@@ -576,7 +579,7 @@ def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, captions: P
         for kind in KINDS:
             rows = c[c.kind == kind]
             if len(rows):
-                parts += [f"<details class='{kind}'{' open' if kind == 'headline' else ''}><summary>"
+                parts += [f"<details class='{kind}'><summary>"
                           f"{KIND_TITLES[kind]} of {e(s['name'])}: {e(kind_line(rows, kind))}</summary>",
                           claims_table_html(rows, fig_links), "</details>"]
         parts += [f"<details id='{anchor(s['name'])}-figures'><summary>Figures of {e(s['name'])} "
