@@ -41,6 +41,12 @@ rule norm_growth_analyze:
             category=NG_CAT,
             labels={"figure": "norm growth"},
         ),
+        g2=report(
+            f"{NG}/figures/g2_steady.png",
+            caption="../report/norm_growth/g2_steady.rst",
+            category=NG_CAT,
+            labels={"figure": "G^2 steadiness"},
+        ),
         efflr=report(
             f"{NG}/figures/effective_lr.png",
             caption="../report/norm_growth/effective_lr.rst",
