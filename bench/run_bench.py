@@ -112,12 +112,26 @@ def timed_cpu(fn):
 
 # 1. throughput ---------------------------------------------------------------------------------
 def reference_loop(spec: dict, steps: int) -> float:
-    """Plain PyTorch: per seed, a DataLoader over a TensorDataset, the same model and optimizer."""
+    """Plain PyTorch: per seed, a DataLoader over a TensorDataset, the same model and optimizer, and the
+    engine's evaluations (loss and accuracy on the first ``eval_train_max`` training samples and on the
+    test set, at step 0 and at the end), so that both do the same work. Returns the mean test accuracy."""
     from torch.utils.data import DataLoader, TensorDataset
 
     blob = torch.load(spec["data"], weights_only=False)
     x, y, xt, yt = blob["x_train"], blob["y_train"], blob["x_test"], blob["y_test"]
+    n_eval = min(spec["train"].get("eval_train_max", 5000), len(x))
     opt_spec, bs, acc = spec["optimizer"], spec["train"]["batch_size"], 0.0
+
+    @torch.no_grad()
+    def evaluate(model):
+        model.eval()
+        out = []
+        for xs, ys in ((x[:n_eval], y[:n_eval]), (xt, yt)):
+            o = model(xs)
+            out.append((F.cross_entropy(o, ys).item(), (o.argmax(1) == ys).float().mean().item()))
+        model.train()
+        return out[1][1]
+
     for seed in spec["seeds"]:
         torch.manual_seed(seed)
         model = build_model(spec["model"], tuple(x.shape[1:]), int(blob["n_classes"]))
@@ -128,6 +142,7 @@ def reference_loop(spec: dict, steps: int) -> float:
             opt = torch.optim.Adam(model.parameters(), lr=spec["lr"], weight_decay=opt_spec.get("weight_decay", 0.0))
         loader = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=True, drop_last=True,
                             generator=torch.Generator().manual_seed(seed))
+        evaluate(model)
         step = 0
         while step < steps:
             for xb, yb in loader:
@@ -138,9 +153,7 @@ def reference_loop(spec: dict, steps: int) -> float:
                 step += 1
                 if step == steps:
                     break
-        model.eval()
-        with torch.no_grad():
-            acc += (model(xt).argmax(1) == yt).float().mean().item() / len(spec["seeds"])
+        acc += evaluate(model) / len(spec["seeds"])
     return acc
 
 
@@ -416,6 +429,8 @@ def table(res: dict) -> str:
         else:
             lines.append(f"| probe {name} | {p['status']} | <25% |")
     for name, r in res.get("per_study", {}).items():
+        if not isinstance(r, dict):
+            continue
         if "speedup_vs_reference" in r:
             w = r["workload"]
             lines.append(f"| speedup_vs_reference, {name} largest job ({w['variant']}, {w['seeds']} seeds) | "

@@ -175,3 +175,12 @@ def test_job_start_up_imports_nothing_heavy():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_engine_hash_is_the_config_hash():
+    """The engine's checkpoint key uses its own copy of config_hash (no validator import at start-up)."""
+    from normlab import config, engine
+
+    obj = {"model": {"arch": "mlp", "width": 8}, "lr": 0.1, "seeds": [0, 1]}
+    assert engine.config_hash(obj) == config.config_hash(obj)
+    assert engine.config_hash(obj) != engine.config_hash({**obj, "lr": 0.2})

@@ -219,3 +219,23 @@ def test_resume_after_kill_is_exact(mnist1d, tmp_path):
     for seed in (0, 1, 2):
         pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "whole" / f"seed{seed}" / "metrics.parquet"),
                                       pd.read_parquet(tmp_path / "killed" / f"seed{seed}" / "metrics.parquet"))
+
+
+def test_every_probe_leaves_training_bit_identical(mnist1d, tmp_path):
+    """The engine's snapshot/restore around each probe (model, optimizer, RNG) and the member copies:
+    training with every study probe due on many steps is bitwise the training without them."""
+    torch.set_num_threads(1)
+    model = {"arch": "mlp", "depth": 2, "width": 16, "norm": "noisy_bn", "act": "relu", "scale_invariant": True}
+    probes = [{"name": "weight_norms", "every": 5}, {"name": "units", "every": 5, "track": 2},
+              {"name": "ics", "every": 10, "layers": [0, 1]},
+              {"name": "landscape", "every": 10, "scales": [0.5, 2.0], "n": 3},
+              {"name": "curvature", "every": 15, "n_samples": 32, "layers": [0], "k": 2, "kinds": ["ggn"],
+               "network": False}]
+    base = spec(mnist1d, model=model, seeds=[0, 1], train={"steps": 30, "eval_every": 15},
+                optimizer={"name": "sgd", "momentum": 0.9, "weight_decay": 1e-3})
+    run(base, tmp_path / "plain")
+    run({**base, "probes": probes}, tmp_path / "probed")
+    for seed in (0, 1):
+        a, b = read(tmp_path / "plain", seed), read(tmp_path / "probed", seed)
+        assert set(b.metric) > set(a.metric)
+        pd.testing.assert_frame_equal(a, b[b.metric.isin(set(a.metric))].reset_index(drop=True))

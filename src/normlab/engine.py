@@ -30,6 +30,7 @@ so training is bit-identical with and without probes.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -44,7 +45,6 @@ from torch import nn
 
 from . import data as data_mod
 from .accel import Precision, augment, to_device
-from .config import config_hash
 from .ensemble import StackedModel, member_optimizer
 from .io import atomic_torch_save, now, package_versions, write_json, write_parquet
 from .models import build_model
@@ -54,6 +54,12 @@ from .schedules import build_schedule
 from .tracking import Tracker
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
+
+
+def config_hash(obj) -> str:
+    """``normlab.config.config_hash`` (same value), without importing the config validator at start-up."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
 def process_age() -> float | None:
@@ -121,25 +127,43 @@ def evaluate(model, x, y, loss_fn, chunk: int = 4096, prec: Precision | None = N
     return total.item() / len(x), (correct.item() / len(x) if y.dim() == 1 else float("nan"))
 
 
+def _save_optimizer(optimizer) -> tuple:
+    state = {p: {k: (v.clone() if torch.is_tensor(v) else copy.deepcopy(v)) for k, v in st.items()}
+             for p, st in optimizer.state.items()}
+    groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    return state, groups
+
+
+def _restore_optimizer(optimizer, saved: tuple) -> None:
+    state, groups = saved
+    optimizer.state.clear()
+    for p, st in state.items():
+        optimizer.state[p] = {k: (v.clone() if torch.is_tensor(v) else copy.deepcopy(v)) for k, v in st.items()}
+    for g, s in zip(optimizer.param_groups, groups):
+        g.update(copy.deepcopy(s))
+
+
 class Snapshot:
-    """Model (params, buffers, grads), optimizer and RNG state, to undo whatever a probe does."""
+    """Model (params, buffers, grads), optimizer (state, hyperparameters) and RNG state, to undo
+    whatever a probe does (in place: the model's and optimizer's tensors keep their identity)."""
 
     def __init__(self, model, optimizer):
         self.model, self.optimizer = model, optimizer
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.grads = [None if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
-        self.opt = copy.deepcopy(optimizer.state_dict())
+        self.params, self.buffers = list(model.parameters()), list(model.buffers())
+        self.values = [t.detach().clone() for t in self.params + self.buffers]
+        self.grads = [None if p.grad is None else p.grad.detach().clone() for p in self.params]
+        self.opt = _save_optimizer(optimizer)
         self.rng = torch.get_rng_state()
         self.cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
         self.training = model.training
 
     def restore(self):
         with torch.no_grad():
-            for k, v in self.model.state_dict().items():
-                v.copy_(self.state[k])
-            for p, g in zip(self.model.parameters(), self.grads):
+            for t, v in zip(self.params + self.buffers, self.values):
+                t.copy_(v)
+            for p, g in zip(self.params, self.grads):
                 p.grad = None if g is None else g.clone()
-        self.optimizer.load_state_dict(copy.deepcopy(self.opt))  # load_state_dict aliases tensors
+        _restore_optimizer(self.optimizer, self.opt)
         torch.set_rng_state(self.rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state_all(self.cuda_rng)
@@ -312,6 +336,12 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
         log_new(t, before)
 
     probe_models: dict[int, nn.Module] = {}
+    probe_opts: dict[int, torch.optim.Optimizer] = {}
+
+    def member_opt(e, model, lr):
+        """Member e's optimizer (built once, its state refreshed from the stacked optimizer's slice)."""
+        probe_opts[e] = member_optimizer(ens, optimizer, model, e, spec, lr, into=probe_opts.get(e))
+        return probe_opts[e]
 
     def probes_before(t, x, y, losses, lr):
         """Per member: a copy of its model and optimizer, as a one-seed training loop would hold them."""
@@ -321,7 +351,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
         for e in active():  # one model copy per member, made once and refreshed in place (deepcopy is slow)
             model = ens.copy_into(e, probe_models[e], grads=True) if e in probe_models else ens.member(e, grads=True)
             probe_models[e] = model
-            opt = member_optimizer(ens, optimizer, model, e, spec, lr)
+            opt = member_opt(e, model, lr)
             ctxs[e] = ProbeContext(t, model, opt, loss_fn, x[e], y[e], lr, data, spec, losses[e])
             call_probes(probes[e], "before_step", ctxs[e], rows[e])
         torch.set_rng_state(rng)
@@ -331,7 +361,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
         rng = torch.get_rng_state()
         for e, ctx in ctxs.items():  # the same model object, now holding w_{t+1} (grads kept)
             ens.copy_into(e, ctx.model)
-            ctx.optimizer = member_optimizer(ens, optimizer, ctx.model, e, spec, lr)
+            ctx.optimizer = member_opt(e, ctx.model, lr)
             call_probes(probes[e], "after_step", ctx, rows[e])
         torch.set_rng_state(rng)
 

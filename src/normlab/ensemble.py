@@ -203,16 +203,20 @@ class StackedModel:
         return None
 
 
-def member_optimizer(ens: StackedModel, optimizer, model: nn.Module, e: int, spec: dict, lr: float):
-    """An independent optimizer for a member copy, holding member ``e``'s slice of the stacked state."""
+def member_optimizer(ens: StackedModel, optimizer, model: nn.Module, e: int, spec: dict, lr: float, into=None):
+    """An independent optimizer for a member copy ``model``, holding member ``e``'s slice of the stacked
+    optimizer's state and its hyperparameters (``lr`` for this step). ``into``: an optimizer built
+    earlier for the same ``model``, refreshed in place instead of building a new one."""
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = build_optimizer(params, spec["optimizer"], spec["lr"])
-    sd = optimizer.state_dict()
+    opt = into if into is not None else build_optimizer(params, spec["optimizer"], spec["lr"])
     stacked = ens.trainable()
-    sd["state"] = {i: {k: (v[e].clone() if torch.is_tensor(v) and v.shape == stacked[i].shape else
-                           (v.clone() if torch.is_tensor(v) else v)) for k, v in st.items()}
-                   for i, st in sd["state"].items()}
-    opt.load_state_dict(sd)
-    for g in opt.param_groups:
+    opt.state.clear()
+    for sp, mp in zip(stacked, params):
+        st = optimizer.state.get(sp)
+        if st:
+            opt.state[mp] = {k: (v[e].clone() if torch.is_tensor(v) and v.shape == sp.shape else
+                                 (v.clone() if torch.is_tensor(v) else copy.deepcopy(v))) for k, v in st.items()}
+    for g, sg in zip(opt.param_groups, optimizer.param_groups):
+        g.update({k: copy.deepcopy(v) for k, v in sg.items() if k != "params"})
         g["lr"] = lr
     return opt
