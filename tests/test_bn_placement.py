@@ -1,0 +1,158 @@
+"""S4 (BN placement): headline ids, cross-key config checks, and the pooled estimate on synthetic runs."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, snakemake
+
+from normlab.config import ConfigError, load_schema, validate
+from normlab.stats import finalize, mean_ci
+from normlab.studies import bn_placement as bnp
+
+
+def full_config(**over) -> dict:
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["studies"]["bn_placement"].update(copy.deepcopy(over))
+    return cfg
+
+
+def study_cfg(**over) -> dict:
+    cfg = full_config(**over)
+    validate(cfg, load_schema())
+    return cfg["studies"]["bn_placement"]
+
+
+def synthetic(gap_acc: float, gap_steps: float, gap_none: float, seeds=range(5), noise=0.01, seed=0):
+    """Metrics and summary as the engine writes them: bn_pre = bn_post + gap_acc (test accuracy, per cell a
+    different base level), bn_pre reaches the target gap_steps steps after bn_post, none = bn_pre - gap_none."""
+    rng = np.random.default_rng(seed)
+    rows, summ = [], []
+    cells = [(a, lr) for a in ["relu", "tanh"] for lr in [0.1, 0.5]]
+    for ci, (act, lr) in enumerate(cells):
+        base = 0.6 + 0.05 * ci
+        for s in seeds:
+            seed_effect = 0.02 * rng.standard_normal()  # shared by the variants of one seed: pairing helps
+            for norm, acc, reach in [("bn_pre", base + gap_acc, 500 + gap_steps), ("bn_post", base, 500),
+                                     ("none", base + gap_acc - gap_none, 900)]:
+                variant = f"{norm}-{act}-lr{lr:g}"
+                a = acc + seed_effect + noise * rng.standard_normal()
+                step = int(round(reach / 100.0)) * 100
+                for t in range(0, 1001, 100):
+                    rows.append({"step": t, "metric": "train_acc", "value": 0.9 if t >= step else 0.5,
+                                 "variant": variant, "seed": s})
+                summ.append({"variant": variant, "seed": s, "norm": norm, "act": act, "lr": lr, "status": "ok",
+                             "final_test_acc": a})
+    return pd.DataFrame(rows), pd.DataFrame(summ)
+
+
+def cfg_small():
+    return study_cfg(activations=["relu", "tanh"], lrs=[0.1, 0.5], train={"steps": 1000, "batch_size": 64,
+                                                                          "eval_every": 100})
+
+
+def test_headline_ids_match_declarations():
+    m, s = synthetic(0.05, -200, 0.1)
+    claims = finalize(bnp.analyze(m, s, cfg_small()))
+    heads = claims[claims.kind == "headline"]
+    assert list(heads.claim_id) == list(bnp.HEADLINES)
+    assert set(claims.kind) == {"headline", "cell"}
+    assert (claims[claims.kind == "cell"].claim_id.str.match(r"^S4\.[abc]\[(relu|tanh), lr=0\.[15]\]$")).all()
+    assert len(claims) == 3 * (1 + 4)
+    for h in heads.itertuples():  # the headline text names the setup's departures
+        assert "pooled over 4" in h.claim and "mnist1d" in h.claim and "ImageNet" in h.claim
+    for v in bnp.HEADLINES.values():
+        assert v["statement"] and v["departures"] and v["figures"]
+
+
+def test_verdicts_follow_the_data():
+    m, s = synthetic(0.05, -200, 0.1)
+    c = finalize(bnp.analyze(m, s, cfg_small())).set_index("claim_id")
+    assert c.loc["S4.a", "verdict"] == "holds" and c.loc["S4.a", "value"] == pytest.approx(0.05, abs=0.01)
+    assert c.loc["S4.b", "verdict"] == "holds" and c.loc["S4.b", "value"] == pytest.approx(-200)
+    assert c.loc["S4.c", "verdict"] == "holds" and c.loc["S4.c", "value"] == pytest.approx(0.1, abs=0.01)
+    m, s = synthetic(-0.05, 300, -0.1)
+    c = finalize(bnp.analyze(m, s, cfg_small())).set_index("claim_id")
+    assert (c.loc[["S4.a", "S4.b", "S4.c"], "verdict"] == "fails").all()
+    m, s = synthetic(0.0, 0, 0.0, noise=0.05)
+    c = finalize(bnp.analyze(m, s, cfg_small())).set_index("claim_id")
+    assert c.loc["S4.a", "verdict"] == "inconclusive"
+
+
+def test_pooled_estimate_is_the_stratified_paired_mean():
+    m, s = synthetic(0.05, -200, 0.1, seed=3)
+    runs = bnp.run_table(m, s, cfg_small())
+    cells = sorted({(r.act, r.lr) for r in runs.itertuples()})
+    est = bnp.pooled(runs, "bn_pre", "bn_post", "test_acc", cells)
+    per_cell = []
+    for act, lr in cells:
+        a = runs[(runs.norm == "bn_pre") & (runs.act == act) & (runs.lr == lr)].sort_values("seed").test_acc.to_numpy()
+        b = runs[(runs.norm == "bn_post") & (runs.act == act) & (runs.lr == lr)].sort_values("seed").test_acc.to_numpy()
+        per_cell.append(a - b)
+    assert est.value == pytest.approx(np.mean([d.mean() for d in per_cell]))
+    se = np.sqrt(sum(d.var(ddof=1) / len(d) for d in per_cell)) / len(per_cell)
+    assert est.se == pytest.approx(se)
+    v = np.array([d.var(ddof=1) / len(d) for d in per_cell])  # Welch-Satterthwaite over the strata
+    assert est.df == pytest.approx(v.sum() ** 2 / (v**2 / 4).sum())
+    # pairing removes the shared per-seed effect: narrower than the unpaired interval
+    ga, gb = bnp.paired_groups(runs, "bn_pre", "bn_post", "test_acc", cells)
+    assert est.high - est.low < mean_ci(ga, gb).high - mean_ci(ga, gb).low
+    # an unmatched seed is dropped from the pair, not paired with another seed
+    runs2 = runs[~((runs.norm == "bn_post") & (runs.seed == 4))]
+    ga, gb = bnp.paired_groups(runs2, "bn_pre", "bn_post", "test_acc", cells)
+    assert all(len(x) == 4 for x in ga + gb)
+
+
+def test_diverged_runs_count_as_chance_and_never_reach():
+    m, s = synthetic(0.05, -200, 0.1)
+    s.loc[0, "status"] = "diverged"
+    runs = bnp.run_table(m, s.assign(final_test_acc=s.final_test_acc.where(s.status == "ok")), cfg_small())
+    r = runs.iloc[0]
+    assert r.test_acc == 0.1
+
+
+def test_steps_to_target_censored_at_budget():
+    m, s = synthetic(0.05, -200, 0.1)
+    m = m[~((m.variant == "none-relu-lr0.1") & (m.value > 0.8))]
+    runs = bnp.run_table(m, s, cfg_small())
+    assert (runs[runs.variant == "none-relu-lr0.1"].steps_to_target == 1001).all()
+
+
+BAD = [
+    ({"norms": ["none", "bn_pre"]}, ["'norms'", "bn_post"]),
+    ({"train": {"steps": 100, "batch_size": 128, "eval_every": 200}}, ["'train.eval_every' 200", "'train.steps' 100"]),
+    ({"seeds": 1}, ["'seeds' 1", "'claims'"]),
+    ({"claims": {"acc_target": 1.0}}, ["studies.bn_placement.claims.acc_target"]),
+]
+
+
+@pytest.mark.parametrize("over, words", BAD)
+def test_bad_cross_reference_names_both_keys(over, words):
+    with pytest.raises(ConfigError) as e:
+        validate(full_config(**over), load_schema())
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_check_config_clean_on_shipped_configs():
+    assert bnp.check_config(study_cfg()) == []
+    for name in ["smoke", "paper"]:
+        cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+        over = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())["studies"]["bn_placement"]
+        for k, v in over.items():
+            cfg["studies"]["bn_placement"][k] = {**cfg["studies"]["bn_placement"][k], **v} if isinstance(v, dict) else v
+        validate(cfg, load_schema())
+        assert bnp.check_config(cfg["studies"]["bn_placement"]) == []
+
+
+def test_snakemake_reports_the_cross_key_error_in_one_line(workdir):
+    (workdir / "bad.yaml").write_text("studies:\n  bn_placement:\n    norms: [none, bn_pre]\n")
+    p = snakemake(workdir, "-n", "bn_placement", "--configfile", "bad.yaml", check=False)
+    assert p.returncode != 0
+    lines = [x for x in p.stderr.splitlines() if x.startswith("Config error:")]
+    assert len(lines) == 1 and "'norms'" in lines[0] and "bn_post" in lines[0]
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
