@@ -160,14 +160,17 @@ def test_ics_matches_definition_by_hand():
 
 
 def test_landscape_on_a_quadratic():
-    """For L(w) = mean((Xw - y)^2)/2 the gradient is Lipschitz along g with beta = ||Hg|| / ||g||."""
+    """For L(w) = mean((Xw - y)^2)/2 the gradient is Lipschitz along g with beta = ||Hg|| / ||g||; under plain
+    SGD the actual update is -eta g, so the grid is the paper's [0.5, 4] x eta along the gradient."""
     torch.manual_seed(0)
     x, y = torch.randn(50, 6, dtype=torch.float64), torch.randn(50, 1, dtype=torch.float64)
     model = nn.Sequential(nn.Linear(6, 1, bias=False)).double()
     loss_fn = lambda out, t: 0.5 * ((out - t) ** 2).mean()
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    loss_fn(model(x), y).backward()  # the step's gradient in .grad, as the engine leaves it
     ctx = ProbeContext(0, model, opt, loss_fn, x, y, 0.2, None, {}, None)
     out = build_probe({"name": "landscape", "every": 1, "scales": [0.5, 4.0], "n": 5}).before_step(ctx)
+    assert out["landscape/step_norm"] == pytest.approx(0.2 * model[0].weight.grad.norm().item(), rel=1e-12)
     w = model[0].weight.detach().flatten()
     H = x.T @ x / len(x)
     g = H @ w - x.T @ y.flatten() / len(x)
@@ -208,15 +211,79 @@ def test_probes_leave_training_bit_identical(tmp_path):
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)
 
 
+def test_landscape_steps_are_multiples_of_the_actual_update():
+    """Under momentum the grid follows w_{t+1} - w_t (not eta * g): step_norm is the real update's length,
+    and the first grid point's loss is the loss at w_t + a_min (w_{t+1} - w_t)."""
+    model = _mlp("bn_pre")
+    ctx = _ctx(model, lr=0.1, momentum=0.9)
+    ctx.optimizer.step()  # fill the momentum buffer, then take a fresh gradient
+    ctx.optimizer.zero_grad()
+    F.cross_entropy(model(ctx.x), ctx.y).backward()
+    w0 = [p.detach().clone() for p in model.parameters()]
+    probe_opt = copy.deepcopy(ctx.optimizer.state_dict())
+    out = build_probe({"name": "landscape", "every": 1, "scales": [0.5, 0.5], "n": 2}).before_step(ctx)
+    # the probe changed neither weights nor optimizer state
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), w0))
+    assert torch.equal(ctx.optimizer.state_dict()["state"][0]["momentum_buffer"], probe_opt["state"][0]["momentum_buffer"])
+    twin = copy.deepcopy(model)
+    opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    opt.load_state_dict(probe_opt)
+    for p, q in zip(twin.parameters(), model.parameters()):
+        p.grad = q.grad.clone()
+    opt.step()
+    d = [p.detach() - w for p, w in zip(twin.parameters(), w0)]
+    assert out["landscape/step_norm"] == pytest.approx(torch.cat([x.flatten() for x in d]).norm().item(), rel=1e-6)
+    sgd = 0.1 * torch.cat([p.grad.flatten() for p in model.parameters()]).norm().item()
+    assert abs(out["landscape/step_norm"] - sgd) > 1e-3 * sgd  # momentum makes it differ from eta * ||g||
+
+
+def test_bn_clean_eval_recomputes_noise_free_statistics():
+    from types import SimpleNamespace
+
+    from normlab.probes.ics import BNCleanEval  # noqa: F401  (registers bn_clean_eval)
+
+    g = torch.Generator().manual_seed(1)
+    data = SimpleNamespace(x_train=torch.randn(96, 1, 12, generator=g), y_train=torch.randint(4, (96,), generator=g),
+                           x_test=torch.randn(40, 1, 12, generator=g), y_test=torch.randint(4, (40,), generator=g))
+    model = _mlp("noisy_bn", depth=2)
+    ctx = _ctx(model)
+    ctx.data = data
+    with torch.no_grad():  # running statistics far from the truth, as after noisy training
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.fill_(3.0)
+                m.running_var.fill_(9.0)
+    out = build_probe({"name": "bn_clean_eval", "every": 1, "at": [0], "batch_size": 32}).after_step(ctx)
+    # by hand: noise off, running stats = mean over the 3 batches of the batch mean / unbiased variance
+    ref = copy.deepcopy(model).train()
+    for m in ref.modules():
+        if isinstance(m, Noise):
+            m.eval()
+    bns = [m for m in ref.modules() if isinstance(m, nn.BatchNorm1d)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    with torch.no_grad():
+        for k in range(3):
+            ref(data.x_train[32 * k:32 * (k + 1)])
+    ref.eval()
+    with torch.no_grad():
+        acc = (ref(data.x_test).argmax(1) == data.y_test).double().mean().item()
+    assert out["bn_clean/test_acc"] == pytest.approx(acc)
+    assert [m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm1d)] == [0.1] * len(bns)
+    assert model.training and all(m.training for m in model.modules() if isinstance(m, Noise))
+    assert {"bn_clean/train_acc", "bn_clean/test_loss"} <= set(out)
+
+
 # ------------------------------------------------------------------------------------------------
-# The study: variants, claims logic, DLN, and the smoke run through Snakemake
+# The study: variants, claims logic, config checks, DLN, and the smoke run through Snakemake
 
 
-def _cfg():
+def _cfg(**over):
     from normlab.config import validate
 
-    c = {"studies": {"santurkar": {"seeds": 3, "lrs": [0.1, 0.5], "claims": {"n_boot": 200}}}}
-    return validate(c)["studies"]["santurkar"]
+    sec = {"seeds": 3, "lrs": [0.1, 0.5], "claims": {"measure_lrs": [0.1], "regime_lrs": [0.5]}, **over}
+    return validate({"studies": {"santurkar": sec}})["studies"]["santurkar"]
 
 
 def test_variants_grid_and_probes():
@@ -227,44 +294,119 @@ def test_variants_grid_and_probes():
     assert len(v) == len(cfg["nets"]) * 4 * 2
     spec = v["mlp-noisy_bn-lr0.5"]
     assert spec["model"]["norm"] == "noisy_bn" and spec["model"]["noise"] == P and spec["lr"] == 0.5
-    assert {p["name"] for p in v["mlp-none-lr0.1"]["probes"]} == {"ics", "landscape", "unit_activations"}
-    assert {p["name"] for p in spec["probes"]} == {"unit_activations"}
+    assert spec["optimizer"]["momentum"] == 0.0 and spec["train"]["ensemble"] and spec["train"]["steps"] >= 4000
+    assert [p["name"] for p in v["mlp-none-lr0.1"]["probes"]] == ["unit_activations", "bn_clean_eval", "ics",
+                                                                   "landscape"]
+    assert [p["name"] for p in spec["probes"]] == ["unit_activations", "bn_clean_eval"]
+    assert spec["probes"][1]["at"] == [spec["train"]["steps"] - 1]
     json.dumps(v)  # a run spec is JSON
 
 
-def _fake_runs(bn_ics=10.0, none_ics=1.0, bn_beta=1.0, none_beta=100.0, seeds=3):
+def _fake_runs(bn_ics=10.0, none_ics=1.0, bn_beta=1.0, none_beta=100.0, seeds=3, accs=None):
+    """Two cells (lr 0.1: the standard net trains; lr 0.5: it fails); train-mode batch accuracy per step."""
     rng = np.random.default_rng(0)
     metrics, summary = [], []
-    finals = {"none": 0.5, "bn_pre": 0.97, "noisy_bn": 0.96, "noise_only": 0.1}
-    for norm, acc in finals.items():
-        for seed in range(seeds):
-            summary.append({"variant": f"mlp-{norm}-lr0.1", "seed": seed, "net": "mlp", "norm": norm, "lr": 0.1,
-                            "status": "ok", "final_train_acc": acc + rng.normal(0, 0.003),
-                            "final_test_acc": acc})
-            if norm in ("none", "bn_pre"):
-                ics, beta = (bn_ics, bn_beta) if norm == "bn_pre" else (none_ics, none_beta)
-                for step in (0, 10, 20):
-                    for name, val in [("ics/l2/1", ics), ("ics/cos/1", 0.5 if norm == "bn_pre" else 0.9),
-                                      ("landscape/loss_range", beta), ("landscape/grad_diff_max", beta),
-                                      ("landscape/beta", beta)]:
-                        metrics.append({"step": step, "metric": name, "value": val * np.exp(rng.normal(0, 0.05)),
-                                        "net": "mlp", "norm": norm, "lr": 0.1, "seed": seed,
-                                        "variant": f"mlp-{norm}-lr0.1"})
+    accs = accs or {"none": (0.99, 0.1), "bn_pre": (0.99, 0.99), "noisy_bn": (0.98, 0.975), "noise_only": (0.1, 0.1)}
+    for norm, per_lr in accs.items():
+        for lr, acc in zip((0.1, 0.5), per_lr):
+            variant = f"mlp-{norm}-lr{lr:g}"
+            for seed in range(seeds):
+                base = {"net": "mlp", "norm": norm, "lr": lr, "seed": seed, "variant": variant}
+                summary.append({**base, "status": "ok", "final_train_acc": acc - 0.1, "final_test_acc": acc - 0.2})
+                for step in range(0, 100, 10):
+                    metrics.append({**base, "step": step, "metric": "batch_acc",
+                                    "value": (0.1 if step < 90 else acc) + rng.normal(0, 0.003)})
+                    metrics.append({**base, "step": step, "metric": "batch_loss", "value": 1.0})
+                metrics.append({**base, "step": 99, "metric": "bn_clean/test_acc", "value": acc - 0.1})
+                if norm in ("none", "bn_pre") and lr == 0.1:
+                    ics, beta = (bn_ics, bn_beta) if norm == "bn_pre" else (none_ics, none_beta)
+                    for step in (0, 10, 20):
+                        for name, val in [("ics/l2/1", ics), ("ics/rel/1", ics), ("ics/cos/1", 0.5 if norm == "bn_pre"
+                                                                                    else 0.9),
+                                          ("landscape/loss_range", beta), ("landscape/grad_diff_max", beta),
+                                          ("landscape/beta", beta)]:
+                            metrics.append({**base, "step": step, "metric": name,
+                                            "value": val * np.exp(rng.normal(0, 0.05))})
     return pd.DataFrame(metrics), pd.DataFrame(summary)
 
 
 def test_claims_follow_the_data():
-    from normlab.stats import CLAIM_COLUMNS
-    from normlab.studies.santurkar import analyze
+    from normlab.stats import CLAIM_COLUMNS, finalize
+    from normlab.studies.santurkar import HEADLINES, analyze
 
     cfg = _cfg()
-    c = analyze(*_fake_runs(), cfg, None).set_index("claim_id")
+    c = analyze(*_fake_runs(), cfg, None)
+    assert list(c.kind[c.kind == "headline"].index.map(c.claim_id)) == list(HEADLINES)  # one row each, in order
+    assert c.loc[c.claim_id == "S1.b", "kind"].item() == "check"
+    assert set(c.kind) == {"headline", "cell", "check"}
+    c = finalize(c).set_index("claim_id")
     assert list(c.reset_index().columns) == CLAIM_COLUMNS
-    assert c.loc[["S1.a", "S1.a[pooled: bn_pre > none]", "S1.b", "S1.c", "S1.c[cos]", "S1.d"], "verdict"].eq(
-        "holds").all()
-    c = analyze(*_fake_runs(bn_ics=0.1, bn_beta=1000.0), cfg, None).set_index("claim_id")
+    assert c.loc[["S1.a", "S1.b", "S1.c", "S1.d"], "verdict"].eq("holds").all()
+    # the regime matters: S1.a pools lr 0.5 only, where the standard net fails
+    assert c.loc["S1.a[bn_pre > none, pooled]", "value"] == pytest.approx(0.89, abs=0.02)
+    # BN's ICS a tenth of the standard net's: S1.c fails; a rougher landscape with BN: S1.d fails
+    c = finalize(analyze(*_fake_runs(bn_ics=0.1, bn_beta=1000.0), cfg, None)).set_index("claim_id")
     assert c.loc["S1.c", "verdict"] == "fails" and c.loc["S1.d", "verdict"] == "fails"
     assert c.loc["S1.c", "value"] == pytest.approx(-1.0, abs=0.05)
+    # noisy BN 10 points below BN: "about as well" fails; the noise without BN training: S1.b fails
+    accs = {"none": (0.99, 0.1), "bn_pre": (0.99, 0.99), "noisy_bn": (0.9, 0.89), "noise_only": (0.9, 0.9)}
+    c = finalize(analyze(*_fake_runs(accs=accs), cfg, None)).set_index("claim_id")
+    assert c.loc["S1.a", "verdict"] == "fails" and c.loc["S1.b", "verdict"] == "fails"
+    # the standard net as good as BN in the regime: "clearly better" fails, so S1.a fails
+    accs = {"none": (0.99, 0.99), "bn_pre": (0.99, 0.99), "noisy_bn": (0.98, 0.98), "noise_only": (0.1, 0.1)}
+    c = finalize(analyze(*_fake_runs(accs=accs), cfg, None)).set_index("claim_id")
+    assert c.loc["S1.a", "verdict"] == "fails" and c.loc["S1.a[noisy_bn ~ bn_pre, pooled]", "verdict"] == "holds"
+
+
+@pytest.mark.parametrize("over, keys", [
+    ({"claims": {"measure_lrs": [0.2]}}, ["'claims.measure_lrs'", "'lrs'"]),
+    ({"claims": {"regime_lrs": [0.8]}}, ["'claims.regime_lrs'", "'lrs'"]),
+    ({"norms": ["none", "bn_pre"], "probes": {"norms": ["noisy_bn"]}}, ["'probes.norms'", "'norms'"]),
+    ({"probes": {"ics_layers": [1, 40]}}, ["'probes.ics_layers'", "'models.mlp'"]),
+    ({"nets": ["mlp", "vgg"]}, ["'nets'", "'models'"]),
+    ({"train": {"eval_every": 99999}}, ["'train.eval_every'", "'models.mlp'"]),
+    ({"dln": {"depth": 10, "ics_layers": [8, 16]}}, ["'dln.ics_layers'", "'dln.depth'"]),
+])
+def test_check_config_names_both_keys(over, keys):
+    from normlab.config import ConfigError, validate
+
+    sec = {"lrs": [0.1, 0.5], "claims": {"measure_lrs": [0.1], "regime_lrs": [0.5]}}
+    for k, v in over.items():
+        sec[k] = {**sec.get(k, {}), **v} if isinstance(v, dict) else v
+    with pytest.raises(ConfigError) as e:
+        validate({"studies": {"santurkar": sec}})
+    msg = str(e.value)
+    assert msg.startswith("studies.santurkar:") and all(k in msg for k in keys), msg
+
+
+def test_check_config_clean_on_shipped_configs():
+    from pathlib import Path
+
+    import yaml
+
+    from normlab.config import validate
+    from normlab.studies.santurkar import check_config
+
+    root = Path(__file__).resolve().parents[1]
+    base = yaml.safe_load((root / "config" / "config.yaml").read_text())["studies"]["santurkar"]
+    for name in ["config", "smoke", "paper"]:
+        sec = copy.deepcopy(base)
+        over = yaml.safe_load((root / "config" / f"{name}.yaml").read_text())["studies"]["santurkar"]
+        for k, v in over.items():
+            sec[k] = {**sec[k], **v} if isinstance(v, dict) and k in sec and k != "models" else v
+        cfg = validate({"studies": {"santurkar": sec}})["studies"]["santurkar"]
+        assert check_config(cfg) == [], name
+
+
+def test_snakemake_reports_the_cross_key_error_in_one_line(workdir):
+    from conftest import snakemake
+
+    (workdir / "bad.yaml").write_text("studies:\n  santurkar:\n    lrs: [0.05, 0.8]\n")
+    p = snakemake(workdir, "-n", "santurkar", "--configfile", "bad.yaml", check=False)
+    assert p.returncode != 0
+    lines = [x for x in p.stderr.splitlines() if x.startswith("Config error:")]
+    assert len(lines) == 1 and "'claims.measure_lrs'" in lines[0] and "'lrs'" in lines[0], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
 
 
 def test_dln_shapes_and_determinism():
@@ -273,12 +415,12 @@ def test_dln_shapes_and_determinism():
     m = build_dln(25, 10, bn=True)
     assert len(weight_layers(m)) == 25 and sum(isinstance(x, nn.BatchNorm1d) for x in m) == 24
     assert torch.equal(problem(0, 20, 10)[1], problem(0, 20, 10)[1])
-    cfg = {"n_samples": 50, "width": 4, "depth": 5, "lr": 1e-3, "steps": 12, "probe_every": 5, "ics_layers": [1, 3],
+    cfg = {"n_samples": 50, "width": 4, "depth": 5, "steps": 12, "probe_every": 5, "ics_layers": [1, 3],
            "landscape_scales": [0.01, 30.0], "landscape_n": 3, "log_every": 2}
-    a, b = run_one(cfg, True, 0), run_one(cfg, True, 0)
-    assert a == b
+    a, b = run_one(cfg, True, 0, 1e-3), run_one(cfg, True, 0, 1e-3)
+    assert a == b and a != run_one(cfg, True, 0, 1e-4)
     names = {r[1] for r in a}
-    assert {"ics/l2/3", "landscape/beta", "train_loss"} <= names
+    assert {"ics/l2/3", "ics/rel/3", "landscape/beta", "landscape/step_norm", "train_loss"} <= names
 
 
 def test_smoke_run_outputs(smoke_workdir):
@@ -290,8 +432,9 @@ def test_smoke_run_outputs(smoke_workdir):
     claims = pd.read_csv(v / "claims.csv")
     assert list(claims.columns) == CLAIM_COLUMNS
     assert {"S1.a", "S1.b", "S1.c", "S1.d"} <= set(claims.claim_id)
+    assert claims[claims.kind == "headline"].claim_id.tolist() == ["S1.a", "S1.c", "S1.d"]
     assert set(claims.verdict) <= {"holds", "fails", "inconclusive"}
-    for f in ["train_accuracy", "activation_histograms", "ics", "landscape", "dln", "claims"]:
+    for f in ["train_accuracy", "lr_sweep", "activation_histograms", "ics", "landscape", "dln", "claims"]:
         assert (v / "figures" / f"{f}.png").stat().st_size > 0
     dln = pd.read_parquet(v / "dln" / "metrics.parquet")
     assert set(dln.norm) == {"none", "bn"} and dln.metric.str.startswith("ics/").any()

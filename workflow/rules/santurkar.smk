@@ -37,7 +37,7 @@ rule santurkar_analyze:
             f"{SAN}/figures/train_accuracy.png",
             caption="../report/santurkar/train_accuracy.rst",
             category=SAN_CAT,
-            labels={"figure": "training accuracy (Fig. 2)"},
+            labels={"figure": "training accuracy, train mode (Fig. 2)"},
         ),
         test_acc=report(
             f"{SAN}/figures/test_accuracy.png",
@@ -49,7 +49,13 @@ rule santurkar_analyze:
             f"{SAN}/figures/train_loss.png",
             caption="../report/santurkar/train_loss.rst",
             category=SAN_CAT,
-            labels={"figure": "training loss (Figs. 7-8)"},
+            labels={"figure": "training loss, train mode (Figs. 7-8)"},
+        ),
+        lr_sweep=report(
+            f"{SAN}/figures/lr_sweep.png",
+            caption="../report/santurkar/lr_sweep.rst",
+            category=SAN_CAT,
+            labels={"figure": "learning-rate sweep (regime choice)"},
         ),
         hist=report(
             f"{SAN}/figures/activation_histograms.png",
@@ -61,7 +67,7 @@ rule santurkar_analyze:
             f"{SAN}/figures/ics.png",
             caption="../report/santurkar/ics.rst",
             category=SAN_CAT,
-            labels={"figure": "ICS (Fig. 3)"},
+            labels={"figure": "ICS (Figs. 3-4)"},
         ),
         landscape=report(
             f"{SAN}/figures/landscape.png",

@@ -10,6 +10,16 @@ noisy BN draws the same noise for G and G'). Metrics, per layer i:
 ``ics/l2/<i>`` = ||G - G'||_2, ``ics/cos/<i>`` = cos(G, G'), ``ics/rel/<i>`` = ||G - G'|| / ||G||,
 ``ics/grad_norm/<i>`` = ||G||.
 
+``bn_clean_eval`` (after the update of the steps listed in ``at``; usually the last step): test and
+training accuracy of the net with its BN statistics recomputed without noise. Every ``Noise``
+layer is switched off (identity), every BN layer's running statistics are reset and recomputed as
+the plain average over the training set in batches of ``batch_size`` (training-mode forward passes,
+no gradient, weights untouched), then the net is evaluated in eval mode. Metrics:
+``bn_clean/test_acc``, ``bn_clean/test_loss``, ``bn_clean/train_acc``, ``bn_clean/train_loss``.
+For noisy BN this removes the noise that the running statistics absorbed during training (the
+noise is not part of the model at evaluation in Santurkar et al.'s Algorithm 1); for BN it gives
+precise population statistics; a net without BN is evaluated unchanged (noise off).
+
 ``unit_activations`` (before the step, at the listed steps ``at``): the values that enter the
 ``layer``-th activation function (after BN / noise) for unit ``unit`` on the step's batch, as
 ``unit_act/<k>`` (k = sample, or sample x position for convolutions; at most ``max_values``).
@@ -55,30 +65,38 @@ def _flat(ts) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in ts])
 
 
+def next_weights(ctx, params) -> list[torch.Tensor]:
+    """w_{t+1} of ``params``: the run's own optimizer stepped on the step's gradient (already in
+    .grad), then the run's weight constraints; the weights and the optimizer's state (e.g. momentum)
+    are put back, so the probe changes nothing. The actual update is w_{t+1} - w_t."""
+    from ..optim import CONSTRAINTS
+
+    w_t = [p.detach().clone() for p in params]
+    opt_state = copy.deepcopy(ctx.optimizer.state_dict())
+    ctx.optimizer.step()
+    for c in ctx.spec.get("constraints", []):
+        CONSTRAINTS[c](ctx.model)
+    ctx.optimizer.load_state_dict(opt_state)
+    w_next = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, w in zip(params, w_t):
+            p.copy_(w)
+    return w_next
+
+
 @register("ics")
 class ICS(Probe):
     """||G - G'|| and cos(G, G') of chosen layers (params: ``layers``, default [1, -2])."""
 
     def before_step(self, ctx):
         from ..models import weight_layers
-        from ..optim import CONSTRAINTS
 
         model = ctx.model
         wl = weight_layers(model)
         idx = sorted({i % len(wl) for i in self.params.get("layers", [1, -2])})
         params = [p for p in model.parameters()]
         w_t = [p.detach().clone() for p in params]
-        # w_{t+1}: the run's optimizer on the step's gradient (already in .grad), then its constraints;
-        # its state (e.g. momentum) is put back right after, so the probe never changes it.
-        opt_state = copy.deepcopy(ctx.optimizer.state_dict())
-        ctx.optimizer.step()
-        for c in ctx.spec.get("constraints", []):
-            CONSTRAINTS[c](model)
-        ctx.optimizer.load_state_dict(opt_state)
-        w_next = {id(p): p.detach().clone() for p in params}
-        with torch.no_grad():
-            for p, w in zip(params, w_t):
-                p.copy_(w)
+        w_next = {id(p): w for p, w in zip(params, next_weights(ctx, params))}
         targets = [wl[i].weight for i in idx]
         _, G = loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, targets)
         out = {}
@@ -98,6 +116,45 @@ class ICS(Probe):
             out[f"ics/cos/{i}"] = (g * g2).sum().item() / denom if denom > 0 else float("nan")
             out[f"ics/rel/{i}"] = diff / gn if gn > 0 else float("nan")
             out[f"ics/grad_norm/{i}"] = gn
+        return out
+
+
+@register("bn_clean_eval")
+class BNCleanEval(Probe):
+    """Accuracy with noise-free BN statistics recomputed over the training set (params: at, batch_size)."""
+
+    def due(self, step: int) -> bool:
+        return step in set(self.params.get("at", []))
+
+    def after_step(self, ctx):
+        from ..models.layers import Noise
+
+        model, data = ctx.model, ctx.data
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        noises = [m for m in model.modules() if isinstance(m, Noise)]
+        momenta = [m.momentum for m in bns]
+        bs = int(self.params.get("batch_size", 128))
+        try:
+            model.train()
+            for m in noises:
+                m.eval()  # Noise is the identity outside training mode
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average: every batch counts the same
+            with torch.no_grad():
+                for i in range(0, len(data.x_train) - bs + 1, bs):
+                    model(data.x_train[i:i + bs])
+            model.eval()
+            out = {}
+            for split, (x, y) in {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}.items():
+                with torch.no_grad():
+                    logits = torch.cat([model(x[i:i + 4096]) for i in range(0, len(x), 4096)])
+                out[f"bn_clean/{split}_loss"] = float(ctx.loss_fn(logits, y))
+                out[f"bn_clean/{split}_acc"] = float((logits.argmax(1) == y).double().mean())
+        finally:
+            for m, mom in zip(bns, momenta):
+                m.momentum = mom
+            model.train()
         return out
 
 

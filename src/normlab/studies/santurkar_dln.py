@@ -2,7 +2,7 @@
 
 Santurkar et al. (2018), App. A/B: 25 square fully connected layers of width 10, a Gaussian
 target map A (10x10), 1000 Gaussian inputs x, loss sum_x ||W_k ... W_1 x - A x||^2, full-batch
-gradient descent (10,000 steps at eta = 1e-6 in the paper). The BN variant puts a BatchNorm
+gradient descent (10,000 steps at eta = 1e-6 in the paper, also 1e-7): every rate in ``lrs``. The BN variant puts a BatchNorm
 after every layer but the last (statistics over the full batch). Initialization: Glorot
 (normal), which keeps the product's scale near one (not stated in the paper).
 
@@ -12,7 +12,7 @@ calls them (model, optimizer and RNG restored after each call).
 CLI (used by the ``santurkar_dln`` rule):
     python -m normlab.studies.santurkar_dln --config '{study section JSON}' --out DIR [--threads 1]
 writes ``DIR/metrics.parquet`` (tidy: step, metric, value, variant, norm, seed) and
-``DIR/summary.json``.
+``DIR/summary.json``; ``lr`` is a column of the metrics and part of the variant name.
 """
 
 from __future__ import annotations
@@ -52,14 +52,14 @@ def problem(seed: int, n: int, width: int, dtype=torch.float64):
     return x, x @ a.T
 
 
-def run_one(cfg: dict, bn: bool, seed: int) -> list[tuple[int, str, float]]:
+def run_one(cfg: dict, bn: bool, seed: int, lr: float) -> list[tuple[int, str, float]]:
     from ..probes import ProbeContext, build_probe
     from ..train import _call_probes
 
     x, y = problem(seed, cfg["n_samples"], cfg["width"])
     torch.manual_seed(seed)
     model = build_dln(cfg["depth"], cfg["width"], bn)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"])
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
     probes = [build_probe({"name": "ics", "every": cfg["probe_every"], "layers": cfg["ics_layers"]}),
               build_probe({"name": "landscape", "every": cfg["probe_every"], "scales": cfg["landscape_scales"],
                            "n": cfg["landscape_n"], "spacing": "log"})]
@@ -73,7 +73,7 @@ def run_one(cfg: dict, bn: bool, seed: int) -> list[tuple[int, str, float]]:
             rows.append((t, "diverged", 1.0))
             break
         loss.backward()
-        ctx = ProbeContext(t, model, opt, sum_squared, x, y, cfg["lr"], None, spec, loss.detach())
+        ctx = ProbeContext(t, model, opt, sum_squared, x, y, lr, None, spec, loss.detach())
         _call_probes(probes, "before_step", ctx, rows)
         opt.step()
         if t % cfg["log_every"] == 0:
@@ -86,13 +86,14 @@ def run(cfg: dict, out: Path) -> None:
 
     t0, started = time.perf_counter(), now()
     frames = []
-    for norm in ("none", "bn"):
-        for seed in range(cfg["seeds"]):
-            rows = run_one(cfg, norm == "bn", seed)
-            df = pd.DataFrame(rows, columns=["step", "metric", "value"]).astype({"step": "int64"})
-            frames.append(df.assign(variant=f"dln-{norm}", norm=norm, seed=seed))
-            print(f"[dln] {norm} seed {seed}: final loss/sample "
-                  f"{df[df.metric == 'train_loss'].value.iloc[-1]:.4g}", flush=True)
+    for lr in cfg["lrs"]:
+        for norm in ("none", "bn"):
+            for seed in range(cfg["seeds"]):
+                rows = run_one(cfg, norm == "bn", seed, lr)
+                df = pd.DataFrame(rows, columns=["step", "metric", "value"]).astype({"step": "int64"})
+                frames.append(df.assign(variant=f"dln-{norm}-lr{lr:g}", norm=norm, lr=lr, seed=seed))
+                print(f"[dln] lr {lr:g} {norm} seed {seed}: final loss/sample "
+                      f"{df[df.metric == 'train_loss'].value.iloc[-1]:.4g}", flush=True)
     write_parquet(pd.concat(frames, ignore_index=True), out / "metrics.parquet")
     write_json({"config": cfg, "started": started, "finished": now(), "wall_s": time.perf_counter() - t0,
                 "threads": torch.get_num_threads()}, out / "summary.json")
