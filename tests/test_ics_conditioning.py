@@ -12,6 +12,7 @@ import torch
 from normlab.config import ConfigError, load_schema, validate
 from normlab.models import build_model, weight_layers
 from normlab.models.shifted import affine_modules
+from normlab.stats import CLAIM_COLUMNS, finalize
 from normlab.studies import ics_checks
 from normlab.studies import ics_conditioning as ics
 
@@ -91,6 +92,13 @@ def test_invariance_job(data_file):
     assert (df[(df.run == "shift_scale") & (df.metric == "param_gap")].value < 1e-11).all()
 
 
+def test_invariance_measurement_can_fail(data_file):
+    """With BN after the nonlinearity (a wrong model for the lecture's argument) the same measurement fails."""
+    c = study_cfg(invariance={"steps": 10, "width": 8, "probe_every": 5, "probe_size": 32, "batch_size": 32})["invariance"]
+    df = ics_checks.invariance({**c, "norm": "bn_post"}, data_file)
+    assert df[(df.run == "shift_scale") & (df.metric == "logit_gap")].value.max() > 1e-3
+
+
 def test_invariance_job_rejects_bad_layer(data_file):
     c = study_cfg()["invariance"]
     with pytest.raises(SystemExit, match="invariance.layer"):
@@ -112,24 +120,65 @@ def test_centering_job(data_file):
 def test_variants_and_probe():
     cfg = study_cfg()
     v = ics.variants(cfg)
+    n_cond = len(cfg["conditions"])
+    n_cen = sum(bool(c.get("center")) for c in cfg["conditions"])
     assert "none-tanh-s2-centered" in v and "bn_pre-tanh-s2-centered" not in v  # center_norms: [none]
-    assert len(v) == 2 * 5 + 2
+    assert len(v) == 2 * (n_cond - n_cen) + n_cen
     spec = v["none-tanh-s1"]
     assert spec["model"]["arch"] == "shifted_mlp" and spec["model"]["shift"] == 1.0
-    assert spec["probes"][0]["name"] == "curvature" and spec["probes"][0]["network_kinds"] == ["hessian"]
+    assert spec["probes"][0]["name"] == "curvature"
     from normlab.probes import build_probe
 
     p = build_probe(spec["probes"][0])
-    assert p.layers == [1, -1] and p.kinds == ["ggn"]
+    assert p.layers == cfg["curvature"]["layers"] and p.kinds == cfg["curvature"]["kinds"]
 
 
-@pytest.mark.parametrize("over, key", [
-    ({"curvature": {"layers": [5]}}, "curvature.layers[0]"),
-    ({"invariance": {"layer": 2, "depth": 2}}, "invariance.layer"),
-])
-def test_bad_config_names_key(over, key):
-    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
-        ics.variants(study_cfg(**over))
+BAD = [
+    ({"curvature": {"layers": [5]}}, ["'curvature.layers[0]' 5", "'model.depth'"]),
+    ({"invariance": {"layer": 2, "depth": 2}}, ["'invariance.layer' 2", "'invariance.depth' 2"]),
+    ({"center_norms": ["bn_pre"], "norms": ["none"]}, ["'center_norms'", "'norms'"]),
+    ({"train": {"steps": 50, "eval_every": 100}}, ["'train.eval_every' 100", "'train.steps' 50"]),
+    ({"train": {"steps": 200, "eval_every": 100}, "curvature": {"every": 300}}, ["'curvature.every' 300",
+                                                                                 "'train.steps' 200"]),
+    ({"claims": {"speed_step": 5000}}, ["'claims.speed_step' 5000", "'train.steps'"]),
+    ({"conditions": [{"act": "tanh", "shift": 1.0}, {"act": "logistic", "center": True}]},
+     ["'conditions[1]'", "uncentered twin"]),
+    ({"center_norms": ["bn_pre"]}, ["'conditions'", "'center_norms'"]),
+]
+
+
+@pytest.mark.parametrize("over, words", BAD)
+def test_bad_cross_reference_names_both_keys(over, words):
+    with pytest.raises(ConfigError) as e:
+        study_cfg(**over)
+    msg = str(e.value)
+    assert msg.startswith("studies.ics_conditioning: ")
+    for w in words:
+        assert w in msg, (w, msg)
+
+
+def test_shipped_configs_pass_the_cross_key_checks():
+    import yaml
+    from conftest import ROOT
+
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["studies"]["ics_conditioning"]
+    assert ics.check_config(study_cfg(**base)) == []
+    for name in ["smoke", "paper"]:
+        over = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())["studies"]["ics_conditioning"]
+        merged = {k: ({**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v)
+                  for k, v in {**base, **over}.items()}
+        assert ics.check_config(study_cfg(**merged)) == [], name
+
+
+def test_snakemake_reports_the_cross_key_error_in_one_line(workdir):
+    from conftest import snakemake
+
+    (workdir / "bad.yaml").write_text("studies:\n  ics_conditioning:\n    curvature: {layers: [9]}\n")
+    p = snakemake(workdir, "-n", "ics_conditioning", "--configfile", "bad.yaml", check=False)
+    assert p.returncode != 0
+    lines = [x for x in p.stderr.splitlines() if x.startswith("Config error:")]
+    assert len(lines) == 1 and "'curvature.layers[0]'" in lines[0] and "'model.depth'" in lines[0], p.stderr[-2000:]
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
 
 
 def test_schema_rejects_unknown_norm():
@@ -139,22 +188,26 @@ def test_schema_rejects_unknown_norm():
 
 # claims logic on synthetic probe data ------------------------------------------------------------
 
-def synthetic(ratio_none: float, bn_flat: bool, seeds=(0, 1, 2)):
+def synthetic(ratio_none: float, bn_flat: bool, share: float = 0.8, bn_gain: float = 0.45, seeds=(0, 1, 2, 3, 4)):
     """Metrics/summary as the engine writes them. Without BN the GGN eigenvalues are ratio_none times
-    K-FAC's prediction (for nu > 10); with BN they equal it, or (bn_flat) do not grow with nu at all."""
+    K-FAC's prediction (for nu > 10); with BN they equal it, or (bn_flat) do not grow with nu at all.
+    Train loss: uncentered no-BN 1 + 0.5 s, BN 1 + (0.5 - bn_gain) s, centered: the uncentered loss minus
+    ``share`` of BN's advantage; plus per-seed noise."""
     rows, summ = [], []
     conds = [("tanh", 0.0, False, 1.5), ("tanh", 1.0, False, 65.0), ("tanh", 2.0, False, 250.0), ("tanh", 2.0, True, 1.0)]
+    noise = np.random.default_rng(123)
     for norm in ["none", "bn_pre"]:
         for act, shift, center, nu in conds:
             if center and norm == "bn_pre":
                 continue
             variant = f"{norm}-{act}-s{shift:g}" + ("-centered" if center else "")
             keys = dict(norm=norm, act=act, shift=shift, center=center, condition=ics.cond_label(act, shift, center))
-            loss = 1.0 + shift * (0.5 if norm == "none" and not center else 0.05)
+            unc, bn = 1.0 + 0.5 * shift, 1.0 + (0.5 - bn_gain) * shift
+            loss = bn if norm == "bn_pre" else unc - share * (unc - bn) if center else unc
             for seed in seeds:
                 rng = np.random.default_rng(seed)
                 for layer in ["L1", "L3"]:
-                    s_eigs = np.sort(rng.uniform(0.01, 0.1, 6))[::-1] * (1 + 0.01 * rng.standard_normal())
+                    s_eigs = np.sort(rng.uniform(0.01, 0.1, 6))[::-1] * (1 + 0.01 * noise.standard_normal())
                     for j, se in enumerate(s_eigs, 1):
                         pred = nu * se
                         if norm == "none":
@@ -164,38 +217,111 @@ def synthetic(ratio_none: float, bn_flat: bool, seeds=(0, 1, 2)):
                         rows += [(0, f"curv/{layer}/kfac_pred/eig{j}", pred), (0, f"curv/{layer}/ggn/eig{j}", meas),
                                  (0, f"curv/{layer}/ggn/overlap{j}", 0.99)]
                     rows.append((0, f"curv/{layer}/nu", nu))
-                rows.append((10, "train_loss", loss))
+                lv = loss + 0.02 * noise.standard_normal()
+                rows.append((1000, "train_loss", lv))
                 rows = [(*r, variant, seed, keys) if len(r) == 3 else r for r in rows]
-                summ.append({"variant": variant, "seed": seed, **keys, "status": "ok", "final_train_loss": loss})
+                summ.append({"variant": variant, "seed": seed, **keys, "status": "ok", "final_train_loss": lv})
     m = pd.DataFrame([{"step": r[0], "metric": r[1], "value": r[2], "variant": r[3], "seed": r[4], **r[5]} for r in rows])
     return m, pd.DataFrame(summ)
 
 
-def claims_for(ratio_none, bn_flat):
-    cfg = study_cfg(conditions=[{"act": "tanh", "shift": 0.0}, {"act": "tanh", "shift": 1.0}, {"act": "tanh", "shift": 2.0},
-                                {"act": "tanh", "shift": 2.0, "center": True}], claims={"n_boot": 200})
-    m, s = synthetic(ratio_none, bn_flat)
-    return ics.analyze(m, s, cfg, {}).set_index("claim_id")
+COND4 = [{"act": "tanh", "shift": 0.0}, {"act": "tanh", "shift": 1.0}, {"act": "tanh", "shift": 2.0},
+         {"act": "tanh", "shift": 2.0, "center": True}]
 
 
-def test_claims_hold_when_the_prediction_holds():
-    c = claims_for(1.02, bn_flat=True)
-    assert c.loc["S5.a[read-out L3, at init]", "verdict"] == "holds"
-    assert c.loc["S5.a[hidden L1, at init]", "value"] == pytest.approx(1.02)
-    assert c.loc["S5.a[growth, hidden L1]", "value"] == pytest.approx(1.0)
+def claims_for(ratio_none, bn_flat, extra=None, **kw):
+    cfg = study_cfg(conditions=COND4)
+    m, s = synthetic(ratio_none, bn_flat, **kw)
+    return finalize(ics.analyze(m, s, cfg, extra or {})).set_index("claim_id")
+
+
+@pytest.fixture(scope="module")
+def job_files(tmp_path_factory):
+    """Exactness-job outputs as the jobs write them: (good, broken) pairs of invariance and centering files."""
+    import json
+
+    d = tmp_path_factory.mktemp("jobs")
+    out = {}
+    for name, gap, err in [("good", 1e-13, 1e-15), ("broken", 0.3, 0.2)]:
+        rows = []
+        for run, g in [("shift_scale", gap), ("shift_scale_eps_fixed", 1e-4), ("per_unit", 0.5), ("per_unit_matched", 0.2)]:
+            rows += [(run, t, "logit_gap", g) for t in (0, 10)] + [(run, t, "loss_gap", g / 10) for t in (0, 10)]
+        rows += [("base", t, "logit_scale", 3.0) for t in (0, 10)]
+        pd.DataFrame(rows, columns=["run", "step", "metric", "value"]).to_parquet(d / f"{name}.parquet")
+        cen = [{"batch": b, "layer": i, "m_norm2": 5.0 * i, "err_centered": err, "err_plain": 0.5,
+                "err_detached_plain": 1e-16, "err_detached_centered": 0.4} for b in range(2) for i in range(2)]
+        (d / f"{name}.json").write_text(json.dumps({"rows": cen}))
+        out[name] = {"invariance": str(d / f"{name}.parquet"), "centering": str(d / f"{name}.json")}
+    return out
+
+
+def test_headline_ids_match_declarations(job_files):
+    for extra in [job_files["good"], {}]:  # missing job outputs still give one (inconclusive) row per headline
+        c = claims_for(1.02, bn_flat=True, extra=extra).reset_index()
+        assert list(c[c.kind == "headline"].claim_id) == list(ics.HEADLINES)
+        assert list(c.columns) == CLAIM_COLUMNS
+    assert set(c.kind) <= {"headline", "cell", "check"}
+    for v in ics.HEADLINES.values():
+        assert v["statement"] and v["departures"]
+
+
+def test_claims_hold_when_the_prediction_holds(job_files):
+    c = claims_for(1.02, bn_flat=True, extra=job_files["good"])
+    for cid in ["S5.a", "S5.b", "S5.c", "S5.d", "S5.e"]:
+        assert c.loc[cid, "verdict"] == "holds", (cid, c.loc[cid].to_dict())
+    assert c.loc["S5.a", "value"] == pytest.approx(1.02, rel=1e-3)
+    assert c.loc["S5.a[hidden L1, tanh s=2, at init]", "value"] == pytest.approx(1.02, rel=1e-3)
+    assert c.loc["S5.a[growth, hidden L1]", "value"] == pytest.approx(1.0, abs=0.01)
     assert c.loc["S5.c[curvature, hidden L1]", "verdict"] == "holds"
     assert c.loc["S5.c[curvature, hidden L1, tanh s=2]", "verdict"] == "holds"
-    assert c.loc["S5.b[read-out L3, tanh s=2, none]", "verdict"] == "holds"
+    assert c.loc["S5.b[read-out L3, tanh s=2]", "verdict"] == "holds"
     assert c.loc["S5.c[speed]", "verdict"] == "holds"
-    assert list(c.reset_index().columns) == ["claim_id", "claim", "source", "metric", "value", "ci_low", "ci_high",
-                                             "threshold", "verdict", "n_seeds"]
+    assert c.loc["S5.e", "value"] == pytest.approx(0.8, abs=0.05)
+    assert c.loc["S5.c[per_unit]", "kind"] == "check" and c.loc["S5.c[per_unit]", "verdict"] == "holds"
+    assert c.loc["S5.d[statistics path]", "verdict"] == "holds"
 
 
-def test_claims_fail_when_the_prediction_fails():
-    c = claims_for(2.0, bn_flat=False)
-    assert c.loc["S5.a[read-out L3, at init]", "verdict"] == "fails"
+def test_claims_fail_when_the_prediction_fails(job_files):
+    c = claims_for(2.0, bn_flat=False, extra=job_files["broken"], share=0.1)
+    for cid in ["S5.a", "S5.c", "S5.d", "S5.e"]:
+        assert c.loc[cid, "verdict"] == "fails", (cid, c.loc[cid].to_dict())
+    assert c.loc["S5.a[read-out L3, tanh s=2, at init]", "verdict"] == "fails"
     assert c.loc["S5.c[curvature, hidden L1]", "verdict"] == "fails"
     assert c.loc["S5.c[curvature, hidden L1, tanh s=2]", "verdict"] == "fails"
+
+
+def test_share_inconclusive_without_a_bn_advantage(job_files):
+    c = claims_for(1.02, bn_flat=True, extra=job_files["good"], bn_gain=0.0)
+    assert c.loc["S5.e", "verdict"] == "inconclusive"
+    assert not np.isfinite(c.loc["S5.e", "ci_low"])  # Fieller: unbounded when the denominator is not significant
+
+
+def test_share_ci_is_fieller():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 0.1, 6), rng.normal(2.0, 0.1, 6)
+    s = ics.share_ci([a], [b])
+    assert s["value"] == pytest.approx(a.mean() / b.mean())
+    assert s["low"] < s["value"] < s["high"]
+    # at each end of the interval the paired t test of a - theta b sits exactly on the critical value
+    from scipy import stats as st
+
+    for theta in (s["low"], s["high"]):
+        d = a - theta * b
+        t = abs(d.mean()) / (d.std(ddof=1) / np.sqrt(len(d)))
+        assert t == pytest.approx(st.t.ppf(0.975, s["df"]), rel=0.05)
+
+
+def test_share_ci_coverage():
+    """Simulated coverage of the Fieller interval at 3 seeds x 2 strata (nominal 95%)."""
+    rng = np.random.default_rng(1)
+    true, hits, n = 0.6, 0, 2000
+    for _ in range(n):
+        den = [rng.normal(0.5, 0.15, 3), rng.normal(0.3, 0.15, 3)]
+        num = [true * d + rng.normal(0, 0.1, 3) for d in den]
+        s = ics.share_ci(num, den)
+        lo, hi = (s["low"], s["high"]) if np.isfinite(s["low"]) else (-np.inf, np.inf)
+        hits += lo <= true <= hi
+    assert 0.93 <= hits / n <= 0.97, hits / n
 
 
 # the smoke run through Snakemake --------------------------------------------------------------------
@@ -204,10 +330,11 @@ def test_smoke_outputs(smoke_workdir):
     v = smoke_workdir / "results" / "ics_conditioning" / "latest"
     claims = pd.read_csv(v / "claims.csv")
     got = dict(zip(claims.claim_id, claims.verdict))
-    for cid in ["S5.c[shift_scale]", "S5.c[per_unit]", "S5.c[per_unit_matched]", "S5.d[identity]",
-                "S5.d[direct path]", "S5.d[statistics path]"]:
+    for cid in ["S5.c", "S5.c[per_unit]", "S5.c[per_unit_matched]", "S5.d", "S5.d[direct path]",
+                "S5.d[statistics path]"]:
         assert got[cid] == "holds", (cid, claims[claims.claim_id == cid].to_dict("records"))
-    assert {c[:4] for c in got} == {"S5.a", "S5.b", "S5.c", "S5.d"}
+    assert list(claims[claims.kind == "headline"].claim_id) == list(ics.HEADLINES)
     assert set(claims.verdict) <= {"holds", "fails", "inconclusive"}
-    for name in ["eig_vs_nu", "spectra_centering", "invariance", "training_curves", "curvature_over_training"]:
+    for name in ["eig_vs_nu", "spectra_centering", "invariance", "training_curves", "curvature_over_training",
+                 "bn_advantage_share"]:
         assert (v / "figures" / f"{name}.png").stat().st_size > 10_000

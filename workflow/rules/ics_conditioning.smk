@@ -68,6 +68,12 @@ rule ics_conditioning_analyze:
             category="S5 ICS conditioning",
             labels={"figure": "curvature along training"},
         ),
+        share=report(
+            f"{ICS}/figures/bn_advantage_share.png",
+            caption="../report/ics_conditioning/bn_advantage_share.rst",
+            category="S5 ICS conditioning",
+            labels={"figure": "share of BN's speed advantage recovered by centering"},
+        ),
     log:
         f"{ICS}/logs/analyze.log",
     benchmark:

@@ -72,7 +72,8 @@ def invariance(c: dict, data_path: str):
 
     def build(run):
         torch.manual_seed(c["seed"])
-        net = build_model(_model_spec(c, "bn_pre"), d.input_shape, d.n_classes, dtype=dtype).train()
+        # c["norm"] (not a config key): bn_post lets the tests show that the measurement can fail
+        net = build_model(_model_spec(c, c.get("norm", "bn_pre")), d.input_shape, d.n_classes, dtype=dtype).train()
         aff = affine_modules(net)[layer - 1]
         bns = [b for b in net.modules() if isinstance(b, torch.nn.BatchNorm1d)]
         with torch.no_grad():

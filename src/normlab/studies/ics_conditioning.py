@@ -10,54 +10,147 @@ prediction nu * lambda_i(S), and the top Hessian eigenvalues of the whole networ
 Two exactness jobs (normlab.studies.ics_checks) add the invariance trajectories and the
 batch-centering gradient identity.
 
-Claims (ids S5.a..d; details in brackets):
+Claims: one ``headline`` row per id (S5.a..e), ``cell`` rows for detail, ``check`` rows for the
+instrument controls.
+
 - S5.a uncentered inputs (no BN, no centering, nu >= nu_min) give outlier eigenvalues that match
-  the prediction: measured / predicted top-``n_compare`` GGN-block eigenvalues (geometric mean)
-  within [1/(1+tol), 1+tol]; their eigenvectors lie in m_bar (x) R^M (overlap >= overlap_min);
+  the prediction at init: measured / predicted top-``n_compare`` GGN-block eigenvalues (geometric
+  mean per seed), pooled over the (variant, layer) strata on the log scale, within
+  [1/(1+tol), 1+tol]. Cells: per condition and layer, at init and at the last probe; eigenvector
+  overlap with m_bar (x) R^M; growth of lambda_1 with nu.
 - S5.b explicit centering removes them: lambda_1(uncentered) / lambda_1(centered) >= min_reduction
-  (same seed = same initial weights), and centering speeds up training (final train loss);
-  Across shifts, lambda_1 follows the prediction (log-log slope on nu*lambda_1(S) near 1);
-- S5.c with BN before the next nonlinearity the shift is harmless: shift + scale give the same
-  trajectory to float precision (controls: per-unit rescaling departs); the hidden blocks feeding
-  BN lack the outliers K-FAC predicts from their uncentered inputs (slope < growth_max; ratio at
-  the largest nu < 1/(1+tol)); the shift slows training less;
-- S5.d batch centering: dL/dW = S_bar^T A~ to float precision, while the direct path alone
-  (batch mean detached) gives S_bar^T A.
-Intervals: percentile bootstrap over seeds (stratified by variant when pooled).
+  at init (same seed = same initial weights: per-seed ratios), pooled on the log scale.
+- S5.c with BN before the next nonlinearity the shift is harmless: shift + scale of the previous
+  activations give the same trajectory, max logit gap <= invariance_tol in float64 (an identity in
+  real arithmetic; the measurement can fail: BN after the nonlinearity, an unscaled epsilon or a
+  per-unit scale break it, and the ``check`` rows show the instrument sees those departures).
+  Cells: curvature of the BN-followed blocks, the shift's training cost with and without BN.
+- S5.d batch centering: dL/dW = S_bar^T A~ to float64 precision (can fail: with the statistics path
+  cut, the same formula misses by O(1), a ``check`` row).
+- S5.e (added here; the lecture's open question itself): the share of BN's training-speed advantage
+  (train loss at ``speed_step``, uncentered no-BN net minus BN net) that explicit centering without
+  BN recovers, (L_U - L_C) / (L_U - L_B), pooled over the conditions that have a centered twin,
+  seeds paired across the three variants. Interval: Fieller's, i.e. the set of shares theta whose
+  paired t test of the linear contrast (L_U - L_C) - theta (L_U - L_B) does not reject. It is exact
+  for normal per-seed differences, needs no ratio of noisy per-seed numbers, and is unbounded (so
+  the verdict inconclusive) when BN's advantage itself is not clearly non-zero.
+Intervals: Student t over seeds (``normlab.stats.mean_ci``), Holm-adjusted within each kind.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
 
 from ..plotting import save_figure
-from ..stats import bootstrap_mean_diff, claim, verdict_above, verdict_below, verdict_within
+from ..stats import claim, claim_from, exact, mean_ci, verdict_above
 
+TITLE = "S5: the ICS conditioning hypothesis (Lecture 5's class project: do BN's gains come from removing outlier eigenvalues?)"
+PAPERS = [
+    {"cite": "Grosse. CSC 2541 Neural Net Training Dynamics, Lecture 5: adaptive gradient methods, normalization and "
+             "weight decay. University of Toronto, 2021", "url": "https://www.cs.toronto.edu/~rgrosse/courses/csc2541_2021/"},
+    {"cite": "Martens, Grosse. Optimizing neural networks with Kronecker-factored approximate curvature. ICML 2015",
+     "url": "https://arxiv.org/abs/1503.05671"},
+    {"cite": "Ioffe, Szegedy. Batch normalization: accelerating deep network training by reducing internal covariate "
+             "shift. ICML 2015", "url": "https://arxiv.org/abs/1502.03167"},
+]
+_SETUP = ("no paper ran this (the lecture's class project); our setup: MNIST-1D, a 3-hidden-layer width-64 MLP whose "
+          "hidden activations (tanh + shift 0, 0.5, 1, 2; logistic) are optionally batch-centered, SGD momentum 0.9 at "
+          "lr 0.05, 1,000 steps of batch 128, 3 seeds")
+HEADLINES = {
+    "S5.a": {"statement": "Uncentered activations (mean m) give K-FAC's factor A an outlier eigenvalue, so a layer's "
+                          "Gauss-Newton block has up to M large eigenvalues nu*lambda_i(S), nu = ||m||^2 + 1, with "
+                          "eigenvectors m (x) v",
+             "departures": _SETUP + "; measured at init on a fixed 256-sample batch in float64 (Lanczos on exact GGN "
+                                    "products), hidden and read-out layers, inputs with nu >= 10, top 5 eigenvalues",
+             "figures": ["eig_vs_nu", "curvature_over_training"]},
+    "S5.b": {"statement": "Centering the activations removes the outlier eigenvalues",
+             "departures": _SETUP + "; explicit batch centering of every hidden activation; top eigenvalue of the "
+                                    "hidden and read-out GGN blocks at init, same initial weights with and without "
+                                    "centering",
+             "figures": ["spectra_centering"]},
+    "S5.c": {"statement": "With BN in the next layer, before its nonlinearity, the network is invariant to shifting and "
+                          "rescaling the previous activations, so training trajectories are identical and the outlier "
+                          "eigenvalues do no harm",
+             "departures": _SETUP + "; trajectory test: a 2-hidden-layer width-32 tanh MLP with BN before each "
+                                    "nonlinearity, 300 SGD steps in float64, activations a -> 3a + m, BN epsilon "
+                                    "scaled by 9; an exact identity, a headline because a wrong implementation fails it",
+             "figures": ["invariance"]},
+    "S5.d": {"statement": "With batch centering the weight gradient is S_bar^T A~ (centered activations) instead of "
+                          "S_bar^T A: the statistics path is responsible",
+             "departures": _SETUP + "; checked by autograd in float64 on 5 batches of a 2-hidden-layer width-32 tanh "
+                                    "MLP (shift 2); an exact identity, a headline because a wrong implementation fails "
+                                    "it",
+             "figures": []},
+    "S5.e": {"statement": "(Added: the open question itself.) If BN helps by removing the outlier eigenvalues (the "
+                          "ICS conditioning hypothesis), explicit centering without BN, which removes them too (S5.b), "
+                          "should recover much of BN's training-speed advantage over the uncentered network",
+             "departures": _SETUP + "; speed = train loss after 1,000 steps; share = (uncentered - centered) / "
+                                    "(uncentered - BN), pooled over tanh + 2 and logistic, seeds paired; holds if the "
+                                    "share exceeds 0.5",
+             "figures": ["bn_advantage_share", "training_curves"]},
+}
 LECTURE = "Lecture 5 (Grosse), 'ICS conditioning hypothesis'; K-FAC (Martens & Grosse 2015)"
 LECTURE_BN = "Lecture 5 (Grosse), 'A Wrinkle': BN in the next layer before its nonlinearity"
 LECTURE_BC = "Lecture 5 (Grosse), batch centering: W_bar = S_bar^T A~ (statistics path)"
+LECTURE_Q = "Lecture 5 (Grosse): 'the ICS conditioning hypothesis could still be correct ... good class project'"
 
 
 def cond_label(act: str, shift: float, center: bool) -> str:
     return f"{act} s={shift:g}" + (" centered" if center else "")
 
 
-def check(cfg: dict) -> None:
-    """What the schema cannot say: indices that must fit the model (ConfigError names the key)."""
-    from ..config import ConfigError
-
-    n_layers = cfg["model"]["depth"] + 1
+def check_config(cfg: dict) -> list[str]:
+    """Cross-key checks (names relative to the study's section); config.validate calls this."""
+    out = []
+    depth = cfg["model"]["depth"]
+    n_layers = depth + 1
     for i, layer in enumerate(cfg["curvature"]["layers"]):
         if not -n_layers <= layer < n_layers:
-            raise ConfigError(f"'studies.ics_conditioning.curvature.layers[{i}]': {layer} is not a weight-layer index "
-                              f"of a depth-{cfg['model']['depth']} shifted_mlp ({-n_layers}..{n_layers - 1})")
+            out.append(f"'curvature.layers[{i}]' {layer} is not a weight-layer index of the depth-{depth} model of "
+                       f"'model.depth' (allowed {-n_layers}..{n_layers - 1})")
+    bad = [n for n in cfg["center_norms"] if n not in cfg["norms"]]
+    if bad:
+        out.append(f"'center_norms' {cfg['center_norms']} must be among 'norms' {cfg['norms']}")
+    steps = cfg["train"]["steps"]
+    if cfg["train"]["eval_every"] > steps:
+        out.append(f"'train.eval_every' {cfg['train']['eval_every']} must be at most 'train.steps' {steps}")
+    if cfg["curvature"]["every"] > steps:
+        out.append(f"'curvature.every' {cfg['curvature']['every']} must be at most 'train.steps' {steps} "
+                   "(the probe would run at init only)")
+    sp = cfg["claims"].get("speed_step")
+    if sp is not None and sp > steps:
+        out.append(f"'claims.speed_step' {sp} must be at most 'train.steps' {steps}")
+    if sp is not None and sp < cfg["train"]["eval_every"]:
+        out.append(f"'claims.speed_step' {sp} must be at least 'train.eval_every' {cfg['train']['eval_every']} "
+                   "(train loss is read at evaluations)")
     inv = cfg["invariance"]
     if inv["layer"] >= inv["depth"]:
-        raise ConfigError(f"'studies.ics_conditioning.invariance.layer': {inv['layer']} must be below invariance.depth "
-                          f"= {inv['depth']} (a BN-normalized layer must follow the transformed activations)")
+        out.append(f"'invariance.layer' {inv['layer']} must be below 'invariance.depth' {inv['depth']} (a BN-normalized "
+                   "layer must follow the transformed activations)")
+    if inv["probe_every"] > inv["steps"]:
+        out.append(f"'invariance.probe_every' {inv['probe_every']} must be at most 'invariance.steps' {inv['steps']}")
+    uncentered = {(c["act"], float(c.get("shift", 0.0))) for c in cfg["conditions"] if not c.get("center", False)}
+    for i, c in enumerate(cfg["conditions"]):
+        if c.get("center", False) and (c["act"], float(c.get("shift", 0.0))) not in uncentered:
+            out.append(f"'conditions[{i}]' (act {c['act']}, shift {float(c.get('shift', 0.0)):g}) is centered but "
+                       "'conditions' has no uncentered twin with the same act and shift to compare it with")
+    if any(c.get("center", False) for c in cfg["conditions"]) and "none" not in cfg["center_norms"]:
+        out.append(f"'conditions' has centered entries but 'center_norms' {cfg['center_norms']} lacks none: "
+                   "S5.b and S5.e compare centering without BN")
+    return out
+
+
+def check(cfg: dict) -> None:
+    """Raise ConfigError on the first cross-key problem (for callers outside config.validate)."""
+    from ..config import ConfigError
+
+    problems = check_config(cfg)
+    if problems:
+        raise ConfigError(f"studies.ics_conditioning: {problems[0]}")
 
 
 def variants(cfg: dict) -> dict:
@@ -132,14 +225,6 @@ def ratio_table(eig, stats, n_compare: int) -> pd.DataFrame:
     return r.reset_index()
 
 
-def run_table(metrics: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: final train loss (chance-level log(10) if diverged)."""
-    runs = summary.copy()
-    loss = runs.get("final_train_loss", pd.Series(np.nan, index=runs.index))
-    runs["train_loss"] = loss.where(runs.status == "ok", np.log(10)).fillna(np.log(10))
-    return runs
-
-
 def growth_slopes(sub: pd.DataFrame, nu_min: float) -> list:
     """Per activation with >= 2 uncentered conditions at nu >= nu_min: per-seed least-squares slopes of
     log lambda_1(G) on log nu*lambda_1(S) across those conditions (one array per activation)."""
@@ -163,120 +248,226 @@ def _layer_name(layer: str, n_layers: int) -> str:
 
 # claims --------------------------------------------------------------------------------------------
 
+def _setup(cfg: dict) -> str:
+    m, o, t = cfg["model"], cfg["optimizer"], cfg["train"]
+    mom = f" momentum {o['momentum']:g}" if o.get("momentum") else ""
+    return (f"{cfg['dataset']}, shifted MLP {m['depth']} hidden x {m['width']}, {o['name'].upper()}{mom} lr {cfg['lr']:g}, "
+            f"{t['steps']} steps of batch {t['batch_size']}; no paper ran this (the lecture's class project)")
+
+
+def _nan_row(cid, text, source, metric, threshold, n, kind="headline"):
+    return claim(cid, text, source, metric, math.nan, math.nan, math.nan, threshold, "inconclusive", n, kind=kind)
+
+
+def speed_table(metrics: pd.DataFrame, summary: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+    """One row per run: ``speed_loss`` = train loss at the last evaluation at or before ``claims.speed_step``
+    (default the end of training); chance level log(10) for a run that diverged before it."""
+    step = cfg["claims"].get("speed_step") or cfg["train"]["steps"]
+    runs = summary.set_index(["variant", "seed"]).copy()
+    tl = metrics[(metrics.metric == "train_loss") & (metrics.step <= step)].sort_values("step")
+    last = tl.groupby(["variant", "seed"]).value.last()
+    loss = last.reindex(runs.index)
+    div = runs.get("diverged_step", pd.Series(np.nan, index=runs.index)).astype(float)
+    bad = (runs.status != "ok") & (div.isna() | (div <= step))
+    runs["speed_loss"] = loss.where(~bad & np.isfinite(loss), np.log(10)).fillna(np.log(10))
+    runs["speed_step"] = step
+    return runs.reset_index()
+
+
+def share_ci(num_groups, den_groups, ci: float = 0.95) -> dict:
+    """Ratio of stratified means of paired per-seed quantities, with Fieller's interval.
+
+    ``num_groups[k]``, ``den_groups[k]``: per-seed values (same seeds, same order) of the numerator and
+    denominator in stratum k. The share theta = mean_k mean(num_k) / mean_k mean(den_k). Interval: every
+    theta for which the one-sample t test of the per-seed contrast num - theta * den (stratified as in
+    ``mean_ci``) does not reject at level 1 - ci, i.e. the roots of
+    (A - theta B)^2 = t^2 (Vaa - 2 theta Vab + theta^2 Vbb). Bounded only when B is significantly non-zero
+    (B^2 > t^2 Vbb); otherwise the interval is NaN (unbounded). Degrees of freedom: Welch-Satterthwaite of
+    the contrast at the point estimate. Returns value, low, high, df, n, den (the denominator's Estimate).
+    """
+    from scipy import stats as st
+
+    num = [np.asarray(a, float) for a in num_groups]
+    den = [np.asarray(b, float) for b in den_groups]
+    ok = [np.isfinite(a) & np.isfinite(b) for a, b in zip(num, den)]
+    num, den = [a[k] for a, k in zip(num, ok)], [b[k] for b, k in zip(den, ok)]
+    n = max((len(a) for a in num), default=0)
+    nan = dict(value=math.nan, low=math.nan, high=math.nan, df=math.nan, n=n, den=mean_ci(den, ci=ci) if den else None)
+    if not num or min(len(a) for a in num) < 2:
+        return nan
+    K = len(num)
+    A = float(np.mean([a.mean() for a in num]))
+    B = float(np.mean([b.mean() for b in den]))
+    vaa = sum(a.var(ddof=1) / len(a) for a in num) / K**2
+    vbb = sum(b.var(ddof=1) / len(b) for b in den) / K**2
+    vab = sum(np.cov(a, b, ddof=1)[0, 1] / len(a) for a, b in zip(num, den)) / K**2
+    theta = A / B if B != 0 else math.nan
+    contrast = mean_ci([a - (theta if np.isfinite(theta) else 0.0) * b for a, b in zip(num, den)], ci=ci)
+    df = contrast.df if np.isfinite(contrast.df) else sum(len(a) - 1 for a in num)
+    t = float(st.t.ppf(0.5 + ci / 2, df))
+    qa, qb, qc = B * B - t * t * vbb, A * B - t * t * vab, A * A - t * t * vaa
+    out = dict(nan, value=theta, df=df)
+    if qa > 0:
+        disc = max(qb * qb - qa * qc, 0.0)
+        out.update(low=(qb - math.sqrt(disc)) / qa, high=(qb + math.sqrt(disc)) / qa)
+    return out
+
+
+def share_claim(cid, text, source, metric, num_groups, den_groups, thr, ci, kind):
+    """A claim 'share > thr' from ``share_ci``; p-values of the contrast num - thr * den (given den > 0:
+    an intersection-union test, so BN's advantage must itself be significant for any verdict)."""
+    s = share_ci(num_groups, den_groups, ci)
+    if not num_groups or not np.isfinite(s["value"]):
+        return _nan_row(cid, text + " (no runs to compare)", source, metric, f"> {thr:g}", s["n"], kind)
+    con = mean_ci([np.asarray(a, float) - thr * np.asarray(b, float) for a, b in zip(num_groups, den_groups)], ci=ci)
+    den = mean_ci(den_groups, ci=ci)
+    p_den = den.p_above(0.0)
+    p_holds, p_fails = max(con.p_above(0.0), p_den), max(con.p_below(0.0), p_den)
+    verdict = verdict_above(s["low"], s["high"], thr) if den.low > 0 else "inconclusive"
+    return claim(cid, text + f" (BN's advantage {den.value:.3g} [{den.low:.3g}, {den.high:.3g}] in train loss)", source,
+                 metric, s["value"], s["low"], s["high"], f"> {thr:g}", verdict, s["n"], kind=kind,
+                 p_holds=p_holds, p_fails=p_fails)
+
+
+def _paired(df: pd.DataFrame, col: str, *selectors) -> list[np.ndarray]:
+    """Per selector (a boolean mask), the values of ``col`` indexed by seed, restricted to the common seeds."""
+    series = [df[m].set_index("seed")[col] for m in selectors]
+    common = series[0].index
+    for s in series[1:]:
+        common = common.intersection(s.index)
+    common = common.sort_values()
+    return [s.loc[common].to_numpy(float) for s in series]
+
+
 def analyze(metrics, summary, cfg, extra=None):
     extra = extra or {}
     c = cfg["claims"]
-    kw = dict(n_boot=c["n_boot"], ci=c["ci"])
+    ci = c["ci"]
     tol, nc = c["tol"], c["n_compare"]
+    band = (1 / (1 + tol), 1 + tol)
     n_layers = cfg["model"]["depth"] + 1
     n_seeds = int(summary.groupby("variant").seed.nunique().min()) if len(summary) else 0
+    setup = _setup(cfg)
     rows = []
     eig, stats = curvature_tables(metrics)
     rt = ratio_table(eig, stats, nc)
+    if len(rt):
+        rt["center"] = rt.center.astype(bool)
     steps = sorted(rt.step.unique()) if len(rt) else []
     layers = sorted(rt.layer.unique(), key=lambda s: int(s[1:])) if len(rt) else []
+    init = rt[rt.step == 0] if len(rt) else rt
+    ratio_metric = "geo-mean lambda_i(G_ll) / (nu lambda_i(S)), top n_compare"
 
-    def by_variant(df, col):
-        return [g[col].to_numpy() for _, g in df.groupby("variant")]
+    # S5.a: the prediction, for uncentered inputs without BN ----------------------------------------
+    def unc_none(df):
+        return df[(df.norm == "none") & ~df.center & (df.nu >= c["nu_min"])]
 
-    # S5.a: the prediction, for uncentered inputs without BN
+    sub = unc_none(init) if len(init) else init
+    text = (f"Uncentered inputs (no BN, no centering, nu >= {c['nu_min']:g}) give outlier eigenvalues matching K-FAC's "
+            f"prediction: the top {nc} eigenvalues of the GGN blocks of layers {', '.join(layers)} equal nu*lambda_i(S) "
+            f"within a factor 1+{tol:g}, at init (geometric mean over seeds, pooled over "
+            f"{sub.groupby(['variant', 'layer']).ngroups if len(sub) else 0} variant x layer strata; {setup}; "
+            f"curvature on a fixed {cfg['curvature']['n_samples']}-sample batch in float64)")
+    if len(sub):
+        est = mean_ci([g.ratio.to_numpy() for _, g in sub.groupby(["variant", "layer"])], ci=ci, log=True)
+        rows.append(claim_from("S5.a", text, LECTURE, ratio_metric, est, kind="headline", within=band))
+    else:
+        rows.append(_nan_row("S5.a", text + " (no run reached nu_min)", LECTURE, ratio_metric, f"in {band}", n_seeds))
     for step in steps[:1] + steps[-1:] if len(steps) > 1 else steps:
         when = "at init" if step == 0 else f"at step {step}"
         for layer in layers:
-            sub = rt[(rt.step == step) & (rt.layer == layer) & (rt.norm == "none") & ~rt.center & (rt.nu >= c["nu_min"])]
             lname = _layer_name(layer, n_layers)
-            text = (f"Uncentered inputs (no BN, nu >= {c['nu_min']:g}) give the {lname} GGN block top-{nc} eigenvalues "
-                    f"nu*lambda_i(S) within a factor 1+{tol:g}, {when}")
-            if sub.empty:
-                rows.append(claim(f"S5.a[{lname}, {when}]", text + " (no run reached nu_min)", LECTURE,
-                                  "geo-mean lambda_i(G_ll) / (nu lambda_i(S))", np.nan, np.nan, np.nan, 1.0,
-                                  "inconclusive", n_seeds))
-                continue
-            v, lo, hi = bootstrap_mean_diff(by_variant(sub, "ratio"), **kw)
-            rows.append(claim(f"S5.a[{lname}, {when}]", text + f" (variants: {', '.join(sorted(sub.condition.unique()))})",
-                              LECTURE, "geo-mean lambda_i(G_ll) / (nu lambda_i(S))", v, lo, hi, 1.0,
-                              verdict_within(lo, hi, 1 / (1 + tol), 1 + tol), n_seeds))
-            if step == 0 and "overlap" in sub:
-                v, lo, hi = bootstrap_mean_diff(by_variant(sub, "overlap"), **kw)
-                rows.append(claim(f"S5.a[eigvec, {lname}]", f"The top-{nc} GGN eigenvectors of the {lname} block lie in "
-                                  f"m_bar (x) R^M (mean squared overlap >= {c['overlap_min']:g}), at init", LECTURE,
-                                  "mean ||U m_bar||^2 / (||m_bar||^2 ||U||^2)", v, lo, hi, c["overlap_min"],
-                                  verdict_above(lo, hi, c["overlap_min"]), n_seeds))
-            for cond, g in sub.groupby("condition"):
-                v, lo, hi = bootstrap_mean_diff([g.ratio.to_numpy()], **kw)
-                tag = cond if step == 0 else f"{cond}, {when}"
-                rows.append(claim(f"S5.a[{lname}, {tag}]", f"{cond}: measured / predicted top-{nc} eigenvalues of the "
-                                  f"{lname} GGN block {when} (nu = {g.nu.mean():.1f})", LECTURE,
-                                  "geo-mean lambda_i(G_ll) / (nu lambda_i(S))", v, lo, hi, 1.0,
-                                  verdict_within(lo, hi, 1 / (1 + tol), 1 + tol), len(g)))
-        if step == 0:
-            for layer in layers:
-                lname = _layer_name(layer, n_layers)
+            s_ = unc_none(rt[(rt.step == step) & (rt.layer == layer)])
+            for cond, g in s_.groupby("condition"):
+                est = mean_ci([g.ratio.to_numpy()], ci=ci, log=True)
+                rows.append(claim_from(f"S5.a[{lname}, {cond}, {when}]", f"{cond}, no BN: measured / predicted top-{nc} "
+                                       f"eigenvalues of the {lname} GGN block {when} (nu = {g.nu.mean():.1f})", LECTURE,
+                                       ratio_metric, est, within=band))
+            if step == 0 and "overlap" in s_ and len(s_):
+                est = mean_ci([g.overlap.to_numpy() for _, g in s_.groupby("variant")], ci=ci)
+                rows.append(claim_from(f"S5.a[eigvec, {lname}]", f"The top-{nc} GGN eigenvectors of the {lname} block "
+                                       f"lie in m_bar (x) R^M (mean squared overlap >= {c['overlap_min']:g}), at init, "
+                                       "no BN, nu >= nu_min", LECTURE, "mean ||U m_bar||^2 / (||m_bar||^2 ||U||^2)", est,
+                                       above=c["overlap_min"]))
+            if step == 0:
                 sl = growth_slopes(rt[(rt.step == 0) & (rt.layer == layer) & (rt.norm == "none")], c["nu_min"])
                 if sl:
-                    v, lo, hi = bootstrap_mean_diff(sl, **kw)
-                    rows.append(claim(f"S5.a[growth, {lname}]", f"Across shifts (no BN, nu >= {c['nu_min']:g}), lambda_1 of the "
-                                      f"{lname} GGN block grows as the prediction nu*lambda_1(S) does: log-log slope within "
-                                      f"[1/(1+{tol:g}), 1+{tol:g}], at init", LECTURE,
-                                      "slope of log lambda_1(G_ll) on log nu*lambda_1(S)", v, lo, hi, 1.0,
-                                      verdict_within(lo, hi, 1 / (1 + tol), 1 + tol), n_seeds))
+                    est = mean_ci(sl, ci=ci)
+                    rows.append(claim_from(f"S5.a[growth, {lname}]", f"Across shifts (no BN, nu >= {c['nu_min']:g}), "
+                                           f"lambda_1 of the {lname} GGN block grows as the prediction nu*lambda_1(S) "
+                                           "does: log-log slope near 1, at init", LECTURE,
+                                           "slope of log lambda_1(G_ll) on log nu*lambda_1(S)", est, within=band))
 
-    # S5.b: explicit centering removes the outliers (and speeds up training)
-    runs = run_table(metrics, summary)
-    init = rt[rt.step == 0] if len(rt) else rt
-    for norm in [n for n in cfg["norms"] if n in cfg["center_norms"]]:
-        for cond in cfg["conditions"]:
-            if not cond.get("center", False):
-                continue
+    # S5.b: explicit centering removes the outliers ---------------------------------------------------
+    pairs = []  # (uncentered label, centered label) for the conditions that have a centered twin
+    for cond in cfg["conditions"]:
+        if cond.get("center", False):
             act, shift = cond["act"], float(cond.get("shift", 0.0))
-            unc, cen = cond_label(act, shift, False), cond_label(act, shift, True)
-            for layer in layers:
-                a = init[(init.norm == norm) & (init.condition == unc) & (init.layer == layer)].set_index("seed")
-                b = init[(init.norm == norm) & (init.condition == cen) & (init.layer == layer)].set_index("seed")
-                both = a.index.intersection(b.index)
-                if len(both) == 0:
-                    continue
-                red = (a.loc[both, "ggn1"] / b.loc[both, "ggn1"]).to_numpy()
-                v, lo, hi = bootstrap_mean_diff([red], **kw)
-                lname = _layer_name(layer, n_layers)
-                rows.append(claim(f"S5.b[{lname}, {unc}, {norm}]", f"Centering the activations of {unc} (norm {norm}) divides "
-                                  f"lambda_1 of the {lname} GGN block by >= {c['min_reduction']:g} at init "
-                                  f"(nu: {a.loc[both, 'nu'].mean():.1f} -> {b.loc[both, 'nu'].mean():.1f})", LECTURE,
-                                  "lambda_1(uncentered) / lambda_1(centered)", v, lo, hi, c["min_reduction"],
-                                  verdict_above(lo, hi, c["min_reduction"]), len(both)))
-            ga = runs[(runs.norm == norm) & (runs.condition == unc)].train_loss.to_numpy()
-            gb = runs[(runs.norm == norm) & (runs.condition == cen)].train_loss.to_numpy()
-            if len(ga) and len(gb):
-                v, lo, hi = bootstrap_mean_diff([ga], [gb], **kw)
-                rows.append(claim(f"S5.b[speed, {unc}, {norm}]", f"Centering {unc} (norm {norm}) lowers the final train loss "
-                                  f"after {cfg['train']['steps']} steps", LECTURE, "train_loss(uncentered) - train_loss(centered)",
-                                  v, lo, hi, 0.0, verdict_above(lo, hi, 0.0), min(len(ga), len(gb))))
+            pairs.append((cond_label(act, shift, False), cond_label(act, shift, True)))
+    red_groups, red_labels = [], []
+    for unc, cen in pairs:
+        for layer in layers:
+            base = init[(init.norm == "none") & (init.layer == layer)]
+            a, b = _paired(base, "ggn1", base.condition == unc, base.condition == cen)
+            if len(a) == 0:
+                continue
+            red_groups.append(a / b)
+            red_labels.append((unc, layer))
+            lname = _layer_name(layer, n_layers)
+            nus = _paired(base, "nu", base.condition == unc, base.condition == cen)
+            rows.append(claim_from(f"S5.b[{lname}, {unc}]", f"Centering the activations of {unc} (no BN) divides lambda_1 "
+                                   f"of the {lname} GGN block by >= {c['min_reduction']:g} at init (nu: "
+                                   f"{nus[0].mean():.1f} -> {nus[1].mean():.1f}; same initial weights)", LECTURE,
+                                   "lambda_1(uncentered) / lambda_1(centered)", mean_ci([a / b], ci=ci, log=True),
+                                   above=c["min_reduction"]))
+    text = (f"Explicit centering of the hidden activations removes the outliers: lambda_1 of the GGN blocks of layers "
+            f"{', '.join(layers)} shrinks by a factor >= {c['min_reduction']:g} at init (per-seed ratios, same initial "
+            f"weights; geometric mean pooled over {len(red_groups)} condition x layer strata: "
+            f"{', '.join(sorted({u for u, _ in red_labels}))}; {setup})")
+    metric = "lambda_1(uncentered) / lambda_1(centered)"
+    if red_groups:
+        rows.append(claim_from("S5.b", text, LECTURE, metric, mean_ci(red_groups, ci=ci, log=True), kind="headline",
+                               above=c["min_reduction"]))
+    else:
+        rows.append(_nan_row("S5.b", text + " (no centered twin measured)", LECTURE, metric,
+                             f"> {c['min_reduction']:g}", n_seeds))
 
-    # S5.c: BN before the next nonlinearity makes the shift harmless
+    # S5.c: BN before the next nonlinearity makes the shift harmless ---------------------------------
+    runs = speed_table(metrics, summary, cfg)
+    ic = cfg["invariance"]
+    inv_setup = (f"a -> {ic['scale']:g} a + m (m ~ {ic['shift_mean']:g} + {ic['shift_std']:g} N(0,1) per unit) after "
+                 f"hidden layer {ic['layer']} of a {ic['depth']}-hidden-layer width-{ic['width']} {ic['act']} MLP with BN "
+                 f"before each nonlinearity, {ic['steps']} SGD steps (lr {ic['lr']:g}, momentum {ic['momentum']:g}) on "
+                 f"{cfg['dataset']}, {ic['dtype']}")
+    text = (f"With BN before the next nonlinearity, shifting and scaling the previous activations ({inv_setup}; BN eps "
+            f"scaled by s^2) gives the same trajectory: max |d logits| on a fixed probe batch <= {c['invariance_tol']:g} "
+            "(an identity in real arithmetic: fails if BN follows the nonlinearity or epsilon is not scaled)")
+    metric = "max |logits - logits_base| over the trajectory"
+    mx = {}
     if "invariance" in extra:
         inv = pd.read_parquet(extra["invariance"])
         mx = inv[inv.metric.isin(["loss_gap", "logit_gap"])].groupby(["run", "metric"]).value.max()
         scale = inv[(inv.run == "base") & (inv.metric == "logit_scale")].value.max()
-        ic = cfg["invariance"]
-        setup = (f"a -> {ic['scale']:g} a + m (m ~ {ic['shift_mean']:g} + {ic['shift_std']:g} N(0,1) per unit) after hidden "
-                 f"layer {ic['layer']}, {ic['steps']} SGD steps, {ic['dtype']}")
-        for run, text, thr, verdict in [
-            ("shift_scale", f"With BN before the next nonlinearity, shifting and scaling the previous activations ({setup}; "
-             f"BN eps scaled by s^2) gives the same trajectory: max |d logits| on the probe batch <= {c['invariance_tol']:g} "
-             f"(logits up to {scale:.3g})", c["invariance_tol"], "le"),
-            ("shift_scale_eps_fixed", f"Same, BN eps left unscaled: eps alone moves the trajectory by at most "
-             f"{c['eps_tol']:g} in the logits", c["eps_tol"], "le"),
+    if ("shift_scale", "logit_gap") in mx:
+        v = float(mx[("shift_scale", "logit_gap")])
+        rows.append(claim_from("S5.c", text + f" (logits up to {scale:.3g}; max |d loss| "
+                               f"{mx[('shift_scale', 'loss_gap')]:.3g})", LECTURE_BN, metric, exact(v, 1),
+                               kind="headline", below=c["invariance_tol"]))
+        for run, ctext, side in [
+            ("shift_scale_eps_fixed", f"Control: the same transform with BN eps left unscaled departs by epsilon's effect "
+             f"only: max |d logits| <= {c['eps_tol']:g}", dict(below=c["eps_tol"])),
             ("per_unit", f"Control: a per-unit rescaling a -> D a (D in [1/{ic['per_unit_range']:g}, "
-             f"{ic['per_unit_range']:g}]) is no invariance: max |d logits| >= {c['control_min']:g}", c["control_min"], "ge"),
-            ("per_unit_matched", "Control: per-unit rescaling with the next weights set to W D^-1 (same initial function) "
-             f"still departs: max |d logits| >= {c['control_min']:g}", c["control_min"], "ge"),
+             f"{ic['per_unit_range']:g}]) is no invariance: max |d logits| >= {c['control_min']:g}",
+             dict(above=c["control_min"])),
+            ("per_unit_matched", "Control: per-unit rescaling with the next weights set to W D^-1 (same initial "
+             f"function) still departs: max |d logits| >= {c['control_min']:g}", dict(above=c["control_min"])),
         ]:
-            if (run, "logit_gap") not in mx:
-                continue
-            v = float(mx[(run, "logit_gap")])
-            ok = v <= thr if verdict == "le" else v >= thr
-            rows.append(claim(f"S5.c[{run}]", text + f" (max |d loss| = {mx[(run, 'loss_gap')]:.3g})", LECTURE_BN,
-                              "max |logits - logits_base| over the trajectory", v, v, v, thr, "holds" if ok else "fails", 1))
+            if (run, "logit_gap") in mx:
+                rows.append(claim_from(f"S5.c[{run}]", ctext, LECTURE_BN, metric, exact(float(mx[(run, "logit_gap")]), 1),
+                                       kind="check", **side))
+    else:
+        rows.append(_nan_row("S5.c", text + " (invariance job missing)", LECTURE_BN, metric,
+                             f"< {c['invariance_tol']:g}", 0))
     for layer in layers:
         if int(layer[1:]) >= n_layers - 1:
             continue  # the read-out is not followed by BN
@@ -286,55 +477,81 @@ def analyze(metrics, summary, cfg, extra=None):
         lname = _layer_name(layer, n_layers)
         sl = growth_slopes(sub, c["nu_min"])
         if sl:
-            v, lo, hi = bootstrap_mean_diff(sl, **kw)
-            rows.append(claim(f"S5.c[curvature, {lname}]", f"With BN after the {lname} (before the nonlinearity), its top GGN "
-                              "eigenvalue does not follow the outlier K-FAC predicts from its uncentered input: across shifts "
-                              f"(nu >= {c['nu_min']:g}) the log-log slope on nu*lambda_1(S) is below {c['growth_max']:g}, at init",
-                              LECTURE_BN, "slope of log lambda_1(G_ll) on log nu*lambda_1(S)", v, lo, hi, c["growth_max"],
-                              verdict_below(lo, hi, c["growth_max"]), n_seeds))
+            rows.append(claim_from(f"S5.c[curvature, {lname}]", f"With BN after the {lname} (before the nonlinearity), "
+                                   "its top GGN eigenvalue does not follow the outlier K-FAC predicts from its uncentered "
+                                   f"input: across shifts (nu >= {c['nu_min']:g}) the log-log slope on nu*lambda_1(S) is "
+                                   f"below {c['growth_max']:g}, at init", LECTURE_BN,
+                                   "slope of log lambda_1(G_ll) on log nu*lambda_1(S)", mean_ci(sl, ci=ci),
+                                   below=c["growth_max"]))
         far = sub[sub.condition == sub.groupby("condition").nu.mean().idxmax()]
-        v, lo, hi = bootstrap_mean_diff([far.ratio.to_numpy()], **kw)
         cond = far.condition.iloc[0]
-        rows.append(claim(f"S5.c[curvature, {lname}, {cond}]", f"With BN after the {lname}, {cond} (nu = {far.nu.mean():.1f}): "
-                          f"measured / predicted top-{nc} eigenvalues < 1/(1+{tol:g}) at init (the predicted outliers are absent)",
-                          LECTURE_BN, "geo-mean lambda_i(G_ll) / (nu lambda_i(S))", v, lo, hi, 1 / (1 + tol),
-                          verdict_below(lo, hi, 1 / (1 + tol)), len(far)))
+        rows.append(claim_from(f"S5.c[curvature, {lname}, {cond}]", f"With BN after the {lname}, {cond} (nu = "
+                               f"{far.nu.mean():.1f}): measured / predicted top-{nc} eigenvalues < 1/(1+{tol:g}) at init "
+                               "(the predicted outliers are absent)", LECTURE_BN, ratio_metric,
+                               mean_ci([far.ratio.to_numpy()], ci=ci, log=True), below=1 / (1 + tol)))
     tanh_shifts = sorted(float(x.get("shift", 0.0)) for x in cfg["conditions"] if x["act"] == "tanh" and not x.get("center"))
     if {"none", "bn_pre"} <= set(cfg["norms"]) and len(tanh_shifts) >= 2:
         lo_s, hi_s = tanh_shifts[0], tanh_shifts[-1]
+        hi_c, lo_c = cond_label("tanh", hi_s, False), cond_label("tanh", lo_s, False)
+        n_hi, n_lo, b_hi, b_lo = _paired(runs, "speed_loss", (runs.norm == "none") & (runs.condition == hi_c),
+                                         (runs.norm == "none") & (runs.condition == lo_c),
+                                         (runs.norm == "bn_pre") & (runs.condition == hi_c),
+                                         (runs.norm == "bn_pre") & (runs.condition == lo_c))
+        if len(n_hi):
+            rows.append(claim_from("S5.c[speed]", f"The shift s={hi_s:g} (vs s={lo_s:g}) raises the train loss of tanh "
+                                   f"nets at step {runs.speed_step.iloc[0]} more without BN than with BN before the "
+                                   "nonlinearity (per-seed differences)", LECTURE_BN,
+                                   "[loss(s_max) - loss(s_min)]_none - [same]_bn_pre",
+                                   mean_ci([n_hi - n_lo], [b_hi - b_lo], ci=ci, paired=True), above=0.0))
 
-        def cost(norm):
-            a = runs[(runs.norm == norm) & (runs.condition == cond_label("tanh", hi_s, False))].set_index("seed").train_loss
-            b = runs[(runs.norm == norm) & (runs.condition == cond_label("tanh", lo_s, False))].set_index("seed").train_loss
-            return (a - b).dropna().to_numpy()
-
-        ca, cb = cost("none"), cost("bn_pre")
-        if len(ca) and len(cb):
-            v, lo, hi = bootstrap_mean_diff([ca], [cb], **kw)
-            rows.append(claim("S5.c[speed]", f"The shift s={hi_s:g} (vs s={lo_s:g}) raises the final train loss of tanh nets "
-                              "more without BN than with BN before the nonlinearity", LECTURE_BN,
-                              "[loss(s_max) - loss(s_min)]_none - [same]_bn_pre", v, lo, hi, 0.0,
-                              verdict_above(lo, hi, 0.0), min(len(ca), len(cb))))
-
-    # S5.d: the batch-centering gradient identity
+    # S5.d: the batch-centering gradient identity ------------------------------------------------------
+    text = ("With batch centering, dL/dW = S_bar^T A~ (centered activations): max relative error over layers and "
+            f"batches <= {c['identity_tol']:g} (float64 autograd on a {cfg['centering_check']['depth']}-hidden-layer "
+            f"width-{cfg['centering_check']['width']} {cfg['centering_check']['act']} MLP with shift "
+            f"{cfg['centering_check']['shift']:g}, {cfg['dataset']} batches; fails if the statistics path is cut)")
+    metric = "max ||dW - S_bar^T A~|| / ||dW||"
     if "centering" in extra:
         cen = pd.DataFrame(json.loads(open(extra["centering"]).read())["rows"])
         n = int(cen.batch.nunique())
-        v = float(cen.err_centered.max())
-        rows.append(claim("S5.d[identity]", "With batch centering, dL/dW = S_bar^T A~ (centered activations): max relative "
-                          f"error over layers and batches <= {c['identity_tol']:g}", LECTURE_BC,
-                          "max ||dW - S_bar^T A~|| / ||dW||", v, v, v, c["identity_tol"],
-                          "holds" if v <= c["identity_tol"] else "fails", n))
-        v = float(cen.err_detached_plain.max())
-        rows.append(claim("S5.d[direct path]", "With the batch mean detached (direct path only), dL/dW = S_bar^T A (uncentered) "
-                          f"to relative error <= {c['identity_tol']:g}", LECTURE_BC, "max ||dW_detached - S_bar^T A|| / ||dW_detached||",
-                          v, v, v, c["identity_tol"], "holds" if v <= c["identity_tol"] else "fails", n))
+        rows.append(claim_from("S5.d", text, LECTURE_BC, metric, exact(float(cen.err_centered.max()), n),
+                               kind="headline", below=c["identity_tol"]))
+        rows.append(claim_from("S5.d[direct path]", "Check: with the batch mean detached (direct path only), dL/dW = "
+                               f"S_bar^T A (uncentered) to relative error <= {c['identity_tol']:g}", LECTURE_BC,
+                               "max ||dW_detached - S_bar^T A|| / ||dW_detached||",
+                               exact(float(cen.err_detached_plain.max()), n), kind="check", below=c["identity_tol"]))
         big = cen[cen.m_norm2 >= 1.0]
-        v = float(big.err_plain.min()) if len(big) else np.nan
-        rows.append(claim("S5.d[statistics path]", "The statistics path is what centers A: for uncentered inputs "
-                          f"(||m||^2 >= 1), the full gradient differs from S_bar^T A by >= {c['control_min']:g} (relative)",
-                          LECTURE_BC, "min ||dW - S_bar^T A|| / ||dW||", v, v, v, c["control_min"],
-                          "holds" if v >= c["control_min"] else ("fails" if np.isfinite(v) else "inconclusive"), n))
+        v = float(big.err_plain.min()) if len(big) else math.nan
+        row = claim_from("S5.d[statistics path]", "Check: the statistics path is what centers A: for uncentered inputs "
+                         f"(||m||^2 >= 1), the full gradient differs from S_bar^T A by >= {c['control_min']:g} "
+                         "(relative)", LECTURE_BC, "min ||dW - S_bar^T A|| / ||dW||", exact(v, n), kind="check",
+                         above=c["control_min"])
+        rows.append(row)
+    else:
+        rows.append(_nan_row("S5.d", text + " (centering job missing)", LECTURE_BC, metric, f"< {c['identity_tol']:g}", 0))
+
+    # S5.e: does centering without BN recover BN's speed advantage? ---------------------------------
+    step = int(runs.speed_step.iloc[0]) if len(runs) else cfg["train"]["steps"]
+    num, den, labels = [], [], []
+    for unc, cen in pairs:
+        u, cc, b = _paired(runs, "speed_loss", (runs.norm == "none") & (runs.condition == unc),
+                           (runs.norm == "none") & (runs.condition == cen),
+                           (runs.norm == "bn_pre") & (runs.condition == unc))
+        if len(u) == 0:
+            continue
+        num.append(u - cc)
+        den.append(u - b)
+        labels.append(unc)
+    metric = "(L_uncentered - L_centered) / (L_uncentered - L_BN), train loss"
+    thr = c["share_min"]
+    text = (f"The ICS conditioning hypothesis, tested directly: explicit centering without BN (which removes the outlier "
+            f"eigenvalues, S5.b) recovers more than {thr:g} of BN's training-speed advantage over the uncentered net; "
+            f"speed = train loss at step {step}; share pooled over {', '.join(labels) or 'no conditions'} (ratio of "
+            f"stratified means of per-seed differences, seeds paired across the three variants; Fieller interval; "
+            f"{setup})")
+    rows.append(share_claim("S5.e", text, LECTURE_Q, metric, num, den, thr, ci, "headline"))
+    for unc, a, b in zip(labels, num, den):
+        rows.append(share_claim(f"S5.e[{unc}]", f"{unc}: share of BN's train-loss advantage at step {step} that "
+                                "centering without BN recovers", LECTURE_Q, metric, [a], [b], thr, ci, "cell"))
     return pd.DataFrame(rows)
 
 
@@ -514,4 +731,51 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         g.figure.suptitle("Top curvature eigenvalue along training (fixed curvature batch; median and range over seeds)",
                           y=1.03)
         save(g.figure, "curvature_over_training")
+
+    # 6. S5.e: how much of BN's speed advantage does centering without BN recover?
+    pairs = [(cond_label(x["act"], float(x.get("shift", 0.0)), False), cond_label(x["act"], float(x.get("shift", 0.0)), True))
+             for x in cfg["conditions"] if x.get("center")]
+    tr = metrics[metrics.metric == "train_loss"]
+    step = cfg["claims"].get("speed_step") or cfg["train"]["steps"]
+    fig, axes = plt.subplots(1, len(pairs) + 1, figsize=(3.4 * (len(pairs) + 1), 3.2), squeeze=False)
+    axes = axes[0]
+    styles = [("none", False, "no BN, uncentered", "tab:red"), ("none", True, "no BN, centered", "tab:green"),
+              ("bn_pre", False, "BN before each nonlinearity", "tab:blue")]
+    for ax, (unc, cen) in zip(axes, pairs):
+        for norm, centered, label, colr in styles:
+            d = tr[(tr.norm == norm) & (tr.condition == (cen if centered else unc))]
+            if len(d):
+                sns.lineplot(data=d, x="step", y="value", ax=ax, color=colr, label=label, errorbar=("ci", 95))
+        ax.axvline(step, color="grey", ls=":", lw=1)
+        ax.set_yscale("log")
+        tidy_log(ax, "y")
+        ax.set_title(f"{unc} (centered twin: explicit centering)", fontsize=8)
+        ax.set_xlabel("step")
+        ax.set_ylabel("train loss")
+        ax.legend(fontsize=6)
+    ax = axes[-1]
+    rows = claims[claims.claim_id.str.startswith("S5.e")]
+    rows = pd.concat([rows[rows.kind == "headline"], rows[rows.kind != "headline"]])
+    colors = {"holds": "tab:green", "fails": "tab:red", "inconclusive": "tab:grey"}
+    for i, r in enumerate(rows.itertuples()):
+        head = r.kind == "headline"
+        if np.isfinite(r.value):
+            lo = r.ci_low if np.isfinite(r.ci_low) else r.value - 10
+            hi = r.ci_high if np.isfinite(r.ci_high) else r.value + 10
+            ax.errorbar(r.value, i, xerr=[[r.value - lo], [hi - r.value]], fmt="D" if head else "o",
+                        color=colors.get(r.verdict, "k"), ms=7 if head else 4, elinewidth=2 if head else 1)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.axvline(1, color="k", lw=0.8, ls="--")
+    ax.axvline(cfg["claims"]["share_min"], color="tab:purple", ls=":", lw=1.2)
+    ax.set_xlim(-0.5, 1.5)
+    ax.set_yticks(range(len(rows)), ["pooled" if r.kind == "headline" else r.claim_id[5:-1] for r in rows.itertuples()],
+                  fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"share of BN's advantage recovered (step {step})", fontsize=8)
+    ax.set_title("(L_unc - L_cen) / (L_unc - L_BN), Fieller 95% CI\n0: none, 1: all; dotted: threshold", fontsize=8)
+    fig.suptitle(f"S5.e: does explicit centering without BN recover BN's training speed? ({cfg['dataset']}, "
+                 f"{cfg['model']['depth']}x{cfg['model']['width']} MLP, SGD lr {cfg['lr']:g}; mean, 95% CI over seeds)",
+                 fontsize=9, y=1.03)
+    fig.tight_layout()
+    save(fig, "bn_advantage_share")
     return written
