@@ -453,6 +453,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
@@ -468,9 +469,10 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     # Fig. 2 (left, middle) and Figs. 7-8: training curves. Training accuracy/loss as the paper plots them:
     # train mode, the step's own batch (rolling mean over ``SMOOTH`` logged steps); test accuracy in eval mode.
     lr_list = sorted(set(summary.lr))
-    for metric, ylabel, name in [("batch_acc", "training accuracy (train mode, batch)", "train_accuracy"),
-                                 ("test_acc", "test accuracy (eval mode, running stats)", "test_accuracy"),
-                                 ("batch_loss", "training loss (train mode, batch)", "train_loss")]:
+    for metric, ylabel, what, name in [
+            ("batch_acc", "training accuracy", "train mode, the step's batch, rolling mean", "train_accuracy"),
+            ("test_acc", "test accuracy", "eval mode, BN running statistics as trained", "test_accuracy"),
+            ("batch_loss", "training loss", "train mode, the step's batch, rolling mean", "train_loss")]:
         d = _label(metrics[metrics.metric == metric]).sort_values("step")
         if metric.startswith("batch_"):
             d = d.assign(value=d.groupby(["variant", "seed"]).value.transform(
@@ -485,8 +487,9 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         if metric == "batch_loss":
             g.set(yscale="log")
         g._legend.set_title("")
-        g.figure.suptitle(f"{ylabel.capitalize()}: mean over {int(summary.groupby('variant').seed.nunique().min())} "
-                          "seeds, band = min-max; plain SGD; a diverged run's curve stops", y=1.03)
+        g.figure.suptitle(f"{ylabel.capitalize()} ({what}): mean over "
+                          f"{int(summary.groupby('variant').seed.nunique().min())} seeds, band = min-max;\n"
+                          "plain SGD; a diverged run's curve stops", y=1.08)
         save(g.figure, name)
 
     # The lr sweep: where BN matters.
@@ -503,6 +506,8 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
                             "(diverged runs left out)"]):
         ax.set_xscale("log")
         ax.set_xticks(lr_list, [f"{v:g}" for v in lr_list])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_ylabel("accuracy")
         ax.set_xlabel("learning rate (plain SGD)")
         ax.set_title(t, fontsize=8)
         ax.axhline(CHANCE, color="k", lw=0.6, ls=":")
@@ -544,22 +549,20 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         ics = ics.assign(quantity=ics.metric.str.split("/").str[1].map({"l2": "||G - G'||", "rel": "||G - G'||/||G||",
                                                                      "cos": "cos(G, G')"}),
                          layer=np.where(early, "early layer", "late layer"))
-        ics = ics.assign(panel=ics.quantity + ", " + ics.layer)
+        ics = ics.assign(panel_row=ics.net + ", " + ics.layer)
         layers = "; ".join(f"{n}: weight layers {sorted(set(layer[ics.net == n]))}" for n in sorted(set(ics.net)))
-        g = sns.relplot(data=ics, x="step", y="value", hue="variant_label", palette=palette, row="net",
-                        col="panel", col_order=[f"{q}, {w} layer" for w in ("early", "late")
-                                                for q in ("||G - G'||", "||G - G'||/||G||", "cos(G, G')")],
-                        kind="line", errorbar=("pi", 100), height=2.3, aspect=1.1,
-                        facet_kws={"sharex": "row", "sharey": False, "margin_titles": True})
-        for (_net, panel), ax in g.axes_dict.items():
-            if panel.startswith("||"):
+        quantities = ["||G - G'||", "||G - G'||/||G||", "cos(G, G')"]
+        g = sns.relplot(data=ics, x="step", y="value", hue="variant_label", palette=palette, row="panel_row",
+                        col="quantity", col_order=quantities, kind="line", errorbar=("pi", 100), height=2.4,
+                        aspect=1.3, facet_kws={"sharex": True, "sharey": False, "margin_titles": True})
+        for (_row, quantity), ax in g.axes_dict.items():
+            if quantity.startswith("||"):
                 ax.set_yscale("log")
-            ax.set_title(ax.get_title(), fontsize=8)
         g.set_axis_labels("step", "")
         g.set_titles(row_template="{row_name}", col_template="{col_name}")
         g._legend.set_title("")
-        g.figure.suptitle(f"Internal covariate shift (Def. 2.1) at lr={lr0:g} ({layers}, 0-based): mean over "
-                          "seeds, band = min-max", y=1.03)
+        g.figure.suptitle(f"Internal covariate shift (Def. 2.1) at lr={lr0:g}\n({layers}, 0-based; mean over "
+                          "seeds, band = min-max)", y=1.06)
         save(g.figure, "ics")
     else:
         save(_empty(plt, "no ICS data (see probes.norms)"), "ics")
@@ -623,7 +626,8 @@ def _landscape_bands(ls, plt, title_tag, nets=None):
             ax.set_title(f"{net}: {t}", fontsize=8)
             ax.set_xlabel("step")
         axes[r, 0].legend(fontsize=7)
-    fig.suptitle(f"Landscape along the gradient ({title_tag}; bands: range over step sizes, mean over seeds; "
+    fig.suptitle(f"Landscape along the update, step sizes a x (w_t+1 - w_t) ({title_tag}; bands: range over step sizes, "
+                 "mean over seeds; "
                  "beta: mean, band over seeds)", fontsize=9)
     fig.tight_layout()
     return fig
