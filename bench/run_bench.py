@@ -444,6 +444,8 @@ def table(res: dict) -> str:
               (f"| 1-step training job: wall / CPU / overhead (wall, CPU) | {s['job_1step_wall_s']:.2f} s / "
                f"{s['job_1step_cpu_s']:.2f} s / {s['job_overhead_s']:.2f} s, {s['job_overhead_cpu_s']:.2f} s | <3 s |")]
     for k, v in res["dag"]["versions"].items():
+        if not v["jobs"] or v["overhead_fraction"] is None:
+            continue
         lines.append(f"| DAG {k}: job wall sum / training / overhead | {v['sum_job_wall_s']:.1f} s / "
                      f"{v['training_compute_s']:.1f} s / {v['overhead_s']:.1f} s ({v['overhead_fraction']:.0%}) | |")
     if not res["dag"]["default_present"]:

@@ -168,13 +168,22 @@ def test_tracker_gets_batch_acc_and_probe_metrics_per_seed(mnist1d, tmp_path, mo
         assert any(k == "batch_acc" for _, k in rows) and any(k == "grad_norm" for _, k in rows)
 
 
-def test_job_start_up_imports_nothing_heavy():
-    """A training job's import path: no torch._dynamo, wandb (W&B disabled), seaborn or matplotlib."""
-    code = ("import sys, normlab.train, normlab.engine; "
-            "print(sorted(m for m in ('torch._dynamo', 'wandb', 'seaborn', 'matplotlib', 'torchvision') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    assert out.stdout.strip() == "[]"
+def test_job_start_up_imports_nothing_heavy(mnist1d, tmp_path):
+    """A whole training job (W&B disabled): no torch._dynamo / torch._inductor, wandb, seaborn,
+    matplotlib or torchvision imported, and deterministic algorithms on."""
+    s = spec(mnist1d, seeds=[0, 1], wandb={"mode": "disabled"})
+    s["train"] = {**s["train"], "steps": 3}
+    (tmp_path / "spec.json").write_text(json.dumps(s))
+    code = ("import sys, torch; from normlab.train import main; "
+            f"main(['--spec', {str(tmp_path / 'spec.json')!r}, '--out', {str(tmp_path / 'o')!r}, '--threads', '1']); "
+            "assert torch.are_deterministic_algorithms_enabled(); "
+            "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'wandb', 'seaborn', 'matplotlib', "
+            "'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         env={**os.environ, "WANDB_MODE": "disabled"})
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    summary = json.loads((tmp_path / "o" / "seed1" / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["startup_s"] > 0
 
 
 def test_engine_hash_is_the_config_hash():
@@ -184,3 +193,24 @@ def test_engine_hash_is_the_config_hash():
     obj = {"model": {"arch": "mlp", "width": 8}, "lr": 0.1, "seeds": [0, 1]}
     assert engine.config_hash(obj) == config.config_hash(obj)
     assert engine.config_hash(obj) != engine.config_hash({**obj, "lr": 0.2})
+
+
+@pytest.mark.parametrize("opt", [{"name": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3},
+                                 {"name": "sgd"}, {"name": "adam", "weight_decay": 1e-4}, {"name": "adamw"}])
+def test_optimizer_step_is_bitwise_the_public_step(opt):
+    """The engine's optimizer_step (no torch._dynamo import) makes exactly optimizer.step()'s update."""
+    from normlab.engine import optimizer_step
+    from normlab.optim import build_optimizer
+
+    torch.manual_seed(0)
+    w = [torch.randn(3, 4, 5, requires_grad=True), torch.randn(3, 7, requires_grad=True)]
+    v = [t.detach().clone().requires_grad_(True) for t in w]
+    oa, ob = build_optimizer(w, opt, 0.1), build_optimizer(v, opt, 0.1)
+    for step in range(3):
+        for a, b in zip(w, v):
+            g = torch.randn(a.shape, generator=torch.Generator().manual_seed(step))
+            a.grad, b.grad = g.clone(), g.clone()
+        oa.step()
+        optimizer_step(ob, lean=True)
+        for a, b in zip(w, v):
+            assert torch.equal(a, b)

@@ -62,6 +62,56 @@ def config_hash(obj) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
+def deterministic() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of
+    ``torch._inductor`` (which pulls in ``torch._dynamo``: seconds of start-up). The public call also
+    sets inductor's flag, which only compiled code reads; the engine compiles nothing."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        setter(True, warn_only=True)
+
+
+def lean_optimizers() -> None:
+    """Keep ``torch.optim`` from importing ``torch._dynamo`` (seconds of start-up) on first use.
+
+    Optimizer methods are wrapped by ``torch._compile._disable_dynamo``, which imports torch._dynamo
+    on the first call to build ``torch._dynamo.disable(fn)`` and caches it as ``fn.__dynamo_disable``.
+    The engine never compiles, so the cache is filled with ``fn`` itself (what the wrapper does when
+    dynamo is off). A no-op once torch._dynamo is imported (then the real wrapper is used)."""
+    if "torch._dynamo" in sys.modules:
+        return
+    try:
+        from torch._compile import _disable_dynamo
+
+        inner = _disable_dynamo(lambda: None).__code__  # the wrapper's code, shared by every wrapped method
+    except (ImportError, AttributeError, TypeError):
+        return
+    for cls in (torch.optim.Optimizer, torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
+        for f in vars(cls).values():
+            fn = getattr(f, "__wrapped__", None)
+            if (fn is not None and getattr(f, "__code__", None) is inner
+                    and getattr(fn, "__dynamo_disable", None) is None):
+                fn.__dynamo_disable = fn
+
+
+def optimizer_step(optimizer, lean: bool | None = None) -> None:
+    """``optimizer.step()`` without its wrapper's ``import torch._dynamo`` (the wrapper only turns grad
+    off and marks a graph break for compiled code): the undecorated step under ``torch.no_grad()``.
+    Same update, bitwise; step hooks are not run (the engine registers none). ``lean`` (default: while
+    torch._dynamo is not imported) chooses the undecorated step; otherwise the public one runs."""
+    lean = "torch._dynamo" not in sys.modules if lean is None else lean
+    raw = type(optimizer).step
+    while hasattr(raw, "__wrapped__"):  # the profile-hook wrapper, then _use_grad_for_differentiable
+        raw = raw.__wrapped__
+    if not lean or raw is type(optimizer).step or optimizer.defaults.get("differentiable"):
+        optimizer.step()
+        return
+    with torch.no_grad():
+        raw(optimizer)
+
+
 def process_age() -> float | None:
     """Seconds since this process started (Linux ``/proc``; 10 ms resolution), else None."""
     try:
@@ -257,6 +307,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
     constraints = [CONSTRAINTS[c] for c in spec.get("constraints", [])]
     aug = {k: v for k, v in (tr.get("augment") or {}).items() if v}  # on-device flips / crops, per member
     prec = Precision(tr.get("amp", False), device, dtype)  # bf16 autocast, fp32 normalization: CUDA only
+    lean_optimizers()
 
     # Members exactly as a one-seed run builds them; each keeps the RNG state it would continue from.
     models, gens, probes = [], [], []
@@ -396,7 +447,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
         bad = torch.where((bad < 0) & ~torch.isfinite(losses), t, bad)  # no host-device sync
         before = [len(r) for r in rows] if any_probes else None
         ctxs = probes_before(t, x, y, losses, lr) if any_probes else None
-        optimizer.step()
+        optimizer_step(optimizer)
         for c in constraints:
             for e in range(E):
                 c(ens.aliases[e])

@@ -20,6 +20,7 @@ from .engine import (  # noqa: F401 - re-exported
     Snapshot,
     batch_indices,
     call_probes,
+    deterministic,
     evaluate,
     fresh_labels,
     metrics_frame,
@@ -49,7 +50,7 @@ def main(argv=None):
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic()  # as torch.use_deterministic_algorithms(True, warn_only=True), without torch._dynamo
     for s in run(spec, a.out, a.ckpt_dir):
         print(f"[train] {s['variant']} seed {s['seed']}: {s['status']} {s['final']} ({s['wall_s']:.1f}s)")
 
