@@ -107,11 +107,11 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
                 ax.set_yscale("log")
                 ax.set_title(f"{v}, {layer}", fontsize=8)
                 if j == 0:
-                    ax.set_ylabel(f"G^2 (mean over {W}-step window)")
+                    ax.set_ylabel("G^2 (window mean)")
                 if i == len(vs) - 1:
                     ax.set_xlabel("step k")
                 if i == 0 and j == 0:
-                    ax.legend(fontsize=6)
+                    ax.legend(fontsize=6, loc="upper right", ncol=2)
         fig.suptitle(f"Gradient at unit norm, G^2 = mean_j ||w_j||^2 ||g_j||^2, per {W}-step window; shaded: "
                      f"+-{st['band']:.0%} of the median over the steady tail (only where there is one)", y=1.01,
                      fontsize=9)
@@ -158,7 +158,7 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
     # 4. weight-decay equilibrium
     if len(eq):
         wvs = list(dict.fromkeys(eq.variant))
-        fig, axes = plt.subplots(2, len(wvs), figsize=(4.4 * len(wvs), 6), squeeze=False)
+        fig, axes = plt.subplots(2, len(wvs), figsize=(5.4 * len(wvs), 6.5), squeeze=False)
         for j, v in enumerate(wvs):
             k = keys.loc[v]
             eta, lam, gam = float(k.lr), float(k.weight_decay), float(k.momentum)
@@ -174,13 +174,13 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
                 ax.axvspan((1 - cfg["claims"]["window"]) * K, K, color="tab:green", alpha=0.08)
             axes[1, j].axhline(np.sqrt(2 * eta * lam / (1 + gam)), color="k", ls="--",
                                label="sqrt(2 eta lambda / (1+gamma))")
-            axes[0, j].set(title=f"{v} ({k.labels} labels): eta={eta:g}, lambda={lam:g}, gamma={gam:g}",
-                           ylabel="||w||^2 (rms over units, mean over seeds)", xlabel="step")
+            axes[0, j].set(title=f"{v} ({k.labels} labels)\neta={eta:g}, lambda={lam:g}, gamma={gam:g}",
+                           ylabel="||w||^2 (rms over units)", xlabel="step")
             axes[1, j].set(ylabel="angle per step (rad)", xlabel="step", yscale="log")
             axes[0, j].legend(fontsize=6)
             axes[1, j].legend(fontsize=6)
-        fig.suptitle("Weight decay: norm equilibrium sqrt(eta/(2 lambda (1-gamma))) G and angular update "
-                     "(shaded: the window the claims use)", y=1.01)
+        fig.suptitle("Weight decay: norm equilibrium sqrt(eta/(2 lambda (1-gamma))) G and angular update\n"
+                     "(mean over seeds; shaded: the window the claims use)", y=1.02)
         fig.tight_layout()
         save(fig, "wd_equilibrium")
     else:
