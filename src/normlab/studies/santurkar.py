@@ -22,6 +22,8 @@ intervals over seeds, stratified over cells when pooled; Holm within kind in ``a
 - S1.c (headline) BN does not reduce ICS: over the ICS layers and ``measure_lrs``, BN's ||G - G'||
   and ||G - G'|| / ||G|| are at least 1/``ics_similar`` of the standard net's (geometric means over
   probe steps, log10 scale) and cos(G, G') is not higher by more than ``cos_margin`` (intersection).
+- S1.d[check: update = eta g] (check): under plain SGD the landscape grid's unit step, the actual
+  update, has length eta ||g|| (the probe's instrument identity).
 - S1.d (headline) BN makes the landscape smoother: log10 of loss range, gradient predictiveness
   and effective beta, BN minus no BN, below 0, pooled over the three measures and ``measure_lrs``.
 """
@@ -36,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ..plotting import save_figure
-from ..stats import claim, claim_from, mean_ci
+from ..stats import claim, claim_from, mean_ci, verdict_below
 
 TITLE = "S1: Santurkar et al. 2018, How does batch normalization help optimization?"
 PAPERS = [{"cite": "Santurkar, Tsipras, Ilyas, Madry. How does batch normalization help optimization? NeurIPS 2018",
@@ -321,6 +323,18 @@ def analyze(metrics, summary, cfg, extra=None):
             rows.append(claim_from(f"S1.b[{n} {_lr_tag(lr)}]", f"noise_only's {tail} below {thr:g} ({n} "
                                    f"{_lr_tag(lr)})", PAPER + ", Sec. 2.2", "train_acc(noise_only)",
                                    mean_ci(col("noise_only", [(n, lr)]), ci=ci), below=thr, kind="check"))
+    # Instrument check: under plain SGD the landscape grid's unit step (the actual update) is eta * ||g||.
+    opt = cfg["optimizer"]
+    sn = metrics[metrics.metric.isin(["landscape/step_norm", "landscape/grad_norm"])]
+    if opt.get("name") == "sgd" and not opt.get("momentum") and not opt.get("weight_decay") and len(sn):
+        w = sn.pivot_table(index=["variant", "seed", "step"], columns="metric", values="value").join(
+            runs.set_index(["variant", "seed"]).lr, on=["variant", "seed"])
+        w = w[w["landscape/grad_norm"] > 0]
+        dev = float((w["landscape/step_norm"] / (w.lr * w["landscape/grad_norm"]) - 1).abs().max())
+        rows.append(claim("S1.d[check: update = eta g]", "Instrument: under plain SGD the landscape probe's unit step "
+                          "(the actual update w_t+1 - w_t) has length eta ||g|| at every probe (max relative "
+                          "deviation below 1e-4)", "this study", "max |step_norm / (eta ||g||) - 1|", dev, dev, dev,
+                          "< 0.0001", verdict_below(dev, dev, 1e-4), n_seeds, kind="check"))
     # S1.c / S1.d from the probes.
     pt = probe_table(metrics)
     rows += _probe_claims(pt, _dln_table(extra), cfg, n_seeds)
