@@ -159,13 +159,17 @@ def run(cfg: dict, data_path, dtype_name: str, device="cpu"):
     m = build_model(model_spec, data.input_shape, data.n_classes).to(device=device, dtype=dtype)
     print(f"[exactness] scale invariance at init: max output change {check_scale_invariant(m, probe_x):.2e}",
           file=sys.stderr)
-    pairs = ex["pairs"] if dtype_name == "float64" else [p for p in ex["pairs"] if p != "exp_zero_buffer"]
+    # float32 (S2.d) runs the exp pair only: the texp pair is the same run until the first milestone, and
+    # the float32 gap has separated long before it (measured: identical drift rates), so it adds no information.
+    pairs = ex["pairs"] if dtype_name == "float64" else [p for p in ex["pairs"] if p == "exp"]
     milestones = milestone_steps(cfg["step_decay"]["milestones"], ex["steps"])
     # float64 is deterministic: one seed. float32 drift varies by seed: float32_seeds seeds (S2.d's interval).
     seeds = [ex["seed"]] if dtype_name == "float64" else [ex["seed"] + i for i in range(ex["float32_seeds"])]
     frames = []
     for setting in ex["settings"]:
         for pair in pairs:
+            if pair == "exp_zero_buffer" and setting["momentum"] == 0:
+                continue  # without momentum there is no buffer: the control would repeat the exp pair
             for seed in seeds:
                 t0 = time.perf_counter()
                 rows = run_pair(model_spec, data, setting=setting, pair=pair, dtype=dtype, steps=ex["steps"],
