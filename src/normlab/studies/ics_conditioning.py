@@ -588,6 +588,8 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     eig, stats = curvature_tables(metrics)
     rt = ratio_table(eig, stats, c["n_compare"])
     layers = sorted(rt.layer.unique(), key=lambda s: int(s[1:])) if len(rt) else []
+    setup = (f"{cfg['dataset']}, MLP {cfg['model']['depth']}x{cfg['model']['width']}, SGD lr {cfg['lr']:g}, "
+             f"{cfg['train']['steps']} steps, {summary.seed.nunique() if len(summary) else 0} seeds; no paper ran this")
     norms = [n for n in ["none", "bn_pre"] if n in set(summary.norm)]
 
     # 1. measured vs predicted top eigenvalues against nu
@@ -635,7 +637,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.93), fontsize=7)
     fig.suptitle("S5.a: outlier eigenvalues vs nu at init (filled: measured; open: K-FAC prediction nu*lambda_i(S); "
-                 "circles tanh, squares logistic; green band: tolerance)", fontsize=9, y=1.01)
+                 "circles tanh, squares logistic; green band: tolerance)\n" + setup, fontsize=9, y=1.03)
     fig.tight_layout()
     save(fig, "eig_vs_nu")
 
@@ -666,7 +668,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
                 if k == 0:
                     ax.set_ylabel("eigenvalue (mean over seeds)")
                 ax.legend(fontsize=6)
-        fig.suptitle("S5.b: top eigenvalues at init with and without explicit centering (no BN)", fontsize=9, y=1.01)
+        fig.suptitle(f"S5.b: top eigenvalues at init with and without explicit centering (no BN)\n{setup}", fontsize=9, y=1.03)
         fig.tight_layout()
         save(fig, "spectra_centering")
 
@@ -710,7 +712,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         for ax in g.axes.flat:
             tidy_log(ax, "y")
         g.set_axis_labels("step", "train loss")
-        g.figure.suptitle(f"Training curves (SGD lr={cfg['lr']:g}; mean, 95% CI over seeds)", y=1.03)
+        g.figure.suptitle(f"Training curves (mean, 95% CI over seeds; {setup})", y=1.03)
         save(g.figure, "training_curves")
 
     # 5. top eigenvalue along training
@@ -728,8 +730,8 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         for ax in g.axes.flat:
             tidy_log(ax, "y")
         g.set_axis_labels("step", "top eigenvalue")
-        g.figure.suptitle("Top curvature eigenvalue along training (fixed curvature batch; median and range over seeds)",
-                          y=1.03)
+        g.figure.suptitle("Top curvature eigenvalue along training (fixed curvature batch; median and range over seeds)\n"
+                          + setup, y=1.05)
         save(g.figure, "curvature_over_training")
 
     # 6. S5.e: how much of BN's speed advantage does centering without BN recover?
