@@ -37,7 +37,7 @@ PAPERS = [
      "url": "https://github.com/ducha-aiki/caffenet-benchmark/blob/master/batchnorm.md"},
 ]
 _DEPARTURES = ("MNIST-1D (4,000 training signals) instead of ImageNet; 4-layer width-128 MLPs instead of the "
-               "CaffeNet / GoogLeNet convnets; SGD with momentum 0.9 at constant lr 0.02, 0.1 and 0.5, 2,000 steps of "
+               "CaffeNet / GoogLeNet convnets; SGD with momentum 0.9 at constant lr 0.02, 0.1 and 0.5, 1,000 steps of "
                "batch 128, no augmentation; ReLU, tanh and logistic units; 5 seeds; pooled over the 9 activation x lr "
                "cells with equal weights, per-seed differences")
 HEADLINES = {
@@ -50,7 +50,7 @@ HEADLINES = {
     "S4.b": {"statement": "BN before the nonlinearity trains faster than BN after it (the lecture's placement advice, "
                           "read as speed of training; Ioffe & Szegedy 2015 report BN's speed-up with BN before)",
              "departures": _DEPARTURES + "; metric: steps to 80% train accuracy (evaluated every 100 steps; a run "
-                                         "that never reaches it counts as 2,001)",
+                                         "that never reaches it counts as 1,001)",
              "figures": ["placement_difference", "steps_to_target"]},
     "S4.c": {"statement": "BN helps: BN before the nonlinearity gives higher accuracy than no BN (Ioffe & Szegedy 2015). "
                           "Evidence against: GoogLeNet on ImageNet at 128 px, top-1 0.619 without BN vs 0.607 before "
