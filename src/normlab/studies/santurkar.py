@@ -43,7 +43,7 @@ from ..stats import claim, claim_from, mean_ci, verdict_below
 TITLE = "S1: Santurkar et al. 2018, How does batch normalization help optimization?"
 PAPERS = [{"cite": "Santurkar, Tsipras, Ilyas, Madry. How does batch normalization help optimization? NeurIPS 2018",
            "url": "https://arxiv.org/abs/1805.11604"}]
-_SETUP = ("MNIST-1D instead of CIFAR-10; a deep ReLU MLP (default 10 x 128, Glorot) instead of the VGG CNN; "
+_SETUP = ("MNIST-1D instead of CIFAR-10; a deep ReLU MLP (default 10 x 64, Glorot) instead of the VGG CNN; "
           "plain SGD, batch 128, 4,000 steps instead of 15,000; 8 seeds")
 HEADLINES = {
     "S1.a": {"statement": "Noisy BN (BN followed by random, non-stationary shifts and scalings, Algorithm 1) trains "
