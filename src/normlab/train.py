@@ -46,6 +46,10 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
     spec = json.loads(Path(a.spec).read_text() if not a.spec.lstrip().startswith("{") else a.spec)
+    if spec.get("device", "auto") in ("auto", "cuda"):
+        from .gpu import claim_one
+
+        claim_one()  # one GPU of its own on a multi-GPU host (before torch initializes CUDA)
     import torch
 
     if a.threads:

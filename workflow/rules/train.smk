@@ -8,6 +8,7 @@ wildcard_constraints:
 
 
 rule prepare_data:
+    """Generate or read one dataset (MNIST-1D by code, Fashion-MNIST/CIFAR-10 from disk) into one file."""
     output:
         "resources/data/{dataset}-{hash}.pt",
     log:
@@ -24,6 +25,7 @@ rule prepare_data:
 
 
 rule train:
+    """Train every seed of one variant of a study, batched (checkpointed: a retry resumes)."""
     input:
         train_data,
     output:
@@ -35,6 +37,7 @@ rule train:
     conda:
         ENV
     threads: 1
+    retries: 2  # after a preemption or a crash the job resumes from its checkpoint
     resources:
         gpu=train_gpus,
     params:
