@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from normlab import data as data_mod
-from normlab import studies
+from normlab import plan
 from normlab.config import config_hash, validate
 from normlab.models import build_model
 from normlab.train import run as engine_run
@@ -62,21 +62,12 @@ def default_config() -> dict:
 
 
 def study_specs(cfg: dict):
-    """(study, variant, spec) of every enabled study's training jobs, as common.smk builds them."""
-    for name in studies.STUDIES:
-        sc = cfg["studies"].get(name)
-        if not sc or not sc.get("enabled", True) or "train" not in sc:
-            continue
-        try:
-            variants = studies.get(name).variants(sc)
-        except Exception as e:  # noqa: BLE001 - a study being written concurrently: skip it, say so
-            print(f"[bench] skipping study {name}: {type(e).__name__}: {e}", file=sys.stderr)
-            continue
-        seeds = sc.get("seeds", 1)
-        for v, spec in variants.items():
-            spec = {**copy.deepcopy(spec), "study": name, "version": "bench-00000000", "variant": v,
-                    "seeds": list(seeds) if isinstance(seeds, list) else list(range(seeds)),
-                    "dataset": sc.get("dataset", "mnist1d"), "device": "cpu", "wandb": {"mode": "disabled"}}
+    """(study, variant, spec) of every enabled study's training jobs, from the run plan (normlab.plan),
+    as the Snakemake rules run them; device cpu and W&B off for the benchmark."""
+    for name in plan.enabled(cfg):
+        for v, spec in plan.train_specs(cfg, name).items():
+            spec = {**copy.deepcopy(spec), "version": "bench-00000000", "device": "cpu",
+                    "dataset": cfg["studies"][name].get("dataset", "mnist1d"), "wandb": {"mode": "disabled"}}
             spec.setdefault("keys", {})
             yield name, v, spec
 
