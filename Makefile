@@ -27,13 +27,16 @@ test: setup browser datasets
 report: setup
 	$(SNAKEMAKE) --cores 1 --report results/report.html
 
-# Upload the offline W&B runs of one result version: make sync STUDY=bn_placement [VERSION=latest]
-STUDY ?= bn_placement
+# Upload the offline W&B runs: every study's latest version and the dataset runs (resources/), or
+# one study: make sync STUDY=bn_placement [VERSION=<version>]. Of each run id only the newest folder
+# is uploaded (a resumed job's folder holds its whole run); already synced folders are skipped.
+STUDY ?= *
 VERSION ?= latest
 sync: setup
-	@ls -d results/$(STUDY)/$(VERSION)/wandb/offline-run-* > /dev/null 2>&1 || \
-	  { echo "no offline W&B runs under results/$(STUDY)/$(VERSION)/wandb/"; exit 1; }
-	$(BIN)/wandb sync results/$(STUDY)/$(VERSION)/wandb/offline-run-*
+	@dirs="$$($(BIN)/python -m normlab.tracking results/$(STUDY)/$(VERSION) resources)"; \
+	  if [ -z "$$dirs" ]; then echo "no offline W&B runs under results/$(STUDY)/$(VERSION)/wandb/ or resources/wandb/"; exit 1; fi; \
+	  echo "$(BIN)/wandb sync <$$(echo "$$dirs" | wc -l) offline runs>"; \
+	  $(BIN)/wandb sync $$dirs
 
 # W&B Reports of every study (online, after `make sync`); offline it says what to do.
 wandb-reports: setup

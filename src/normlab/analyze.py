@@ -6,7 +6,9 @@
 Reads every ``runs/<variant>/seed<k>/{metrics.parquet,summary.json}`` under the version folder,
 calls the study's ``analyze`` and ``figures``, writes ``summary.parquet``, ``claims.csv``,
 ``figures/*.png|pdf`` and ``manifest.json`` (all atomically, manifest last), points
-``results/<study>/latest`` at the version, and logs the claims and figures to one W&B run.
+``results/<study>/latest`` at the version, and logs the claims and figures to one W&B run (id from
+study and version), which uses every seed's "run" artifact and logs claims.csv, summary.parquet,
+manifest.json and the figures as one artifact ``analysis-<study>`` (a version per result version).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 from . import studies
 from .io import manifest, point_latest, write_csv, write_json, write_parquet
 from .stats import finalize
-from .tracking import Tracker
+from .tracking import Tracker, artifact_name, run_artifact, run_files, run_id
 
 
 def load_runs(version_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -62,17 +64,29 @@ def main(argv=None):
     write_csv(claims, vdir / "claims.csv")
     started = summary["started"].min() if "started" in summary and len(summary) else None
     w = resolved.get("wandb") or json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
+    wid = run_id(a.study, vdir.name, "analysis")  # one analysis run per result version (a rerun resumes it)
     tracker = Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
                       group=f"{a.study}/{vdir.name}", name=f"{a.study}/analysis", job_type="analysis",
                       config=resolved, dir=vdir, init_timeout=w.get("init_timeout", 20),
-                      tags=[a.study, vdir.name])
+                      tags=[a.study, vdir.name], id=wid)
+    if tracker.run is not None:  # lineage: the training runs' outputs are this run's inputs
+        for r in summary[["variant", "seed"]].itertuples():
+            tracker.use_artifact(run_artifact(a.study, vdir.name, r.variant, r.seed), "run",
+                                 run_files(vdir / "runs" / r.variant / f"seed{r.seed}"))
     tracker.log_table("claims", claims.astype({"value": float, "ci_low": float, "ci_high": float}))
     tracker.log_images([f for f in figs if str(f).endswith(".png")])
     tracker.summary({f"verdict/{r.claim_id}": r.verdict for r in claims.itertuples()})
-    tracker.finish()
     write_json(manifest(resolved, started, {"study": a.study, "version": vdir.name, "n_runs": len(summary),
                                             "figures": [Path(f).name for f in figs],
-                                            "wandb_mode": tracker.mode}), vdir / "manifest.json")
+                                            "wandb_mode": tracker.mode, "wandb_run_id": wid}), vdir / "manifest.json")
+    # The results of this version as one versioned artifact (one artifact per study, aliased by version).
+    tracker.log_artifact(artifact_name("analysis", a.study), "analysis",
+                         {"claims.csv": vdir / "claims.csv", "summary.parquet": vdir / "summary.parquet",
+                          "manifest.json": vdir / "manifest.json",
+                          **{f"figures/{Path(f).name}": Path(f) for f in figs}},
+                         aliases=[vdir.name], metadata={"study": a.study, "version": vdir.name,
+                                                        "verdicts": claims["verdict"].value_counts().to_dict()})
+    tracker.finish()
     point_latest(vdir)
     counts = claims["verdict"].value_counts().to_dict()
     print(f"[analyze] {a.study}/{vdir.name}: {len(summary)} runs, claims {counts}")

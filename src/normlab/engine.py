@@ -51,7 +51,7 @@ from .models import build_model
 from .optim import CONSTRAINTS, build_optimizer
 from .probes import ProbeContext, build_probe
 from .schedules import build_schedule
-from .tracking import Tracker
+from .tracking import Tracker, artifact_name, run_artifact, run_files, run_id
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 
@@ -233,6 +233,42 @@ def call_probes(probes, hook: str, ctx: ProbeContext, rows: list) -> None:
         snap.restore()
 
 
+class Progress:
+    """Progress lines on stderr (the job's log: ``tail -f``): at least every 10% of the steps and every
+    ``every_s`` seconds, with step, mean batch loss and accuracy of the training seeds, steps/s and ETA.
+    The loop calls ``line`` with numbers it has already read back (one extra read when a line falls
+    between two logging steps: at most ~10 per job plus one per ``every_s``)."""
+
+    def __init__(self, label: str, steps: int, start_step: int = 0, every_s: float = 30.0, out=None):
+        self.label, self.steps, self.start, self.every_s, self.out = label, steps, start_step, every_s, out
+        self.chunk = max(steps // 10, 1)
+        self.next_step = (start_step // self.chunk + 1) * self.chunk
+        self.t0 = self.last = time.perf_counter()
+
+    def time_due(self) -> bool:
+        return time.perf_counter() - self.last >= self.every_s
+
+    def line(self, done: int, losses: list, accs: list | None = None) -> float:
+        """Print one line for ``done`` steps; return the steps/s of this process's training so far."""
+        now_t = time.perf_counter()
+        rate = (done - self.start) / max(now_t - self.t0, 1e-9)
+        eta = (self.steps - done) / rate if rate > 0 else float("inf")
+
+        def mean(v):
+            v = [x for x in v if x == x and abs(x) != float("inf")]
+            return sum(v) / len(v) if v else float("nan")
+
+        acc = f" acc {mean(accs):.3f}" if accs else ""
+        eta_s = "?" if eta == float("inf") else time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 \
+            else f"{eta / 86400:.1f} d"
+        print(f"[progress] {self.label}: step {done}/{self.steps} ({100 * done / max(self.steps, 1):.0f}%) "
+              f"loss {mean(losses):.4g}{acc} | {rate:.1f} steps/s | ETA {eta_s}",
+              file=self.out or sys.stderr, flush=True)
+        self.last = now_t
+        self.next_step = (done // self.chunk + 1) * self.chunk
+        return rate
+
+
 def wandb_settings(spec: dict, version_dir: Path) -> dict:
     """W&B settings: the spec's, else those the Snakefile exports in NORMLAB_WANDB (kept out of rule
     params so that switching W&B mode does not rerun training). Runs go under the version folder."""
@@ -348,6 +384,10 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
         ck = torch.load(ckpt, map_location=device, weights_only=False)
         if ck["spec_key"] == spec_key and ck["seeds"] == seeds:
             if ck.get("done"):
+                for e, s in enumerate(seeds):
+                    if ck.get("weights"):
+                        (out_dir / f"seed{s}").mkdir(parents=True, exist_ok=True)
+                        atomic_torch_save(ck["weights"][e], out_dir / f"seed{s}" / "weights.pt")
                 return [write_run(spec, s, ck["rows"][e], ck["summaries"][e], out_dir) for e, s in enumerate(seeds)]
             with torch.no_grad():
                 for k, v in ens.state().items():
@@ -361,12 +401,29 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
             print(f"[train] seeds {seeds}: resumed from step {start_step}", file=sys.stderr)
 
     w = wandb_settings(spec, out_dir.parent.parent)
+    # One W&B run per seed, its id from (study, version, variant, seed): a rerun resumes it.
     trackers = [Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
                         group=f"{spec['study']}/{spec['version']}", name=f"{spec['variant']}/seed{s}",
                         job_type="train", config={**spec, "seed": s}, dir=w.get("dir", out_dir),
-                        init_timeout=w.get("init_timeout", 20), tags=[spec["study"], spec["version"]])
+                        init_timeout=w.get("init_timeout", 20), tags=[spec["study"], spec["version"]],
+                        id=run_id(spec["study"], spec["version"], spec["variant"], s))
                 for s in seeds]
     tracking = any(t.run is not None for t in trackers)
+    if tracking and spec.get("data"):  # lineage: the dataset artifact prepare_data logged
+        for tk in (tk for tk in trackers if hasattr(tk, "use_artifact")):  # (test doubles may have none)
+            tk.use_artifact(Path(spec["data"]).stem, "dataset", {Path(spec["data"]).name: spec["data"]})
+    if tracking and start_step:
+        # A resumed run (same id) first logs the checkpoint's history, so that its W&B run alone holds
+        # every step, continuous: a killed process's W&B records are lost or partial (its folder is
+        # superseded: ``make sync`` uploads the newest folder of each run id). Online, W&B keeps the
+        # steps the server already has (the same numbers: resume is exact) and drops the repeats.
+        for e in range(E):
+            by_step: dict[int, dict] = {}
+            for u, m, v in sorted(rows[e], key=lambda r: r[0]):
+                if m != "diverged":
+                    by_step.setdefault(u, {})[m] = v
+            for u, metrics in by_step.items():
+                trackers[e].log(metrics, step=u)
 
     def active():
         return [e for e in range(E) if status[e] == "ok"]
@@ -425,6 +482,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
             lr_at.init_optimizer_state(optimizer)
         log_eval(0)
     groups = optimizer.param_groups
+    progress = Progress(f"{spec['study']}/{spec['variant']} seeds {seeds}", steps, start_step)
     t = start_step
     for t in range(start_step, steps):
         if not active():
@@ -468,6 +526,16 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
                 rows[e] += logged
                 if tracking:
                     trackers[e].log({m: v for _, m, v in logged}, step=t)
+        if t + 1 >= progress.next_step or t + 1 == steps or progress.time_due():
+            if not (t % log_every == 0 or t == steps - 1):  # numbers of a step the loop did not read back
+                loss_l = losses.tolist()
+                acc_l = (out.detach().argmax(-1) == y).float().mean(1).tolist() if y.dim() == 2 else None
+            rate = progress.line(t + 1, [loss_l[e] for e in active()],
+                                 [acc_l[e] for e in active()] if acc_l is not None else None)
+            if tracking:  # live in the run's summary (its history holds exactly the metrics file's rows)
+                for e in active():
+                    trackers[e].summary({"progress/step": t + 1, "progress/steps_per_s": rate,
+                                         "progress/eta_s": (steps - t - 1) / rate if rate > 0 else None})
         if active() and ((t + 1) % eval_every == 0 or t + 1 == steps):
             log_eval(t + 1)
         if ckpt is not None and (t + 1) % ckpt_every == 0 and t + 1 < steps:
@@ -495,16 +563,35 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
             "device": str(device), "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
             "amp": prec.amp, "augment": aug or None, "started": started, "finished": now(),
             "resumed_from": start_step or None, "startup_s": startup_s,
-            "wandb": {"mode": trackers[e].mode, "dir": trackers[e].run_dir},
+            "wandb": {"mode": trackers[e].mode, "dir": trackers[e].run_dir,
+                      "run_id": run_id(spec["study"], spec["version"], spec["variant"], seed)},
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "ensemble": {"size": E, "path": ens.path, "job_wall_s": wall},
         })
-        trackers[e].summary({"status": status[e], **final})
-        trackers[e].finish()
+    # Final weights per seed (W&B setting save_weights, default on): <out>/seed<k>/weights.pt, the state
+    # dict of the member's one-seed model (CPU tensors).
+    weights = None
+    if w.get("save_weights", True):
+        weights = [{k: v.detach().cpu() for k, v in ens.member(e).state_dict().items()} for e in range(E)]
+        for e, s in enumerate(seeds):
+            (out_dir / f"seed{s}").mkdir(parents=True, exist_ok=True)
+            atomic_torch_save(weights[e], out_dir / f"seed{s}" / "weights.pt")
     if ckpt is not None:  # keep the finished job until every output is written (a kill may come later)
         atomic_torch_save({"spec_key": spec_key, "seeds": seeds, "done": True, "rows": rows,
-                           "summaries": summaries}, ckpt)
-    return [write_run(spec, s, rows[e], summaries[e], out_dir) for e, s in enumerate(seeds)]
+                           "summaries": summaries, "weights": weights}, ckpt)
+    written = [write_run(spec, s, rows[e], summaries[e], out_dir) for e, s in enumerate(seeds)]
+    for e, s in enumerate(seeds):  # outputs as artifacts: the analysis run uses the "run" ones
+        d, tk = out_dir / f"seed{s}", trackers[e]
+        tk.summary({"status": status[e], **summaries[e]["final"]})
+        if tk.run is not None and hasattr(tk, "log_artifact"):  # (test doubles may have no artifacts)
+            tk.log_artifact(run_artifact(spec["study"], spec["version"], spec["variant"], s), "run",
+                            run_files(d), metadata={"status": status[e], **summaries[e]["final"]})
+            if weights is not None:
+                tk.log_artifact(artifact_name("model", spec["study"], spec["version"], spec["variant"], f"seed{s}"),
+                                "model", {"weights.pt": d / "weights.pt"},
+                                metadata={"model": spec["model"], "seed": s, "status": status[e]})
+        tk.finish()
+    return written
 
 
 def run(spec: dict, out: Path, ckpt_dir: Path | None = None) -> list[dict]:

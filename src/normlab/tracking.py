@@ -2,16 +2,30 @@
 
 ``mode``: auto (online when logged in, else offline) | online | offline | disabled. wandb is
 imported only when a run starts in a mode other than disabled. Offline runs are written under
-``dir/wandb/`` (the result version's folder) and uploaded later with ``wandb sync``
-(see the README). If an online run cannot start (server unreachable, timeout), the run falls
-back to offline and says so in the log; any other W&B error disables tracking for that run
-instead of failing the job.
+``dir/wandb/`` (the result version's folder) and uploaded later with ``make sync`` (``wandb sync``).
+If an online run cannot start (server unreachable, timeout), the run falls back to offline and says
+so in the log; any other W&B error disables tracking for that run instead of failing the job.
+
+Runs have deterministic ids (``run_id``: from study, version, variant, seed) and start with
+``resume="allow"``, so a job killed and rerun continues the same W&B run. Offline, W&B writes one
+``offline-run-<time>-<id>`` folder per process; a killed process's folder holds at most part of
+its records (W&B's service does not flush them on a kill), so a resumed training run re-logs the
+checkpoint's history and its folder alone holds the whole run. ``sync_dirs`` (``make sync``) picks
+the newest folder of each run id:
+
+    python -m normlab.tracking results/*/latest resources    # the folders to `wandb sync`
+
+Lineage: ``log_artifact`` records an output, ``use_artifact`` an input. Offline, an input is
+recorded as the artifact itself (same name, same files, hence same digest) marked
+``use_after_commit``: ``wandb sync`` links it to the version its producer logged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import netrc
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -36,11 +50,50 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
+def run_id(*parts) -> str:
+    """A deterministic W&B run id from its identity, e.g. (study, version, variant, seed)."""
+    return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:16]
+
+
+def artifact_name(*parts) -> str:
+    """A valid W&B artifact name from its parts (other characters than [A-Za-z0-9._-] become '-')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(map(str, parts))).strip("-")[:128]
+
+
+def run_artifact(study: str, version: str, variant: str, seed: int) -> str:
+    """Name of the artifact of one seed's outputs (``run_files``), type "run": logged by the training
+    run, used by the analysis run."""
+    return artifact_name("run", study, version, variant, f"seed{seed}")
+
+
+def run_files(seed_dir: str | Path) -> dict:
+    """{name in the artifact: path} of one seed's outputs."""
+    return {f: Path(seed_dir) / f for f in ("metrics.parquet", "summary.json")}
+
+
+_OFFLINE = re.compile(r"^offline-run-(\d{8}_\d{6})-(.+)$")
+
+
+def sync_dirs(roots) -> list[Path]:
+    """The offline run folders to upload under ``<root>/wandb/``: the newest one of each run id (older
+    ones are superseded by the resumed run, which holds the whole history)."""
+    newest: dict[str, Path] = {}
+    for root in roots:
+        for d in sorted(Path(root).glob("wandb/offline-run-*")):
+            m = _OFFLINE.match(d.name)
+            if m and d.is_dir() and any(d.glob("run-*.wandb")):
+                key = f"{Path(root).resolve()}|{m.group(2)}"
+                if key not in newest or m.group(1) >= _OFFLINE.match(newest[key].name).group(1):
+                    newest[key] = d
+    return sorted(newest.values())
+
+
 class Tracker:
     """One W&B run; every method is a no-op when disabled or after an error."""
 
     def __init__(self, *, mode: str, project: str, entity=None, group: str, name: str, job_type: str,
-                 config: dict, dir: str | Path, init_timeout: float = 20, tags=None):
+                 config: dict, dir: str | Path, init_timeout: float = 20, tags=None, id: str | None = None,
+                 resume: str | None = "allow"):
         self.run = None
         self.mode = resolve_mode(mode)
         if self.mode == "disabled":
@@ -51,12 +104,12 @@ class Tracker:
 
         Path(dir).mkdir(parents=True, exist_ok=True)
         kwargs = dict(project=project, entity=entity, group=group, name=name, job_type=job_type,
-                      config=config, dir=str(dir), tags=tags, reinit="create_new")
+                      config=config, dir=str(dir), tags=tags, reinit="create_new", id=id,
+                      resume=resume if id is not None else None)
         for attempt in ("online", "offline") if self.mode == "online" else (self.mode,):
-            try:
+            try:  # git info and system metrics on (GPU charts on CUDA); the console is not captured
                 self.run = wandb.init(mode=attempt, settings=wandb.Settings(
-                    init_timeout=init_timeout, silent=True, console="off", x_disable_stats=True,
-                    x_disable_machine_info=True, disable_git=True, save_code=False), **kwargs)
+                    init_timeout=init_timeout, silent=True, console="off", save_code=False), **kwargs)
                 self.mode = attempt
                 return
             except Exception as e:  # never let tracking fail a job
@@ -67,13 +120,16 @@ class Tracker:
     def run_dir(self):
         return getattr(self.run, "dir", None)
 
+    def _off(self, what: str, e: Exception) -> None:
+        print(f"[tracking] {what} failed, tracking off: {type(e).__name__}: {e}", file=sys.stderr)
+        self.run = None
+
     def log(self, metrics: dict, step: int | None = None) -> None:
         if self.run is not None:
             try:
                 self.run.log(metrics, step=step)
             except Exception as e:
-                print(f"[tracking] log failed, tracking off: {e}", file=sys.stderr)
-                self.run = None
+                self._off("log", e)
 
     def summary(self, values: dict) -> None:
         if self.run is not None:
@@ -86,13 +142,62 @@ class Tracker:
         if self.run is not None:
             import wandb
 
-            self.log({key: wandb.Table(dataframe=df)})
+            try:
+                table = wandb.Table(dataframe=df)
+            except Exception as e:
+                print(f"[tracking] table {key} not logged: {type(e).__name__}: {e}", file=sys.stderr)
+                return
+            self.log({key: table})
 
     def log_images(self, paths) -> None:
         if self.run is not None:
             import wandb
 
-            self.log({f"figures/{Path(p).stem}": wandb.Image(str(p)) for p in paths})
+            try:
+                images = {f"figures/{Path(p).stem}": wandb.Image(str(p)) for p in paths}
+            except Exception as e:
+                print(f"[tracking] figures not logged: {type(e).__name__}: {e}", file=sys.stderr)
+                return
+            self.log(images)
+
+    @staticmethod
+    def _artifact(name: str, type: str, paths, metadata=None):
+        """An artifact of files and folders: ``paths`` is {name in the artifact: local path} or a list."""
+        import wandb
+
+        art = wandb.Artifact(artifact_name(name), type=type, metadata=metadata or {})
+        items = paths.items() if isinstance(paths, dict) else ((Path(p).name, p) for p in paths)
+        for inside, p in items:
+            p = Path(p)
+            if p.is_dir():
+                art.add_dir(str(p), name=inside)
+            else:  # immutable: no staging copy (our outputs are written once, atomically)
+                art.add_file(str(p), name=inside, policy="immutable")
+        return art
+
+    def log_artifact(self, name: str, type: str, paths, aliases=None, metadata=None) -> None:
+        """Record an output of this run (a new version when its files changed)."""
+        if self.run is None:
+            return
+        try:
+            self.run.log_artifact(self._artifact(name, type, paths, metadata), aliases=aliases or None)
+        except Exception as e:
+            print(f"[tracking] log_artifact({name}) failed: {type(e).__name__}: {e}", file=sys.stderr)
+
+    def use_artifact(self, name: str, type: str, paths, metadata=None) -> None:
+        """Record an input of this run: the artifact ``name`` made of these files (the producer's version:
+        same files, same digest). Offline (where ``run.use_artifact`` refuses), the artifact record is
+        written marked use_after_commit, which is what ``use_artifact`` of a new artifact does online."""
+        if self.run is None:
+            return
+        try:
+            art = self._artifact(name, type, paths, metadata)
+            if self.mode == "offline":
+                self.run._log_artifact(art, is_user_created=True, use_after_commit=True)
+            else:
+                self.run.use_artifact(art)
+        except Exception as e:
+            print(f"[tracking] use_artifact({name}) failed: {type(e).__name__}: {e}", file=sys.stderr)
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is not None:
@@ -101,3 +206,17 @@ class Tracker:
             except Exception as e:
                 print(f"[tracking] finish failed: {e}", file=sys.stderr)
             self.run = None
+
+
+def main(argv=None):
+    """Print the offline run folders to upload (``sync_dirs``) of the given result folders."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("roots", nargs="*", type=Path, help="folders holding a wandb/ folder (result versions, resources)")
+    for d in sync_dirs(ap.parse_args(argv).roots):
+        print(d)
+
+
+if __name__ == "__main__":
+    main()

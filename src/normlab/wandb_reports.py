@@ -7,16 +7,19 @@ One Report per study version: panel grids of the study's key metrics over its tr
 (W&B group ``<study>/<version>``, job_type ``train``) grouped by variant, the claims table (as
 text and as the analysis run's ``claims`` table) and the figures the analysis run logged; plus an
 overview Report with the scorecard counts of every study. Needs the user to be online and logged
-in (``wandb login``) and the offline runs uploaded first (``make sync STUDY=<study>``, or
-``wandb sync results/<study>/<version>/wandb/offline-run-*``); offline it prints these
-instructions and exits 0. ``--dry-run`` builds the reports without saving and prints their panels.
+in (``wandb login``) and the offline runs uploaded first (``make sync``: every study's latest
+version; ``make sync STUDY=<study>``: one); offline it prints these instructions and exits 0. ``--dry-run`` builds the reports without saving and prints their panels.
 
-``build_reports`` makes the Report objects from a results folder without any network access;
-the claims tables list headline claims first (then cells, then checks), and the overview opens
-with the scorecard's headline table; the panels name only metrics that the runs really logged, read from the runs' own W&B files
-(``wandb/*run-*/run-*.wandb``, see ``read_run``). A study module may define ``WANDB_METRICS``
-(list of logged metric names) to choose its key metrics; the default is the engine's evaluation
-metrics.
+``build_reports`` makes the Report objects from a results folder without any network access,
+from the pipeline's own files only: ``manifest.json`` (study, version, W&B project, figures) and the
+runs' ``metrics.parquet`` (the engine logs to W&B exactly the rows it writes there). The claims
+tables list headline claims first (then cells, then checks), and the overview opens with the
+scorecard's headline table; the panels name only metrics that the runs logged. A study module may
+define ``WANDB_METRICS`` (list of logged metric names) to choose its key metrics; the default is
+the engine's evaluation metrics.
+
+Saving updates in place: a report is found again by its title (one per study version, plus the
+overview) in the project and overwritten; a new one is created only when none has that title.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 import sys
 from pathlib import Path
 
@@ -34,97 +36,6 @@ DEFAULT_METRICS = ["test_acc", "train_acc", "test_loss", "train_loss", "batch_lo
 PLACEHOLDER_ENTITY = "offline"  # entity of reports built without an API (dry run, tests)
 
 
-# ---------------------------------------------------------------------------- reading W&B run files
-_BLOCK, _HEADER = 32768, 7
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-
-
-def _records(path: Path):
-    """The protobuf records of a W&B transaction log (``run-<id>.wandb``: a LevelDB-style log)."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = Path(path).read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{path} is not a W&B run file")
-    i, buf = _HEADER, b""
-    while i + _HEADER <= len(data):
-        left = _BLOCK - i % _BLOCK
-        if left < _HEADER:  # block trailer padding
-            i += left
-            continue
-        _crc, n, kind = struct.unpack("<IHB", data[i:i + _HEADER])
-        chunk = data[i + _HEADER:i + _HEADER + n]
-        i += _HEADER + n
-        if kind == _FULL:
-            payload = chunk
-        elif kind == _FIRST:
-            buf = chunk
-            continue
-        elif kind == _MIDDLE:
-            buf += chunk
-            continue
-        elif kind == _LAST:
-            payload, buf = buf + chunk, b""
-        else:  # zero padding at the end of a block
-            continue
-        r = pb.Record()
-        r.ParseFromString(payload)
-        yield r
-
-
-def _item_key(item) -> str:
-    return item.key or item.nested_key[0]
-
-
-def read_run(run_dir: Path) -> dict:
-    """What one W&B run (offline or online, from its local folder) logged.
-
-    Returns run_id, name, group, job_type, config (top-level keys, JSON-decoded), and history:
-    {metric: [(step, value), ...]} for the top-level keys logged with ``run.log``.
-    """
-    run_dir = Path(run_dir)
-    files = sorted(run_dir.glob("run-*.wandb"))
-    if not files:
-        raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
-    info = {"dir": run_dir, "run_id": None, "name": None, "group": None, "job_type": None, "project": None,
-            "entity": None, "config": {}, "history": {}}
-    for r in _records(files[0]):
-        kind = r.WhichOneof("record_type")
-        if kind == "run":
-            info.update(run_id=r.run.run_id, name=r.run.display_name, group=r.run.run_group, job_type=r.run.job_type,
-                        project=r.run.project or None, entity=r.run.entity or None)
-            updates = r.run.config.update
-        elif kind == "config":
-            updates = r.config.update
-        elif kind == "history":
-            row = {}
-            for it in r.history.item:
-                if len(it.nested_key) > 1:  # media and tables: {key: {_type, path, ...}}
-                    row.setdefault(it.nested_key[0], {})[it.nested_key[1]] = json.loads(it.value_json)
-                else:
-                    row[_item_key(it)] = json.loads(it.value_json)
-            step = row.get("_step")
-            for k, v in row.items():
-                if not k.startswith("_"):
-                    info["history"].setdefault(k, []).append((step, v))
-            continue
-        else:
-            continue
-        for it in updates:
-            if _item_key(it) != "_wandb":
-                info["config"][_item_key(it)] = json.loads(it.value_json)
-    return info
-
-
-def logged_runs(version_dir: Path) -> list[dict]:
-    """Every W&B run written under a result version (``wandb/offline-run-*`` and ``wandb/run-*``)."""
-    runs = []
-    for d in sorted(Path(version_dir).glob("wandb/*run-*")):
-        if d.is_dir() and not d.is_symlink() and any(d.glob("run-*.wandb")):
-            runs.append(read_run(d))
-    return runs
-
-
 # ---------------------------------------------------------------------------- what to show
 def study_meta(version_dir: Path) -> dict:
     """Study, version, W&B group and project of a result version (project: as its W&B runs recorded it)."""
@@ -132,11 +43,8 @@ def study_meta(version_dir: Path) -> dict:
     man = json.loads((vdir / "manifest.json").read_text())
     w = man.get("resolved_config", {}).get("wandb") or {}
     study = man.get("study", vdir.parent.name)
-    run_file = next(iter(sorted(vdir.glob("wandb/*run-*/run-*.wandb"))), None)
-    recorded = read_run(run_file.parent) if run_file is not None else {}
     return {"study": study, "version": vdir.resolve().name, "group": f"{study}/{vdir.resolve().name}",
-            "project": recorded.get("project") or w.get("project") or "normlab",
-            "entity": recorded.get("entity") or w.get("entity"), "manifest": man,
+            "project": w.get("project") or "normlab", "entity": w.get("entity"), "manifest": man,
             "claims": _claims(vdir), "dir": vdir}
 
 
@@ -150,13 +58,19 @@ def _claims(vdir: Path) -> pd.DataFrame:
     return c.iloc[order.argsort(kind="stable")].reset_index(drop=True)
 
 
-def key_metrics(version_dir: Path, runs: list[dict] | None = None) -> list[str]:
-    """The study's key metrics that its training runs really logged to W&B.
+def logged_metrics(version_dir: Path) -> set[str]:
+    """The metrics every training run of the version logged (its metrics.parquet: the engine logs
+    the same rows to W&B)."""
+    files = sorted(Path(version_dir).glob("runs/*/seed*/metrics.parquet"))
+    sets = [set(pd.read_parquet(f, columns=["metric"]).metric) for f in files]
+    return set.intersection(*sets) if sets else set()
 
-    Candidates: the study module's ``WANDB_METRICS`` or DEFAULT_METRICS. Kept: those in the history
-    of the version's W&B train runs; with no W&B run files (tracking disabled), those in the runs'
-    metrics.parquet (the engine logs its evaluation metrics to both).
-    """
+
+def key_metrics(version_dir: Path) -> list[str]:
+    """The study's key metrics that every one of its training runs logged.
+
+    Candidates: the study module's ``WANDB_METRICS`` or DEFAULT_METRICS; kept: those in every run's
+    metrics.parquet."""
     from . import studies
 
     meta = study_meta(version_dir)
@@ -164,29 +78,14 @@ def key_metrics(version_dir: Path, runs: list[dict] | None = None) -> list[str]:
         cand = list(getattr(studies.get(meta["study"]), "WANDB_METRICS", DEFAULT_METRICS))
     except (ValueError, ImportError):
         cand = list(DEFAULT_METRICS)
-    runs = logged_runs(version_dir) if runs is None else runs
-    train = [r for r in runs if r["job_type"] == "train" and r["group"] == meta["group"]]
-    if train:
-        logged = set().union(*(set(r["history"]) for r in train))
-    else:
-        files = sorted(Path(version_dir).glob("runs/*/seed*/metrics.parquet"))
-        logged = set(pd.concat([pd.read_parquet(f, columns=["metric"]) for f in files]).metric) if files else set()
+    logged = logged_metrics(version_dir)
     return [m for m in cand if m in logged]
 
 
-def figure_keys(version_dir: Path, runs: list[dict] | None = None) -> list[str]:
-    """The image keys (``figures/<name>``) that the analysis run of this version logged."""
+def figure_keys(version_dir: Path) -> list[str]:
+    """The image keys (``figures/<name>``) the analysis run logs: the manifest's PNG figures."""
     meta = study_meta(version_dir)
-    runs = logged_runs(version_dir) if runs is None else runs
-    keys = []
-    for r in runs:
-        if r["job_type"] == "analysis" and r["group"] == meta["group"]:
-            keys += [k for k, v in r["history"].items()
-                     if k.startswith("figures/") and any(isinstance(x, dict) and "image" in str(x.get("_type"))
-                                                         for _, x in v)]
-    if not keys:  # tracking was disabled: the names analyze.py would log
-        keys = [f"figures/{Path(f).stem}" for f in meta["manifest"].get("figures", []) if f.endswith(".png")]
-    return sorted(set(keys))
+    return sorted({f"figures/{Path(f).stem}" for f in meta["manifest"].get("figures", []) if f.endswith(".png")})
 
 
 def claims_markdown(claims: pd.DataFrame) -> str:
@@ -234,9 +133,8 @@ def build_study_report(version_dir: Path, project: str | None = None, entity: st
     meta = study_meta(version_dir)
     project = project or meta["project"]
     entity = entity or meta["entity"] or PLACEHOLDER_ENTITY
-    runs = logged_runs(version_dir)
-    metrics = key_metrics(version_dir, runs)
-    figs = figure_keys(version_dir, runs)
+    metrics = key_metrics(version_dir)
+    figs = figure_keys(version_dir)
     train = _runset(wr, expr, meta, project, entity, "train", f"{meta['group']} train runs", ["config.variant"])
     analysis = _runset(wr, expr, meta, project, entity, "analysis", f"{meta['group']} analysis")
     lines = [wr.LinePlot(title=m, x="Step", y=[m], groupby_aggfunc="mean", groupby_rangefunc="stderr",
@@ -322,12 +220,37 @@ def panel_metrics(panel) -> list[str]:
     return []
 
 
+def find_report(api, entity: str, project: str, title: str):
+    """The project's saved report with this title (the most recently updated one), else None."""
+    found = [r for r in api.reports(f"{entity}/{project}") if getattr(r, "display_name", None) == title]
+    return max(found, key=lambda r: str(getattr(r, "updated_at", "") or "")) if found else None
+
+
+def save_in_place(api, rep):
+    """Save ``rep``: over the report of the same title when there is one (same id and URL), else new.
+    Returns (the saved report, whether an existing one was updated)."""
+    import wandb_workspaces.reports.v2 as wr
+
+    old = find_report(api, rep.entity, rep.project, rep.title)
+    if old is None:
+        rep.save()
+        return rep, False
+    try:
+        target = wr.Report.from_url(old.url)
+        target.title, target.description, target.width, target.blocks = rep.title, rep.description, rep.width, rep.blocks
+    except Exception:  # noqa: BLE001 (an unreadable old spec: overwrite it by id)
+        target = rep
+        target.id = old.id
+    target.save()
+    return target, True
+
+
 # ---------------------------------------------------------------------------- CLI
 OFFLINE_HELP = """W&B reports need the online W&B service: nothing was saved.
 To create them:
   1. wandb login                      (once; or set WANDB_API_KEY)
-  2. make sync STUDY=<study>          (uploads results/<study>/latest/wandb/offline-run-*;
-                                       or: wandb sync results/<study>/<version>/wandb/offline-run-*)
+  2. make sync                        (uploads the offline runs of every study's latest version and the
+                                       dataset runs; one study: make sync STUDY=<study>)
   3. snakemake --cores 1 wandb_reports   (or: python -m normlab.wandb_reports)
 """
 
@@ -376,8 +299,8 @@ def main(argv=None):
                 print(f"{name}: no runs of group {groups[name]} in {rep.entity}/{rep.project} yet; upload them "
                       f"first: make sync STUDY={name}")
                 continue
-            rep.save()
-            print(f"{name}: {rep.url}")
+            saved, updated = save_in_place(api, rep)
+            print(f"{name}: {'updated' if updated else 'created'} {saved.url}")
         except Exception as e:  # noqa: BLE001 (report every failure, go on with the next report)
             failed += 1
             print(f"{name}: saving the report failed: {type(e).__name__}: {e}", file=sys.stderr)

@@ -1,0 +1,257 @@
+"""W&B tracking through the real client, offline, reading back what it wrote (the run files).
+
+A training job killed after a checkpoint and rerun continues ONE W&B run (same deterministic id,
+resume "allow"): its two offline folders together hold every logged step exactly once, the first
+before the resume step, the second from it on. The dataset, run, model and analysis artifacts (the
+lineage dataset -> runs -> claims) are in the offline run files. Progress lines reach stderr.
+The run-file reader below uses wandb's own protobuf definitions; it lives in the tests only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("wandb")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------- reading W&B run files
+def records(path: Path):
+    """The protobuf records of a W&B transaction log (``run-<id>.wandb``: a LevelDB-style log)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    assert data[:4] == b":W&B", path
+    i, buf, block, header = 7, b"", 32768, 7
+    while i + header <= len(data):
+        left = block - i % block
+        if left < header:
+            i += left
+            continue
+        _crc, n, kind = struct.unpack("<IHB", data[i:i + header])
+        chunk = data[i + header:i + header + n]
+        i += header + n
+        if kind == 1:
+            payload = chunk
+        elif kind == 2:
+            buf = chunk
+            continue
+        elif kind == 3:
+            buf += chunk
+            continue
+        elif kind == 4:
+            payload, buf = buf + chunk, b""
+        else:
+            continue
+        r = pb.Record()
+        r.ParseFromString(payload)
+        yield r
+
+
+def read_run(run_dir: Path) -> dict:
+    """id, name, job_type, resume setting, history {(step, key): value}, artifacts [(type, name, used)]."""
+    info = {"dir": run_dir, "run_id": None, "history": {}, "artifacts": [], "git": None, "stats": 0}
+    (f,) = run_dir.glob("run-*.wandb")
+    for r in records(f):
+        kind = r.WhichOneof("record_type")
+        if kind == "run":
+            info.update(run_id=r.run.run_id, name=r.run.display_name, job_type=r.run.job_type,
+                        group=r.run.run_group, git=r.run.git.commit or None)
+        elif kind == "history":
+            row = {(it.key or it.nested_key[0]): json.loads(it.value_json) for it in r.history.item}
+            for k, v in row.items():
+                if not k.startswith("_"):
+                    key = (row["_step"], k)
+                    assert key not in info["history"], f"{key} logged twice in {run_dir.name}"
+                    info["history"][key] = v
+        elif kind == "artifact":
+            a = r.artifact
+            info["artifacts"].append((a.type, a.name, a.use_after_commit,
+                                      sorted(e.path for e in a.manifest.contents)))
+        elif kind == "stats":
+            info["stats"] += 1
+    return info
+
+
+def runs_in(folder: Path) -> list[dict]:
+    return [read_run(d) for d in sorted(Path(folder).glob("wandb/offline-run-*")) if d.is_dir()]
+
+
+# ---------------------------------------------------------------------------- a tiny training job
+JOB = textwrap.dedent("""
+    import json, os, signal, sys, time
+    from pathlib import Path
+    from normlab import engine
+    spec, out, ckpt, kill_at = json.loads(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+    save = engine.atomic_torch_save
+
+    def killing_save(obj, path):  # the kill: just before the checkpoint of step kill_at is written
+        if isinstance(obj, dict) and obj.get("step") == kill_at:
+            time.sleep(3)  # let W&B's service write what it was sent (a kill loses records in flight)
+            os.kill(os.getpid(), signal.SIGKILL)
+        save(obj, path)
+
+    engine.atomic_torch_save = killing_save
+    engine.torch.set_num_threads(1)
+    engine.run(spec, out, ckpt)
+""")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A small MNIST-1D file prepared by prepare_data's CLI, W&B offline (logs the dataset artifact)."""
+    root = tmp_path_factory.mktemp("res")
+    out = root / "data" / "mnist1d-test0000.pt"
+    env = {**os.environ, "WANDB_MODE": "offline", "NORMLAB_WANDB": json.dumps({"mode": "offline", "project": "t"})}
+    subprocess.run([sys.executable, "-m", "normlab.data", "--name", "mnist1d", "--params", '{"num_samples": 600}',
+                    "--out", str(out)], check=True, env=env, cwd=root, timeout=120)
+    return out
+
+
+def job(spec, vdir: Path, kill_at: int = -1) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-c", JOB, json.dumps(spec), str(vdir / "runs" / spec["variant"]),
+                           str(vdir / ".ckpt" / spec["variant"]), str(kill_at)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+
+
+def tiny_spec(data, **train):
+    return {"study": "t", "version": "v-00000000", "variant": "a", "keys": {}, "seeds": [0, 1], "data": str(data),
+            "device": "cpu", "model": {"arch": "mlp", "depth": 2, "width": 16, "norm": "bn_pre", "act": "relu"},
+            "optimizer": {"name": "sgd"}, "lr": 0.1, "schedule": {"name": "constant"},
+            "train": {"steps": 200, "batch_size": 32, "eval_every": 25, "log_every": 10, "ckpt_every": 50, **train},
+            "probes": [], "wandb": {"mode": "offline", "project": "t"}}
+
+
+def test_dataset_artifact_is_logged(dataset):
+    (run,) = runs_in(dataset.parent.parent)
+    assert run["job_type"] == "prepare_data"
+    assert run["artifacts"] == [("dataset", "mnist1d-test0000", False, ["mnist1d-test0000.pt"])]
+
+
+def test_killed_job_resumes_one_run_with_continuous_steps(dataset, tmp_path):
+    from normlab.tracking import run_id, sync_dirs
+
+    vdir = tmp_path / "t" / "v-00000000"
+    vdir.mkdir(parents=True)
+    spec = tiny_spec(dataset)
+    p = job(spec, vdir, kill_at=100)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
+    assert "[progress] t/a seeds [0, 1]: step 20/200 (10%)" in p.stderr  # every 10% of the steps
+    p = job(spec, vdir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "resumed from step 50" in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("[progress]")]
+    assert lines[-1].startswith("[progress] t/a seeds [0, 1]: step 200/200 (100%) loss ")
+    assert " acc " in lines[-1] and " steps/s | ETA " in lines[-1]
+
+    folders = sorted(vdir.glob("wandb/offline-run-*"))
+    ids = {run_id("t", "v-00000000", "a", seed) for seed in (0, 1)}
+    assert len(folders) == 4 and {f.name.rsplit("-", 1)[1] for f in folders} == ids  # two processes, two ids
+    newest = sync_dirs([vdir])  # what `make sync` uploads: the resumed run's folder of each id
+    assert len(newest) == 2 and set(newest) <= set(folders)
+    for seed in (0, 1):
+        (run,) = [read_run(d) for d in newest if d.name.endswith(run_id("t", "v-00000000", "a", seed))]
+        assert run["name"] == f"a/seed{seed}" and run["run_id"] == run_id("t", "v-00000000", "a", seed)
+        m = pd.read_parquet(vdir / "runs" / "a" / f"seed{seed}" / "metrics.parquet")
+        want = {(int(r.step), r.metric): r.value for r in m.itertuples()}
+        got = run["history"]  # read_run fails on a (step, key) logged twice
+        assert got.keys() == want.keys()  # every step of the run, once: continuous across the kill
+        assert all(got[k] == pytest.approx(want[k], rel=1e-6) for k in want)
+        assert run["git"], "git info is recorded"
+        assert run["stats"] > 0, "system metrics are recorded"
+        arts = {(t, n, used): files for t, n, used, files in run["artifacts"]}
+        assert arts[("dataset", "mnist1d-test0000", True)] == ["mnist1d-test0000.pt"]  # used, not produced
+        assert arts[("run", f"run-t-v-00000000-a-seed{seed}", False)] == ["metrics.parquet", "summary.json"]
+        assert arts[("model", f"model-t-v-00000000-a-seed{seed}", False)] == ["weights.pt"]
+        assert (vdir / "runs" / "a" / f"seed{seed}" / "weights.pt").exists()
+    listed = subprocess.run([sys.executable, "-m", "normlab.tracking", str(vdir)], capture_output=True, text=True,
+                            check=True, timeout=60).stdout.split()
+    assert listed == [str(d) for d in newest]
+
+
+def test_weights_switch_and_no_wandb_import_when_disabled(dataset, tmp_path):
+    """save_weights false: no weights file; W&B disabled: wandb is never imported, progress still shows."""
+    spec = tiny_spec(dataset, steps=30)
+    spec["wandb"] = {"mode": "disabled", "save_weights": False}
+    code = ("import json, sys; from normlab import engine; engine.run(json.loads(sys.argv[1]), sys.argv[2]); "
+            "print('wandb' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(spec), str(tmp_path / "o")], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.strip() == "False"
+    assert not list(tmp_path.glob("o/seed*/weights.pt")) and (tmp_path / "o" / "seed0" / "metrics.parquet").exists()
+    assert "step 30/30 (100%)" in p.stderr and not list(tmp_path.rglob("offline-run-*"))
+
+
+def test_progress_lines_every_tenth_and_every_interval():
+    import io
+    import time
+
+    from normlab.engine import Progress
+
+    out = io.StringIO()
+    p = Progress("s/v seeds [0]", 1000, start_step=300, every_s=0.05, out=out)
+    assert p.next_step == 400 and not p.time_due()
+    p.line(400, [0.5, float("nan")], [0.25, 0.75])
+    assert out.getvalue().startswith("[progress] s/v seeds [0]: step 400/1000 (40%) loss 0.5 acc 0.500 | ")
+    assert p.next_step == 500
+    time.sleep(0.06)
+    assert p.time_due()
+
+
+def test_analysis_run_uses_run_artifacts_and_logs_one_analysis_artifact(tmp_path):
+    """The analysis run (offline): uses each seed's run artifact, logs claims/summary/manifest/figures."""
+    from normlab.tracking import run_id
+
+    vdir = tmp_path / "results" / "fake" / "v-11111111"
+    for seed in (0, 1):
+        d = vdir / "runs" / "a" / f"seed{seed}"
+        d.mkdir(parents=True)
+        pd.DataFrame({"step": [0], "metric": ["test_acc"], "value": [0.5]}).to_parquet(d / "metrics.parquet")
+        (d / "summary.json").write_text(json.dumps({"variant": "a", "seed": seed, "status": "ok", "final": {}}))
+
+    code = textwrap.dedent("""
+        import json, sys
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from normlab import analyze, studies
+
+        class Fake:
+            @staticmethod
+            def analyze(metrics, summary, cfg, extra):
+                return [{"claim_id": "F.a", "claim": "c", "source": "s", "metric": "m", "value": 1.0, "ci_low": 0.5,
+                         "ci_high": 1.5, "threshold": 0.0, "verdict": "holds", "n_seeds": 2, "kind": "headline"}]
+
+            @staticmethod
+            def figures(metrics, summary, claims, cfg, fig_dir, extra):
+                plt.figure(figsize=(1, 1)).savefig(fig_dir / "fig.png")
+                return [fig_dir / "fig.png"]
+
+        studies.get = lambda name: Fake
+        analyze.main(sys.argv[1:])
+    """)
+    cfg = json.dumps({"study_config": {}, "wandb": {"mode": "offline", "project": "t"}})
+    p = subprocess.run([sys.executable, "-c", code, "--study", "fake", "--version-dir", str(vdir), "--config", cfg],
+                       cwd=tmp_path, env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    (run,) = runs_in(vdir)
+    assert run["job_type"] == "analysis" and run["run_id"] == run_id("fake", "v-11111111", "analysis")
+    arts = {(t, n, used): files for t, n, used, files in run["artifacts"]}
+    for seed in (0, 1):
+        assert arts[("run", f"run-fake-v-11111111-a-seed{seed}", True)] == ["metrics.parquet", "summary.json"]
+    assert arts[("analysis", "analysis-fake", False)] == ["claims.csv", "figures/fig.png", "manifest.json",
+                                                          "summary.parquet"]
+    assert json.loads((vdir / "manifest.json").read_text())["wandb_run_id"] == run["run_id"]
