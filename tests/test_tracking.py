@@ -59,8 +59,10 @@ def records(path: Path):
 
 
 def read_run(run_dir: Path) -> dict:
-    """id, name, job_type, resume setting, history {(step, key): value}, artifacts [(type, name, used)]."""
-    info = {"dir": run_dir, "run_id": None, "history": {}, "artifacts": [], "git": None, "stats": 0}
+    """id, name, job_type, history {(step, key): value}, artifacts [(type, name, used, files)] and their
+    digests {(type, name, used): digest}, git commit, system-metrics records, machine's cpu_count."""
+    info = {"dir": run_dir, "run_id": None, "history": {}, "artifacts": [], "digests": {}, "git": None, "stats": 0,
+            "cpu_count": 0}
     (f,) = run_dir.glob("run-*.wandb")
     for r in records(f):
         kind = r.WhichOneof("record_type")
@@ -78,8 +80,11 @@ def read_run(run_dir: Path) -> dict:
             a = r.artifact
             info["artifacts"].append((a.type, a.name, a.use_after_commit,
                                       sorted(e.path for e in a.manifest.contents)))
+            info["digests"][(a.type, a.name, a.use_after_commit)] = a.digest
         elif kind == "stats":
             info["stats"] += 1
+        elif kind == "environment" and r.environment.cpu_count:
+            info["cpu_count"] = r.environment.cpu_count
     return info
 
 
@@ -168,10 +173,14 @@ def test_killed_job_resumes_one_run_with_continuous_steps(dataset, tmp_path):
         got = run["history"]  # read_run fails on a (step, key) logged twice
         assert got.keys() == want.keys()  # every step of the run, once: continuous across the kill
         assert all(got[k] == pytest.approx(want[k], rel=1e-6) for k in want)
-        assert run["git"], "git info is recorded"
-        assert run["stats"] > 0, "system metrics are recorded"
+        if (ROOT / ".git").exists():
+            assert run["git"], "git info is recorded"
+        assert run["cpu_count"] > 0, "machine info is recorded (system metrics are on)"
         arts = {(t, n, used): files for t, n, used, files in run["artifacts"]}
         assert arts[("dataset", "mnist1d-test0000", True)] == ["mnist1d-test0000.pt"]  # used, not produced
+        (prep,) = runs_in(dataset.parent.parent)  # the same version as prepare_data's (the lineage link)
+        assert run["digests"][("dataset", "mnist1d-test0000", True)] == prep["digests"][("dataset", "mnist1d-test0000",
+                                                                                          False)]
         assert arts[("run", f"run-t-v-00000000-a-seed{seed}", False)] == ["metrics.parquet", "summary.json"]
         assert arts[("model", f"model-t-v-00000000-a-seed{seed}", False)] == ["weights.pt"]
         assert (vdir / "runs" / "a" / f"seed{seed}" / "weights.pt").exists()
