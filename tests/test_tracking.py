@@ -31,6 +31,8 @@ def records(path: Path):
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = Path(path).read_bytes()
+    if not data:  # a killed process's file may be empty
+        return
     assert data[:4] == b":W&B", path
     i, buf, block, header = 7, b"", 32768, 7
     while i + header <= len(data):
@@ -59,7 +61,7 @@ def records(path: Path):
 
 
 def read_run(run_dir: Path) -> dict:
-    """id, name, job_type, history {(step, key): value}, artifacts [(type, name, used, files)] and their
+    """id, name, job_type, group, config (top-level keys), history {(step, key): value}, artifacts [(type, name, used, files)] and their
     digests {(type, name, used): digest}, git commit, system-metrics records, machine's cpu_count."""
     info = {"dir": run_dir, "run_id": None, "history": {}, "artifacts": [], "digests": {}, "git": None, "stats": 0,
             "cpu_count": 0}
@@ -68,7 +70,8 @@ def read_run(run_dir: Path) -> dict:
         kind = r.WhichOneof("record_type")
         if kind == "run":
             info.update(run_id=r.run.run_id, name=r.run.display_name, job_type=r.run.job_type,
-                        group=r.run.run_group, git=r.run.git.commit or None)
+                        group=r.run.run_group, git=r.run.git.commit or None,
+                        config={(it.key or it.nested_key[0]): json.loads(it.value_json) for it in r.run.config.update})
         elif kind == "history":
             row = {(it.key or it.nested_key[0]): json.loads(it.value_json) for it in r.history.item}
             for k, v in row.items():
@@ -264,3 +267,40 @@ def test_analysis_run_uses_run_artifacts_and_logs_one_analysis_artifact(tmp_path
     assert arts[("analysis", "analysis-fake", False)] == ["claims.csv", "figures/fig.png", "manifest.json",
                                                           "summary.parquet"]
     assert json.loads((vdir / "manifest.json").read_text())["wandb_run_id"] == run["run_id"]
+
+
+def test_reports_are_updated_in_place_found_by_title(monkeypatch):
+    """Saving a report overwrites the project's report of the same title (same id); else creates one."""
+    import wandb_workspaces.reports.v2 as wr
+
+    from normlab import wandb_reports as wbr
+
+    saved = []
+    monkeypatch.setattr(wr.Report, "save", lambda self, **kw: saved.append((self.title, self.id)) or self)
+    monkeypatch.setattr(wr.Report, "from_url", classmethod(lambda cls, url: (_ for _ in ()).throw(OSError(url))))
+
+    class Old:
+        def __init__(self, title, id, updated_at):
+            self.display_name, self.id, self.updated_at, self.url = title, id, updated_at, f"https://x/{id}"
+
+    class Api:
+        def reports(self, path):
+            assert path == "e/p"
+            return [Old("normlab s (v1)", "A", "2026-01-01"), Old("normlab s (v1)", "B", "2026-02-01"),
+                    Old("other", "C", "2026-03-01")]
+
+    rep = wr.Report(project="p", entity="e", title="normlab s (v1)", blocks=[wr.H1("new")])
+    out, updated = wbr.save_in_place(Api(), rep)
+    assert updated and saved == [("normlab s (v1)", "B")]  # the newest report of that title, overwritten
+    new = wr.Report(project="p", entity="e", title="normlab s (v2)")
+    out, updated = wbr.save_in_place(Api(), new)
+    assert not updated and saved[-1][0] == "normlab s (v2)" and not saved[-1][1]
+
+    def load(cls, url):  # the saved report, as W&B returns it
+        old = wr.Report(project="p", entity="e", title="stale", blocks=[wr.H1("old")])
+        old.id = url.rsplit("/", 1)[1]
+        return old
+
+    monkeypatch.setattr(wr.Report, "from_url", classmethod(load))
+    out, updated = wbr.save_in_place(Api(), rep)
+    assert updated and saved[-1] == ("normlab s (v1)", "B") and out.blocks == rep.blocks

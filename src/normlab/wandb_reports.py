@@ -249,8 +249,8 @@ def save_in_place(api, rep):
 OFFLINE_HELP = """W&B reports need the online W&B service: nothing was saved.
 To create them:
   1. wandb login                      (once; or set WANDB_API_KEY)
-  2. make sync                        (uploads the offline runs of every study's latest version and the
-                                       dataset runs; one study: make sync STUDY=<study>)
+  2. make sync                        (runs `wandb sync` on the offline runs of every study's latest
+                                       version and the dataset runs; one study: make sync STUDY=<study>)
   3. snakemake --cores 1 wandb_reports   (or: python -m normlab.wandb_reports)
 """
 
