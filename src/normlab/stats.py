@@ -264,8 +264,3 @@ def finalize(claims, ci: float = 0.95):
             df.loc[i, "p_adj"] = a if verdict == "holds" else b if verdict == "fails" else min(a, b)
     return df[CLAIM_COLUMNS]
 
-
-def bootstrap_mean_diff(groups_a, groups_b=None, *, n_boot=None, ci=0.95, seed=None):
-    """TRANSITIONAL shim (to be removed): the old call signature, now a Student t interval."""
-    e = mean_ci(groups_a, groups_b, ci=ci)
-    return e.value, e.low, e.high

@@ -3,6 +3,7 @@ BNP = vdir("bn_placement")
 
 
 rule bn_placement_analyze:
+    """S4: claims (BN before vs after vs none, pooled and per cell), figures and manifest."""
     input:
         run_dirs("bn_placement"),
     output:
@@ -42,8 +43,6 @@ rule bn_placement_analyze:
         f"{BNP}/logs/analyze.log",
     benchmark:
         f"{BNP}/benchmarks/analyze.tsv"
-    conda:
-        ENV
     threads: 1
     params:
         cfg=study_config_arg("bn_placement"),
@@ -53,5 +52,6 @@ rule bn_placement_analyze:
 
 
 rule bn_placement:
+    """S4 target: BN before vs after the activation (snakemake --cores N bn_placement)."""
     input:
         study_targets("bn_placement"),

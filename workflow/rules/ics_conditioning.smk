@@ -3,6 +3,7 @@ ICS = vdir("ics_conditioning")
 
 
 rule ics_conditioning_check:
+    """S5: one float64 check job (invariance of the trajectory to shifts under BN, or the batch-centering identity)."""
     input:
         data_file("ics_conditioning"),
     output:
@@ -14,8 +15,6 @@ rule ics_conditioning_check:
     wildcard_constraints:
         check="invariance|centering",
         ext="parquet|json",
-    conda:
-        ENV
     threads: 1
     params:
         cfg=study_config_arg("ics_conditioning"),
@@ -25,6 +24,7 @@ rule ics_conditioning_check:
 
 
 rule ics_conditioning_analyze:
+    """S5: claims (K-FAC outliers, centering, invariance, share of BN advantage recovered), figures, manifest."""
     input:
         runs=run_dirs("ics_conditioning"),
         invariance=f"{ICS}/checks/invariance.parquet",
@@ -78,8 +78,6 @@ rule ics_conditioning_analyze:
         f"{ICS}/logs/analyze.log",
     benchmark:
         f"{ICS}/benchmarks/analyze.tsv"
-    conda:
-        ENV
     threads: 1
     params:
         cfg=study_config_arg("ics_conditioning"),
@@ -89,5 +87,6 @@ rule ics_conditioning_analyze:
 
 
 rule ics_conditioning:
+    """S5 target: the ICS conditioning hypothesis (snakemake --cores N ics_conditioning)."""
     input:
         study_targets("ics_conditioning"),

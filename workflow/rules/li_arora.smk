@@ -10,6 +10,7 @@ LIA_EXTRA = " ".join(f"exact_{Path(f).stem}={f}" for f in LIA_EXACT)
 
 
 rule li_arora_exactness:
+    """S2: paired runs (constant lr + WD vs exponential lr, step decay vs TEXP) in one dtype, for exactness and drift."""
     input:
         data_file("li_arora"),
     output:
@@ -20,8 +21,6 @@ rule li_arora_exactness:
         f"{LIA}/benchmarks/exactness/{{dtype}}.tsv"
     wildcard_constraints:
         dtype="float64|float32",
-    conda:
-        ENV
     threads: 1
     resources:
         gpu=gpus("li_arora"),
@@ -33,6 +32,7 @@ rule li_arora_exactness:
 
 
 rule li_arora_analyze:
+    """S2: claims (exact equivalence, practical TEXP, norm growth, float32 drift), figures, manifest."""
     input:
         runs=run_dirs("li_arora"),
         exact=LIA_EXACT,
@@ -79,8 +79,6 @@ rule li_arora_analyze:
         f"{LIA}/logs/analyze.log",
     benchmark:
         f"{LIA}/benchmarks/analyze.tsv"
-    conda:
-        ENV
     threads: 1
     params:
         cfg=study_config_arg("li_arora"),
@@ -91,5 +89,6 @@ rule li_arora_analyze:
 
 
 rule li_arora:
+    """S2 target: Li & Arora 2020, the exponential learning rate (snakemake --cores N li_arora)."""
     input:
         study_targets("li_arora"),

@@ -4,6 +4,7 @@ NG_CAT = "S3 Norm growth"
 
 
 rule norm_growth_invariance:
+    """S3: float64 checks of the scale-invariance identities and the Pythagorean recursion."""
     input:
         data_file("norm_growth"),
     output:
@@ -12,8 +13,6 @@ rule norm_growth_invariance:
         f"{NG}/logs/invariance.log",
     benchmark:
         f"{NG}/benchmarks/invariance.tsv"
-    conda:
-        ENV
     threads: 1
     params:
         cfg=study_config_arg("norm_growth"),
@@ -23,6 +22,7 @@ rule norm_growth_invariance:
 
 
 rule norm_growth_analyze:
+    """S3: claims (invariance, sqrt(k) law where G is steady, WD equilibrium, projection, output layer), figures."""
     input:
         runs=run_dirs("norm_growth"),
         invariance=f"{NG}/invariance.parquet",
@@ -75,8 +75,6 @@ rule norm_growth_analyze:
         f"{NG}/logs/analyze.log",
     benchmark:
         f"{NG}/benchmarks/analyze.tsv"
-    conda:
-        ENV
     threads: 1
     params:
         cfg=study_config_arg("norm_growth"),
@@ -86,5 +84,6 @@ rule norm_growth_analyze:
 
 
 rule norm_growth:
+    """S3 target: weight-norm growth and the implicit learning-rate decay (snakemake --cores N norm_growth)."""
     input:
         study_targets("norm_growth"),

@@ -11,6 +11,7 @@ wildcard_constraints:
 
 
 rule claims_table:
+    """One study version's claims as an HTML table, for the Snakemake report."""
     input:
         "results/{study}/{version}/claims.csv",
     output:
@@ -22,14 +23,13 @@ rule claims_table:
         ),
     log:
         "results/{study}/{version}/logs/claims_table.log",
-    conda:
-        ENV
     threads: 1
     shell:
         "python -m normlab.scorecard --claims-html $(dirname {input}) --out {output} > {log} 2>&1"
 
 
 rule scorecard:
+    """The replication scorecard: headline claims of every study first, then cells and checks (md, html, csv)."""
     input:
         scorecard_inputs,
     output:
@@ -45,8 +45,6 @@ rule scorecard:
         front="results/scorecard_front.html",
     log:
         "results/logs/scorecard.log",
-    conda:
-        ENV
     threads: 1
     params:
         vdirs=scorecard_vdirs,
@@ -58,6 +56,7 @@ rule scorecard:
 
 # snakemake --cores 1 results/compare/<study>/<A>_vs_<B>/claims.md  (A, B: version folder names)
 rule compare:
+    """Two versions of one study side by side (claims and figures)."""
     input:
         a="results/{study}/{a}/claims.csv",
         b="results/{study}/{b}/claims.csv",
@@ -67,8 +66,6 @@ rule compare:
         figures="results/compare/{study}/{a}_vs_{b}/figures.md",
     log:
         "results/compare/{study}/{a}_vs_{b}/compare.log",
-    conda:
-        ENV
     threads: 1
     shell:
         "python -m normlab.compare $(dirname {input.a}) $(dirname {input.b}) --out $(dirname {output.md})"
@@ -78,12 +75,11 @@ rule compare:
 # Not part of `all`: snakemake --cores 1 wandb_reports (online and logged in; offline it prints
 # how to `wandb sync` first and exits cleanly).
 rule wandb_reports:
+    """W&B Reports, one per study version, updated in place (online; offline it says how to sync)."""
     input:
         rules.scorecard.output.csv,
     log:
         "results/logs/wandb_reports.log",
-    conda:
-        ENV
     threads: 1
     params:
         vdirs=scorecard_vdirs,

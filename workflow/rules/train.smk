@@ -15,8 +15,6 @@ rule prepare_data:
         "resources/logs/prepare_data/{dataset}-{hash}.log",
     benchmark:
         "resources/benchmarks/prepare_data/{dataset}-{hash}.tsv"
-    conda:
-        ENV
     threads: 1
     params:
         ds=dataset_params,
@@ -34,10 +32,8 @@ rule train:
         "results/{study}/{version}/logs/train/{variant}.log",
     benchmark:
         "results/{study}/{version}/benchmarks/train/{variant}.tsv"
-    conda:
-        ENV
-    threads: 1
     retries: 2  # after a preemption or a crash the job resumes from its checkpoint
+    threads: 1
     resources:
         gpu=train_gpus,
     params:
