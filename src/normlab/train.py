@@ -5,8 +5,7 @@
 trains every seed of one variant, batched (see ``normlab.engine`` for the run spec and outputs).
 Side jobs import the public pieces from here or from ``normlab.engine``: ``batch_indices``,
 ``fresh_labels``, ``random_labels``, ``resolve_device``, ``evaluate``, ``Snapshot``, ``call_probes``,
-``wandb_settings``, ``metrics_frame``, ``write_run``, ``run``. The underscored names ``_Snapshot``,
-``_call_probes`` and ``_finish`` are transitional aliases (to be removed once no side job uses them).
+``wandb_settings``, ``metrics_frame``, ``write_run``, ``run``.
 """
 
 from __future__ import annotations
@@ -31,11 +30,6 @@ from .engine import (  # noqa: F401 - re-exported
     wandb_settings,
     write_run,
 )
-
-# Transitional aliases for side jobs written against the old train.py (not to be used in new code).
-_Snapshot = Snapshot
-_call_probes = call_probes
-_finish = write_run
 
 
 def main(argv=None):

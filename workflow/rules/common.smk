@@ -33,7 +33,6 @@ _bindir = str(Path(sys.executable).parent)
 if os.environ.get("PATH", "").split(os.pathsep)[0] != _bindir:
     os.environ["PATH"] = _bindir + os.pathsep + os.environ.get("PATH", "")
 
-ENV = "../envs/normlab.yaml"  # every rule's software environment (relative to workflow/rules)
 # W&B settings reach jobs through the environment, not through params (a rerun trigger),
 # so that changing the W&B mode never reruns training.
 

@@ -4,14 +4,13 @@ SAN_CAT = "S1 Santurkar et al."
 
 
 rule santurkar_dln:
+    """S1: the deep linear network (25 layers, full-batch GD, 10,000 steps) with and without BN, with ICS and landscape probes."""
     output:
         directory(f"{SAN}/dln"),
     log:
         f"{SAN}/logs/dln.log",
     benchmark:
         f"{SAN}/benchmarks/dln.tsv"
-    conda:
-        ENV
     threads: 1
     params:
         cfg=study_config_arg("santurkar"),
@@ -21,6 +20,7 @@ rule santurkar_dln:
 
 
 rule santurkar_analyze:
+    """S1: claims (noisy BN trains as well as BN, ICS not reduced, smoother landscape; controls), figures, manifest."""
     input:
         runs=run_dirs("santurkar"),
         dln=f"{SAN}/dln",
@@ -91,8 +91,6 @@ rule santurkar_analyze:
         f"{SAN}/logs/analyze.log",
     benchmark:
         f"{SAN}/benchmarks/analyze.tsv"
-    conda:
-        ENV
     threads: 1
     params:
         cfg=study_config_arg("santurkar"),
@@ -102,5 +100,6 @@ rule santurkar_analyze:
 
 
 rule santurkar:
+    """S1 target: Santurkar et al. 2018 (snakemake --cores N santurkar)."""
     input:
         study_targets("santurkar"),

@@ -29,6 +29,7 @@ PROBES: dict[str, type] = {}
 PROBE_MODULES: dict[str, str] = {
     "ics": "normlab.probes.ics",
     "unit_activations": "normlab.probes.ics",
+    "bn_clean_eval": "normlab.probes.ics",
     "landscape": "normlab.probes.landscape",
     "units": "normlab.probes.units",
     "curvature": "normlab.probes.curvature",

@@ -61,7 +61,7 @@ def params_before(model, layer) -> list[torch.nn.Parameter]:
     raise ValueError("layer is not a module of the model")
 
 
-def _flat(ts) -> torch.Tensor:
+def flat(ts) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in ts])
 
 

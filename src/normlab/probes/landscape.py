@@ -28,7 +28,7 @@ import math
 import torch
 
 from . import Probe, register
-from .ics import _flat, loss_and_grads, next_weights
+from .ics import flat, loss_and_grads, next_weights
 
 
 def step_grid(scales=(0.5, 4.0), n: int = 8, spacing: str = "linear") -> list[float]:
@@ -53,9 +53,9 @@ class Landscape(Probe):
                          self.params.get("spacing", "linear"))
         w0 = [p.detach().clone() for p in params]
         step = [w1 - w for w1, w in zip(next_weights(ctx, params), w0)]  # the actual update d
-        step_norm = _flat(step).double().norm().item()
+        step_norm = flat(step).double().norm().item()
         loss0, g0 = loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, params)
-        g0_flat = _flat(g0).double()
+        g0_flat = flat(g0).double()
         gnorm = g0_flat.norm().item()
         losses, diffs, betas = [], [], []
         for a in grid:
@@ -63,7 +63,7 @@ class Landscape(Probe):
                 for p, w, d in zip(params, w0, step):
                     p.copy_(w + a * d)
             loss, g = loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, params)
-            diff = (_flat(g).double() - g0_flat).norm().item()
+            diff = (flat(g).double() - g0_flat).norm().item()
             losses.append(loss.item())
             diffs.append(diff)
             betas.append(diff / (a * step_norm) if a * step_norm > 0 else float("nan"))

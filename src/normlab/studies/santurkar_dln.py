@@ -53,8 +53,8 @@ def problem(seed: int, n: int, width: int, dtype=torch.float64):
 
 
 def run_one(cfg: dict, bn: bool, seed: int, lr: float) -> list[tuple[int, str, float]]:
+    from ..engine import call_probes
     from ..probes import ProbeContext, build_probe
-    from ..train import _call_probes
 
     x, y = problem(seed, cfg["n_samples"], cfg["width"])
     torch.manual_seed(seed)
@@ -74,7 +74,7 @@ def run_one(cfg: dict, bn: bool, seed: int, lr: float) -> list[tuple[int, str, f
             break
         loss.backward()
         ctx = ProbeContext(t, model, opt, sum_squared, x, y, lr, None, spec, loss.detach())
-        _call_probes(probes, "before_step", ctx, rows)
+        call_probes(probes, "before_step", ctx, rows)
         opt.step()
         if t % cfg["log_every"] == 0:
             rows.append((t, "train_loss", loss.item() / len(x)))
