@@ -40,3 +40,10 @@ def test_write_is_idempotent_and_changes_with_the_config(tmp_path, monkeypatch):
     assert [f.stat().st_mtime_ns for f in [p, *spec_files]] == mtimes
     c["studies"]["bn_placement"]["lrs"] = [0.05]
     assert plan.version_dir(c, "bn_placement") != str(p.parent.relative_to(tmp_path))
+
+
+def test_cli_prints_the_version_folder(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    plan.main(["santurkar", "config/smoke.yaml"])
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("results/santurkar/smoke-") and len(out.rsplit("-", 1)[1]) == 8

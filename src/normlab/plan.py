@@ -80,3 +80,40 @@ def write(config: dict, study: str) -> None:
     _write_if_changed(config_path(config, study), resolved_study_config(config, study))
     for name, spec in train_specs(config, study).items():
         _write_if_changed(spec_path(config, study, name), spec)
+
+
+def main(argv=None):
+    """``python -m normlab.plan STUDY [CONFIG ...]``: print the study's version folder for config/config.yaml
+    merged with the given config files (as ``--configfile`` merges them), e.g.
+    ``snakemake --cores 2 "$(python -m normlab.plan santurkar)/claims.csv"``."""
+    import argparse
+    import sys
+
+    import yaml
+
+    from .config import ConfigError, validate
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("study")
+    ap.add_argument("configs", nargs="*", help="config files merged over config/config.yaml")
+    a = ap.parse_args(argv)
+
+    def merge(base, over):
+        for k, v in over.items():
+            base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return base
+
+    cfg = yaml.safe_load(Path("config/config.yaml").read_text())
+    for f in a.configs:
+        cfg = merge(cfg, yaml.safe_load(Path(f).read_text()) or {})
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        sys.exit(f"Config error: {e}")
+    if a.study not in studies.STUDIES:
+        sys.exit(f"unknown study {a.study!r} (known: {', '.join(studies.STUDIES)})")
+    print(version_dir(cfg, a.study))
+
+
+if __name__ == "__main__":
+    main()
