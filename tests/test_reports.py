@@ -283,3 +283,32 @@ def test_wandb_reports_put_headline_claims_first(tmp_path, monkeypatch):
                for b in over.blocks)
     study_md = [b.text for b in reports["alpha"].blocks if type(b).__name__ == "MarkdownBlock"][0]
     assert study_md == md
+
+
+def test_wandb_overview_shows_the_replication_matrix(tmp_path, monkeypatch):
+    """The overview Report carries the scorecard's matrix (headline claims x configs, newest version of
+    each config name) as a markdown panel; cells name their version (the W&B group) instead of local links."""
+    from test_scorecard import ALPHA, claim, config_dir, fake_version, finished_at
+
+    from normlab import scorecard
+
+    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    res = tmp_path / "results"
+    h = dict(kind="headline", p_adj=0.01)
+    finished_at(fake_version(res, "alpha", "default-0000aaa2", [claim("A1.a", "holds", 0.5, 0.4, 0.6, **h)],
+                             figure=False), "2024-06-01")
+    fash = finished_at(fake_version(res, "alpha", "fashion-0000aaa3", [claim("A1.a", "fails", -1, -2, -0.5, **h)],
+                                    figure=False), "2024-05-01")
+    finished_at(fake_version(res, "alpha", "default-0000aaa1", [claim("A1.a", "fails", **h)], figure=False),
+                "2024-01-01")
+    configs = config_dir(tmp_path, config="default", fashion="fashion", paper="paper")
+    md = wbr.matrix_markdown(res, configs)
+    assert "| study | claim | default | fashion |" in md
+    assert "| A1.a | **holds** 0.5 [0.4, 0.6] `default-0000aaa2` | **fails** -1 [-2, -0.5] `fashion-0000aaa3` |" in md
+    assert "0000aaa1" not in md and "](" not in md and "config/paper.yaml" in md
+    monkeypatch.chdir(tmp_path)  # the overview names the configs of ./config
+    over = wbr.build_reports(version_dirs=[fash])["overview"]
+    kinds = [type(b).__name__ for b in over.blocks]
+    texts = [str(getattr(b, "text", "")) for b in over.blocks]
+    i = next(k for k, b in enumerate(over.blocks) if kinds[k] == "H2" and "Replication matrix" in str(b.text))
+    assert kinds[i + 1] == "MarkdownBlock" and texts[i + 1] == md

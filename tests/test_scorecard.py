@@ -148,6 +148,8 @@ def test_scorecard_leads_with_headline_claims(fake_studies):
 
     md = (res / "scorecard.md").read_text()
     head, rest = md.split("\n## Studies\n", 1)
+    head, matrix = head.split("\n## Replication matrix\n", 1)
+    assert "| study | claim | smoke |" in matrix  # only smoke results: its one column
     assert f"**{line}**" in head and "Holm-adjusted within each study" in head
     table = [ln for ln in head.splitlines() if ln.startswith("| ")]
     assert table[0].startswith("| study | claim | verdict | the paper says | we measured | departs from the paper |")
@@ -308,3 +310,113 @@ def test_compare_rule(smoke_workdir):
     finally:
         shutil.rmtree(other, ignore_errors=True)
         shutil.rmtree(smoke_workdir / "results" / "compare", ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- the replication matrix
+def finished_at(v: Path, when: str) -> Path:
+    """Set the version's manifest.json finish time (the newest version of a config name has the latest)."""
+    man = json.loads((v / "manifest.json").read_text())
+    (v / "manifest.json").write_text(json.dumps({**man, "finished": when}))
+    return v
+
+
+def config_dir(root: Path, **names) -> Path:
+    """A config/ folder: {file stem: config name}."""
+    d = root / "config"
+    d.mkdir()
+    for stem, name in names.items():
+        (d / f"{stem}.yaml").write_text(f"name: {name}\nseed: 0\n")
+    return d
+
+
+@pytest.fixture
+def two_configs(tmp_path, monkeypatch):
+    """alpha: two default versions (the OLDER one is `latest`, with other verdicts), a fashion version, an
+    unfinished newer fashion version (no manifest) and a smoke version; beta: default only."""
+    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    res = tmp_path / "results"
+    h = dict(kind="headline", p_adj=0.01)
+    finished_at(fake_version(res, "alpha", "smoke-0000aaa0", [claim("A1.a", "fails", **h)], figure=False), "2030-01-01")
+    new = finished_at(fake_version(res, "alpha", "default-0000aaa2", [claim("A1.a", "holds", 0.5, 0.4, 0.6, **h),
+                                                                      claim("A1.b", "fails", **h)], figure=False),
+                      "2024-06-01T00:00:00")
+    fash = finished_at(fake_version(res, "alpha", "fashion-0000aaa3", [claim("A1.a", "inconclusive", 0.2, -0.1, 0.4, **h),
+                                                                       claim("A1.e", "holds", **h)], figure=False),
+                       "2024-05-01T00:00:00")
+    partial = res / "alpha" / "fashion-0000aaa9"  # a newer fashion version still running: no manifest yet
+    partial.mkdir()
+    (partial / "claims.csv").write_text((fash / "claims.csv").read_text().replace("inconclusive", "fails"))
+    old = finished_at(fake_version(res, "alpha", "default-0000aaa1", [claim("A1.a", "fails", -1, -2, -0.5, **h),
+                                                                      claim("A1.b", "holds", **h)], figure=False),
+                      "2024-01-01T00:00:00")  # made last, so `latest` points at it
+    beta = finished_at(fake_version(res, "beta", "default-0000bbb1", [claim("B1.a", "holds", **h)], figure=False),
+                       "2024-02-01T00:00:00")
+    assert (res / "alpha" / "latest").resolve() == old.resolve()
+    return SimpleNamespace(res=res, new=new, fash=fash, old=old, beta=beta,
+                           configs=config_dir(tmp_path, config="default", fashion="fashion", paper="paper",
+                                              smoke="smoke"))
+
+
+def test_replication_matrix_picks_the_newest_version_of_each_config(two_configs):
+    t = two_configs
+    m = scorecard.replication_matrix(t.res, configs=t.configs)
+    assert m["configs"] == ["default", "fashion"] and m["dropped"] == ["smoke"]
+    assert m["todo"] == {"paper": "snakemake --cores all --configfile config/paper.yaml"}
+    assert {n: {s: v["vdir"].name for s, v in ss.items()} for n, ss in m["studies"].items()} == {
+        "default": {"alpha": "default-0000aaa2", "beta": "default-0000bbb1"}, "fashion": {"alpha": "fashion-0000aaa3"}}
+    # one row per headline claim: declared ones in order (A1.d: declared, no row anywhere), then the others
+    assert [(r["study"], r["claim_id"]) for r in m["rows"]] == [
+        ("alpha", "A1.a"), ("alpha", "A1.b"), ("alpha", "A1.d"), ("alpha", "A1.e"), ("beta", "B1.a")]
+    cell = {(r["claim_id"], n): h for r in m["rows"] for n, h in r["cells"].items()}
+    assert cell["A1.a", "default"]["row"].verdict == "holds"  # the newest default version, not `latest`
+    assert cell["A1.a", "fashion"]["row"].verdict == "inconclusive"  # not the unfinished newer one
+    assert cell["A1.b", "fashion"]["row"] is None  # declared but not in that version: missing
+    assert cell["B1.a", "fashion"] is None  # beta has no fashion version: not run
+    assert cell["A1.d", "default"]["row"] is None  # declared, no row: missing
+    assert cell["A1.e", "default"] is None and cell["A1.e", "fashion"]["row"].verdict == "holds"
+
+    md = scorecard.matrix_markdown(m, t.res)
+    assert md.splitlines()[0] == "| study | claim | default | fashion |"
+    assert ("| A1: Alpha et al. 2099 | A1.a | [**holds**](alpha/default-0000aaa2/claims.csv) 0.5 [0.4, 0.6] | "
+            "[**inconclusive**](alpha/fashion-0000aaa3/claims.csv) 0.2 [-0.1, 0.4] |") in md
+    assert "| B1.a | [**holds**](beta/default-0000bbb1/claims.csv) 0.1 [0.05, 0.2] | not run |" in md
+    assert "\n|  | A1.d | [**missing**](alpha/default-0000aaa2/claims.csv) | [**missing**](alpha/fashion" in md
+    assert "| beta | B1.a |" in md  # each study named on its first row
+    assert "0000aaa1" not in md and "0000aaa9" not in md and "smoke" not in md
+    assert "`default-0000aaa2`" in scorecard.matrix_markdown(m)  # without links (W&B): the version named
+
+    scorecard.build(scorecard.latest_versions(t.res), t.res, configs=t.configs)
+    page = (t.res / "scorecard.md").read_text()
+    head, rest = page.split("\n## Replication matrix\n", 1)
+    assert "| A1.a | **fails** (p_adj 0.01) |" in head  # the headline table stays on `latest`
+    assert md in rest.split("\n## Studies\n")[0]
+    assert "config/paper.yaml" in rest and "`smoke` (a pipeline test" in rest
+    html_page = (t.res / "scorecard.html").read_text()
+    table = html_page[html_page.index("<table class='matrix'"):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == 6 and "<th>default</th><th>fashion</th>" in table
+    assert "href='alpha/default-0000aaa2/claims.csv' title='alpha/default-0000aaa2'><span class=\"verdict holds\">" \
+        in table
+    assert "0000aaa1" not in table
+    assert html_rows(html_page) == [("A1.a", "fails"), ("A1.b", "holds"), ("B1.a", "holds")]  # claims tables: latest
+    assert headline_ids(html_page) == ["A1.a", "A1.b", "A1.d", "B1.a"]
+    front = (t.res / "scorecard_front.html").read_text()
+    assert "Replication matrix" in front and "href='alpha/fashion-0000aaa3/claims.csv'" in front
+    assert "<style" not in front and "class=" not in front.split("Replication matrix", 1)[1]
+
+
+def test_replication_matrix_with_one_config(tmp_path, monkeypatch):
+    """One config with results: one column, and a note naming the configs that would fill more."""
+    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    res = tmp_path / "results"
+    fake_version(res, "alpha", "default-0000aaaa", [claim("A1.a", "holds", kind="headline")], figure=False)
+    configs = config_dir(tmp_path, config="default", fashion="fashion", paper="paper", smoke="smoke")
+    m = scorecard.replication_matrix(res, configs=configs)
+    assert m["configs"] == ["default"] and not m["dropped"]
+    note = scorecard.matrix_note(m)
+    assert "--configfile config/fashion.yaml" in note and "--configfile config/paper.yaml" in note
+    assert "smoke" not in note
+    assert scorecard.matrix_markdown(m, res).splitlines()[0] == "| study | claim | default |"
+    assert "config/<name>.yaml" in scorecard.matrix_note(scorecard.replication_matrix(res))  # no config folder
+    empty = scorecard.replication_matrix(tmp_path / "nothing")
+    assert empty["configs"] == [] and "no headline claims under any config yet" in scorecard.matrix_markdown(empty)

@@ -1,7 +1,7 @@
 """The replication scorecard: the papers' headline claims first, then every study's cells and checks.
 
     python -m normlab.scorecard [--results results] [--version-dir results/<study>/<version> ...]
-                                [--captions workflow/report] [--out-dir results]
+                                [--captions workflow/report] [--out-dir results] [--configs config]
     python -m normlab.scorecard --claims-html results/<study>/<version>   # one study's claims as HTML
 
 Reads each study version's ``claims.csv`` and ``manifest.json`` (and ``summary.parquet`` for the
@@ -13,8 +13,13 @@ run links) and writes, in ``--out-dir``:
   what departs from the paper's setup, a figure), under the counts of headline claims, cells and
   checks. Then, per study: its title and papers, its headline rows in full, its cells and checks
   (collapsed in the html), figures and runs.
-- ``scorecard_front.html``: the headline table as an HTML fragment for the Snakemake report's front
-  page (``workflow/report/workflow.rst`` includes it).
+- the replication matrix (in both, after the headline table): one row per headline claim, one column
+  per config name with results under ``--results`` (``default`` first, then alphabetically; ``smoke``
+  only when nothing else has run), each cell the verdict and value [CI] of the NEWEST version of that
+  config name (not the ``latest`` link), linked to its claims; a note names the config files in
+  ``--configs`` that would fill more columns.
+- ``scorecard_front.html``: the headline table and the matrix as an HTML fragment for the Snakemake
+  report's front page (``workflow/report/workflow.rst`` includes it).
 - ``claims_all.csv``: every claim of every study (all kinds, with ``kind`` and ``p_adj``), with study,
   version, figures and version_dir columns.
 
@@ -42,6 +47,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import studies
+from .clean import VERSION
 from .io import atomic_write, write_csv
 from .stats import CLAIM_COLUMNS, KINDS
 
@@ -231,6 +237,149 @@ def summary_line(df: pd.DataFrame, kinds=KINDS) -> str:
     return " ".join(f"{KIND_TITLES[k]}: {kind_line(df, k)}." for k in kinds)
 
 
+# ---------------------------------------------------------------------------- the replication matrix
+SMOKE = "smoke"
+
+
+def config_name(vdir: Path) -> str:
+    """The config name of a version folder (``default-9ba3fcc7`` -> ``default``), as ``normlab.clean`` reads it."""
+    m = VERSION.match(Path(vdir).name)
+    return m["name"] if m else Path(vdir).name
+
+
+def finished(vdir: Path) -> tuple[str, float]:
+    """Sort key of a version's age: manifest.json's finish time, then the folder's modification time
+    (the order ``normlab.clean`` keeps the newest version of a config name by)."""
+    try:
+        done = json.loads((Path(vdir) / "manifest.json").read_text()).get("finished") or ""
+    except (OSError, ValueError):
+        done = ""
+    return str(done), Path(vdir).stat().st_mtime
+
+
+def newest_versions(results: Path) -> dict[str, dict[str, Path]]:
+    """{config name: {study: newest version folder}}: per study, the newest version of each config name
+    that has results (claims.csv and manifest.json), whatever ``latest`` points at."""
+    out: dict[str, dict[str, Path]] = {}
+    for sdir in sorted(p for p in Path(results).iterdir() if p.is_dir() and not p.is_symlink()):
+        by_name: dict[str, list[Path]] = {}
+        for v in sdir.iterdir():
+            if (v.is_dir() and not v.is_symlink() and VERSION.match(v.name) and (v / "claims.csv").exists()
+                    and (v / "manifest.json").exists()):
+                by_name.setdefault(config_name(v), []).append(v)
+        for name, vs in by_name.items():
+            out.setdefault(name, {})[sdir.name] = max(vs, key=finished)
+    return out
+
+
+def config_order(names) -> list[str]:
+    """``default`` first, then the others alphabetically, ``smoke`` last."""
+    return sorted(names, key=lambda n: (n != "default", n == SMOKE, n))
+
+
+def config_files(configs: Path | None) -> dict[str, str]:
+    """{config name: the command that runs it} for the config files in ``configs`` (``config/``)."""
+    out = {}
+    for f in sorted(Path(configs).glob("*.yaml")) if configs and Path(configs).is_dir() else []:
+        try:
+            import yaml
+
+            name = (yaml.safe_load(f.read_text()) or {}).get("name")
+        except Exception:  # noqa: BLE001 (an unreadable config file only loses its hint)
+            continue
+        if isinstance(name, str) and name:
+            cmd = "snakemake --cores all" + ("" if f.name == "config.yaml" else f" --configfile config/{f.name}")
+            out.setdefault(name, cmd)
+    return out
+
+
+def replication_matrix(results: Path, loaded=(), configs: Path | None = None) -> dict:
+    """The cross-config view of the headline claims: one row per headline claim (of any config), one
+    column per config name with results (``config_order``; ``smoke``, a pipeline test of a few steps,
+    is left out when any other config has results), each cell the ``headline_rows`` entry of the newest
+    version of that config name (None: the study has no version of that config).
+
+    Returns {"configs": [names], "studies": {config: {study: loaded study}}, "datasets": {config: text},
+    "rows": [{"study", "title", "claim_id", "statement", "cells": {config: entry or None}}],
+    "dropped": [config names left out], "todo": {config name: command} (config files with no column)}.
+    ``loaded``: studies already loaded (reused by folder)."""
+    found = newest_versions(results) if Path(results).is_dir() else {}
+    names = config_order(found)
+    dropped = [SMOKE] if SMOKE in names and len(names) > 1 else []
+    names = [n for n in names if n not in dropped]
+    cache = {Path(s["vdir"]).resolve(): s for s in loaded}
+    per_config = {n: {st: cache.get(v.resolve()) or load_study(v) for st, v in found[n].items()} for n in names}
+    datasets = {}
+    for n, ss in per_config.items():
+        ds = {((s["manifest"].get("resolved_config") or {}).get("dataset") or {}).get("name") for s in ss.values()}
+        datasets[n] = ", ".join(sorted(d for d in ds if d))
+    titles = {st: s["title"] for ss in per_config.values() for st, s in ss.items()}
+    registry = {s: i for i, s in enumerate(studies.STUDIES)}
+    order = sorted(titles, key=lambda st: (study_order(titles[st]), registry.get(st, len(registry)), st))
+    rows = []
+    for st in order:
+        by_config = {n: {h["claim_id"]: h for h in headline_rows(ss[st])} for n, ss in per_config.items() if st in ss}
+        ids: list[str] = []
+        for heads in by_config.values():
+            ids += [cid for cid in heads if cid not in ids]
+        for cid in ids:
+            cells = {n: by_config.get(n, {}).get(cid) for n in names}
+            statement = next((h["statement"] for h in cells.values() if h and h["statement"]), "")
+            rows.append({"study": st, "title": titles[st], "claim_id": cid, "statement": statement, "cells": cells})
+    todo = {n: cmd for n, cmd in config_files(configs).items() if n not in names and n != SMOKE}
+    return {"configs": names, "studies": per_config, "datasets": datasets, "rows": rows, "dropped": dropped,
+            "todo": todo}
+
+
+def matrix_header(m: dict, n: str) -> str:
+    return f"{n} ({m['datasets'][n]})" if m["datasets"].get(n) else n
+
+
+def first_of_study(m: dict, i: int) -> bool:
+    """Whether row ``i`` of the matrix is its study's first (the study is named there only)."""
+    return i == 0 or m["rows"][i - 1]["study"] != m["rows"][i]["study"]
+
+
+def matrix_note(m: dict) -> str:
+    """What the matrix shows, which configs it leaves out and how to fill more columns."""
+    cols = ", ".join(f"`{n}`" for n in m["configs"]) or "none"
+    text = (f"Headline claims across configs: one column per config with results ({cols}), each from the newest "
+            "version of that config name (not the `latest` link). A cell: verdict, value [95% CI]; \"not run\": "
+            "the study has no version of that config.")
+    if m["dropped"]:
+        text += f" Left out: {', '.join(f'`{n}`' for n in m['dropped'])} (a pipeline test of a few steps, not evidence)."
+    if m["todo"]:
+        text += " More columns: " + "; ".join(f"{n}: `{cmd}`" for n, cmd in m["todo"].items()) + "."
+    elif len(m["configs"]) < 2:
+        text += " More columns: run another config, e.g. `snakemake --cores all --configfile config/<name>.yaml`."
+    return text
+
+
+def matrix_markdown(m: dict, out_dir: Path | None = None) -> str:
+    """The matrix as a markdown table; with ``out_dir`` each verdict links to its version's claims.csv
+    (relative to ``out_dir``), without it (W&B) each cell names its version."""
+    lines = ["| study | claim | " + " | ".join(md_cell(matrix_header(m, n)) for n in m["configs"]) + " |",
+             "|---|---|" + "---|" * len(m["configs"])]
+    for i, row in enumerate(m["rows"]):
+        cells = []
+        for n in m["configs"]:
+            h = row["cells"][n]
+            if h is None:
+                cells.append("not run")
+                continue
+            s, r = h["study"], h["row"]
+            verdict = f"**{r.verdict if r is not None else 'missing'}**"
+            if out_dir is not None:
+                verdict = f"[{verdict}]({rel(Path(s['vdir']) / 'claims.csv', out_dir)})"
+            text = verdict + (f" {value_ci(r, 3)}" if r is not None else "")
+            cells.append(text + ("" if out_dir is not None else f" `{s['version']}`"))
+        study = md_cell(short_title(row["title"])) if first_of_study(m, i) else ""
+        lines.append(f"| {study} | {md_cell(row['claim_id'])} | " + " | ".join(cells) + " |")
+    if not m["rows"]:
+        lines.append("| | no headline claims under any config yet |" + " |" * len(m["configs"]))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- formatting
 def rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(Path(path).absolute(), Path(start).absolute())).as_posix()
@@ -306,7 +455,7 @@ def claims_table_md(s: dict, claims: pd.DataFrame, out_dir: Path, full_text: boo
     return lines
 
 
-def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path) -> str:
+def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix: dict | None = None) -> str:
     lines = ["# Replication scorecard", "", f"**{summary_line(df)}**", "",
              f"{len(loaded)} {'study' if len(loaded) == 1 else 'studies'}, {len(df)} claims in all. {VERDICT_RULE} Checks (instrument identities, "
              "controls) and per-cell detail are listed per study below, apart from the papers' claims. "
@@ -326,6 +475,8 @@ def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path) -> str:
                          f"{md_cell(short(h['departures']))} | {fig} |")
     if not any(headline_rows(s) for s in loaded):
         lines.append("| | | | no study declares headline claims yet | | | |")
+    if matrix is not None:
+        lines += ["", "## Replication matrix", "", matrix_note(matrix), "", matrix_markdown(matrix, out_dir)]
     lines += ["", "## Studies", "", "| study | version | headline claims | cells | checks |", "|---|---|---|---|---|"]
     for s in loaded:
         sd = df[df.study == s["name"]]
@@ -391,6 +542,7 @@ small.line{display:block;white-space:nowrap;overflow:hidden;text-overflow:ellips
 small{color:#57606a}
 details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
 ul.papers{margin:.2em 0}
+table.matrix{font-size:.85em}table.matrix a{text-decoration:none}
 """
 
 
@@ -505,7 +657,50 @@ def headline_table_html(loaded: list[dict], out_dir: Path, thumbs: bool = True) 
     return "\n".join(rows) + "</table>"
 
 
-def front_fragment(loaded: list[dict], df: pd.DataFrame) -> str:
+def matrix_html(m: dict, out_dir: Path, inline: bool = False) -> str:
+    """The replication matrix as an HTML table; each verdict links to its version's claims (claims.html
+    when the Snakemake rule made it, else claims.csv), hover: the version. ``inline``: inline styles
+    (the Snakemake report's front page), else the scorecard's CSS classes."""
+    e = html.escape
+    td = "border:1px solid #d0d7de;padding:2px 4px;vertical-align:top;" if inline else ""
+    cell = f"<td style='{td}'>" if inline else "<td>"
+    th = f"<th style='{td}background:#f6f8fa'>" if inline else "<th>"
+    head = ["study", "claim", *(matrix_header(m, n) for n in m["configs"])]
+    table = ("<table style='border-collapse:collapse;font-size:.8em;width:100%'>" if inline
+             else "<table class='matrix' id='matrix'>")
+    rows = [table + "<tr>" + "".join(f"{th}{e(h)}</th>" for h in head) + "</tr>"]
+    for i, row in enumerate(m["rows"]):
+        cells = [f"{cell}{e(short_title(row['title'])) if first_of_study(m, i) else ''}</td>",
+                 f"<td style='{td}white-space:nowrap' title='{e(row['statement'])}'><b>{e(row['claim_id'])}</b></td>"
+                 if inline else f"<td title='{e(row['statement'])}'><b>{e(row['claim_id'])}</b></td>"]
+        for n in m["configs"]:
+            h = row["cells"][n]
+            if h is None:
+                cells.append(f"{cell}<small>not run</small></td>")
+                continue
+            s, r = h["study"], h["row"]
+            vd = Path(s["vdir"])
+            target = vd / ("claims.html" if (vd / "claims.html").exists() else "claims.csv")
+            v = "missing" if r is None else str(r.verdict)
+            badge = (f"<span style='background:{COLORS.get(v, '#6e7781')};color:#fff;border-radius:3px;"
+                     f"padding:0 4px;font-weight:600'>{e(v)}</span>" if inline else verdict_html(v))
+            num = "" if r is None else (f" <span style='font-family:monospace'>{e(value_ci(r, 3))}</span>" if inline
+                                        else f" <span class='num'>{e(value_ci(r, 3))}</span>")
+            cells.append(f"{cell}<a href='{e(rel(target, out_dir))}' title='{e(s['name'])}/{e(s['version'])}'>"
+                         f"{badge}</a>{num}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    if not m["rows"]:
+        rows.append(f"<tr><td colspan='{len(head)}' style='{td}'>No headline claims under any config yet.</td></tr>")
+    return "\n".join(rows) + "</table>"
+
+
+def md_inline(text: str) -> str:
+    """Markdown `code` spans of a note as HTML <code> (escaped)."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+
+
+def front_fragment(loaded: list[dict], df: pd.DataFrame, matrix: dict | None = None,
+                   out_dir: Path | None = None) -> str:
     """The headline table as an HTML fragment with inline styles, for the Snakemake report's front page
     (``workflow.rst`` includes it; the report's narrow description column gets a compact table)."""
     e = html.escape
@@ -528,10 +723,14 @@ def front_fragment(loaded: list[dict], df: pd.DataFrame) -> str:
                        f"<td style='{td}'>{badge}</td><td style='{td}'>{e(short(h['statement'], 90))}</td>"
                        f"<td style='{td}font-family:monospace'>{meas}</td></tr>")
     out.append("</table>")
+    if matrix is not None:
+        out += ["<p><b>Replication matrix</b></p>", f"<p style='font-size:.8em'>{md_inline(matrix_note(matrix))}</p>",
+                matrix_html(matrix, Path(out_dir or "."), inline=True)]
     return "\n".join(out) + "\n"
 
 
-def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, captions: Path | None = None) -> str:
+def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, captions: Path | None = None,
+                matrix: dict | None = None) -> str:
     e = html.escape
     parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>normlab scorecard</title>"
              f"<style>{CSS}</style></head><body>"),
@@ -540,6 +739,9 @@ def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, captions: P
              f"{e(summary_line(df, ('cell', 'check')))}</span></p>",
              f"<p class='rule'>{RULE_SHORT} Hover a clipped cell to read it all.</p>",
              headline_table_html(loaded, out_dir),
+             *([] if matrix is None else ["<h2 id='replication-matrix'>Replication matrix</h2>",
+                                          f"<p class='rule'>{md_inline(matrix_note(matrix))}</p>",
+                                          matrix_html(matrix, out_dir)]),
              "<h2>Studies</h2><table><tr><th>study</th><th>version</th>"
              + "".join(f"<th>{KIND_TITLES[k].lower()}</th>" for k in KINDS) + "</tr>"]
     for s in loaded:
@@ -618,21 +820,35 @@ def write_text(text: str, path: Path) -> None:
     os.chmod(path, 0o644)  # atomic_write's temp files are private; these pages are for reading
 
 
-def build(version_dirs: list[Path], out_dir: Path, captions: Path | None = None) -> pd.DataFrame:
+def results_root(version_dirs: list[Path], default: Path) -> Path:
+    """The results folder the version folders live in (``results/<study>/<version>``), else ``default``."""
+    return Path(version_dirs[0]).parent.parent if version_dirs else Path(default)
+
+
+def build(version_dirs: list[Path], out_dir: Path, captions: Path | None = None, results: Path | None = None,
+          configs: Path | None = Path("config")) -> pd.DataFrame:
+    """Write the scorecard of ``version_dirs`` into ``out_dir``; its replication matrix reads every version
+    under ``results`` (default: the folder the version folders are in) and names the configs in ``configs``
+    that have no column yet."""
     out_dir = Path(out_dir)
     loaded = sorted((load_study(v) for v in version_dirs), key=lambda s: study_order(s["title"]))
     df = collect(loaded, out_dir)
+    matrix = replication_matrix(results or results_root(version_dirs, out_dir), loaded, configs)
     write_csv(df[ALL_COLUMNS], out_dir / "claims_all.csv")
     os.chmod(out_dir / "claims_all.csv", 0o644)
-    write_text(render_markdown(loaded, df, out_dir), out_dir / "scorecard.md")
-    write_text(render_html(loaded, df, out_dir, captions), out_dir / "scorecard.html")
-    write_text(front_fragment(loaded, df), out_dir / "scorecard_front.html")
+    write_text(render_markdown(loaded, df, out_dir, matrix), out_dir / "scorecard.md")
+    write_text(render_html(loaded, df, out_dir, captions, matrix), out_dir / "scorecard.html")
+    write_text(front_fragment(loaded, df, matrix, out_dir), out_dir / "scorecard_front.html")
     return df
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", type=Path, default=Path("results"))
+    ap.add_argument("--results", type=Path, default=None,
+                    help="results folder (default: results; with --version-dir: the folder those are in): its "
+                         "latest versions (without --version-dir) and every config's newest version (the matrix)")
+    ap.add_argument("--configs", type=Path, default=Path("config"),
+                    help="folder of the config files the matrix suggests for its empty columns")
     ap.add_argument("--version-dir", type=Path, nargs="*", default=None,
                     help="study version folders (default: every results/<study>/latest)")
     ap.add_argument("--out-dir", type=Path, default=None, help="default: --results")
@@ -647,11 +863,12 @@ def main(argv=None):
         write_text(standalone_claims_html(a.claims_html), out)
         print(f"[scorecard] wrote {out}")
         return
-    vdirs = a.version_dir if a.version_dir else latest_versions(a.results)
+    results = a.results or Path("results")
+    vdirs = a.version_dir if a.version_dir else latest_versions(results)
     if not vdirs:
-        raise SystemExit(f"error: no study results under {a.results}/ (run snakemake first)")
+        raise SystemExit(f"error: no study results under {results}/ (run snakemake first)")
     captions = a.captions if a.captions.is_dir() else None
-    df = build(vdirs, a.out_dir or a.results, captions)
+    df = build(vdirs, a.out_dir or results, captions, a.results, a.configs)
     print(f"[scorecard] {len(vdirs)} {'study' if len(vdirs) == 1 else 'studies'}: {summary_line(df)}")
 
 

@@ -14,7 +14,8 @@ version; ``make sync STUDY=<study>``: one); offline it prints these instructions
 from the pipeline's own files only: ``manifest.json`` (study, version, W&B project, figures) and the
 runs' ``metrics.parquet`` (the engine logs to W&B exactly the rows it writes there). The claims
 tables list headline claims first (then cells, then checks), and the overview opens with the
-scorecard's headline table; the panels name only metrics that the runs logged. A study module may
+scorecard's headline table, then its replication matrix (headline claims x configs, the newest
+version of each config name); the panels name only metrics that the runs logged. A study module may
 define ``WANDB_METRICS`` (list of logged metric names) to choose its key metrics; the default is
 the engine's evaluation metrics.
 
@@ -102,6 +103,16 @@ def claims_markdown(claims: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def matrix_markdown(results: Path, configs: Path | None = Path("config")) -> str:
+    """The scorecard's replication matrix (headline claims x configs, newest version of each config name
+    under ``results``) as markdown: its note, then the table; each cell names its version (the W&B group
+    ``<study>/<version>``) instead of linking to local files."""
+    from . import scorecard
+
+    m = scorecard.replication_matrix(results, configs=configs)
+    return scorecard.matrix_note(m) + "\n\n" + scorecard.matrix_markdown(m)
+
+
 def headlines_markdown(version_dirs: list[Path]) -> str:
     """The scorecard's headline table (every study's headline claims) as markdown."""
     from .scorecard import headline_rows, load_study, md_cell, p_text, short, value_ci
@@ -160,11 +171,14 @@ def build_study_report(version_dir: Path, project: str | None = None, entity: st
                      blocks=blocks, width="fluid")
 
 
-def build_overview(version_dirs: list[Path], project: str | None = None, entity: str | None = None):
+def build_overview(version_dirs: list[Path], project: str | None = None, entity: str | None = None,
+                   results: Path | None = None):
+    """The overview Report: counts, the headline table, the replication matrix (every config's newest
+    version under ``results``, default: the folder the version folders are in) and the studies."""
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
 
-    from .scorecard import KIND_TITLES, kind_line, study_title, summary_line
+    from .scorecard import KIND_TITLES, kind_line, results_root, study_title, summary_line
     from .stats import KINDS
 
     metas = [study_meta(v) for v in version_dirs]
@@ -182,6 +196,8 @@ def build_overview(version_dirs: list[Path], project: str | None = None, entity:
                    "study (its headline claims are one family)."),
               wr.H2("Headline claims"),
               wr.MarkdownBlock(headlines_markdown([m["dir"] for m in metas])),
+              wr.H2("Replication matrix"),
+              wr.MarkdownBlock(matrix_markdown(results or results_root(version_dirs, Path("results")))),
               wr.H2("Studies"),
               wr.MarkdownBlock("\n".join(rows))]
     if metric and runsets:
@@ -203,7 +219,7 @@ def build_reports(results: Path | None = None, version_dirs=None, project=None, 
     """{name: Report} for every study version and the overview; nothing is saved."""
     vdirs = [Path(v) for v in version_dirs] if version_dirs else version_dirs_of(Path(results or "results"))
     out = {f"{study_meta(v)['study']}": build_study_report(v, project, entity) for v in vdirs}
-    out["overview"] = build_overview(vdirs, project, entity)
+    out["overview"] = build_overview(vdirs, project, entity, results)
     return out
 
 

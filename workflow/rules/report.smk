@@ -29,7 +29,7 @@ rule claims_table:
 
 
 rule scorecard:
-    """The replication scorecard: headline claims of every study first, then cells and checks (md, html, csv)."""
+    """The replication scorecard: headline claims of every study first, the replication matrix (headline claims x configs), then cells and checks (md, html, csv)."""
     input:
         scorecard_inputs,
     output:
@@ -41,7 +41,8 @@ rule scorecard:
             labels={"figure": "scorecard"},
         ),
         csv="results/claims_all.csv",
-        # the headline table as an HTML fragment: workflow/report/workflow.rst puts it on the report's front page
+        # the headline table and the matrix as an HTML fragment: workflow/report/workflow.rst puts it on the
+        # report's front page
         front="results/scorecard_front.html",
     log:
         "results/logs/scorecard.log",
@@ -49,9 +50,13 @@ rule scorecard:
     params:
         vdirs=scorecard_vdirs,
         captions=f"{workflow.basedir}/workflow/report",
+        configs=f"{workflow.basedir}/config",
+    # The replication matrix reads the newest version of every config name from disk (not inputs: other
+    # configs' versions may be absent). The rule reruns when this config's claims change, and when the
+    # config changes (its params, the version folders, differ), so running another config refreshes it.
     shell:
         "python -m normlab.scorecard --version-dir {params.vdirs} --out-dir $(dirname {output.md})"
-        " --captions {params.captions} > {log} 2>&1"
+        " --results $(dirname {output.md}) --captions {params.captions} --configs {params.configs} > {log} 2>&1"
 
 
 # snakemake --cores 1 results/compare/<study>/<A>_vs_<B>/claims.md  (A, B: version folder names)
