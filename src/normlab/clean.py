@@ -16,11 +16,13 @@ from pathlib import Path
 VERSION = re.compile(r"^(?P<name>.+)-[0-9a-f]{8}$")
 
 
-def _finished(vdir: Path) -> str:
+def finished(vdir: Path) -> tuple[str, float]:
+    """Sort key of a version's age: manifest.json's finish time, then the folder's modification time."""
     try:
-        return json.loads((vdir / "manifest.json").read_text()).get("finished") or ""
+        done = json.loads((Path(vdir) / "manifest.json").read_text()).get("finished") or ""
     except (OSError, ValueError):
-        return ""
+        done = ""
+    return str(done), Path(vdir).stat().st_mtime
 
 
 def stale_versions(results: Path) -> list[Path]:
@@ -36,7 +38,7 @@ def stale_versions(results: Path) -> list[Path]:
         for v in versions:
             by_name.setdefault(VERSION.match(v.name)["name"], []).append(v)
         for vs in by_name.values():
-            keep.add(max(vs, key=lambda v: (_finished(v), v.stat().st_mtime)).resolve())
+            keep.add(max(vs, key=finished).resolve())
         stale += sorted(v for v in versions if v.resolve() not in keep)
     return stale
 

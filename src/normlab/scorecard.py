@@ -47,7 +47,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import studies
-from .clean import VERSION
+from .clean import VERSION, finished
 from .io import atomic_write, write_csv
 from .stats import CLAIM_COLUMNS, KINDS
 
@@ -245,16 +245,6 @@ def config_name(vdir: Path) -> str:
     """The config name of a version folder (``default-9ba3fcc7`` -> ``default``), as ``normlab.clean`` reads it."""
     m = VERSION.match(Path(vdir).name)
     return m["name"] if m else Path(vdir).name
-
-
-def finished(vdir: Path) -> tuple[str, float]:
-    """Sort key of a version's age: manifest.json's finish time, then the folder's modification time
-    (the order ``normlab.clean`` keeps the newest version of a config name by)."""
-    try:
-        done = json.loads((Path(vdir) / "manifest.json").read_text()).get("finished") or ""
-    except (OSError, ValueError):
-        done = ""
-    return str(done), Path(vdir).stat().st_mtime
 
 
 def newest_versions(results: Path) -> dict[str, dict[str, Path]]:
