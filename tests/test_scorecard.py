@@ -49,7 +49,7 @@ def test_scorecard_lists_every_claim_of_every_study(smoke_workdir):
     page = (results / "scorecard.html").read_text()
     rows = html_rows(page)
     for r in expected.itertuples():
-        assert f"| {r.claim_id} | **{r.verdict}** |" in md, r.claim_id
+        assert f"| {scorecard.md_cell(r.claim_id)} | **{r.verdict}** |" in md, r.claim_id
         assert (r.claim_id, r.verdict) in rows, r.claim_id
     assert len(rows) == len(expected)
     assert scorecard.summary_line(expected) in md
