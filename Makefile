@@ -5,7 +5,7 @@ export PATH := $(BIN):$(PATH)
 CORES ?= all
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: setup run smoke test report lint bench sync clean-results wandb-reports browser datasets
+.PHONY: setup run smoke fashion paper test report lint bench sync clean-results wandb-reports browser datasets
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,6 +20,15 @@ run: setup
 
 smoke: setup
 	$(SNAKEMAKE) --cores $(CORES) --configfile config/smoke.yaml
+
+# Every study on real images (Fashion-MNIST, conv nets; CPU, under an hour on 2 cores): config/fashion.yaml.
+fashion: setup datasets
+	$(SNAKEMAKE) --cores $(CORES) --configfile config/fashion.yaml
+
+# The papers' scale (CIFAR-10, VGG / PreResNet32) on a CUDA machine: config/paper.yaml, one GPU job at a time
+# (gpu=1; raise it to the number of GPUs). Each job's log prints its throughput (images/s, peak GPU memory).
+paper: setup
+	$(SNAKEMAKE) --cores $(CORES) --resources gpu=1 --configfile config/paper.yaml
 
 test: setup browser datasets
 	$(BIN)/pytest -q

@@ -235,7 +235,8 @@ def call_probes(probes, hook: str, ctx: ProbeContext, rows: list) -> None:
 
 class Progress:
     """Progress lines on stderr (the job's log: ``tail -f``): at least every 10% of the steps and every
-    ``every_s`` seconds, with step, mean batch loss and accuracy of the training seeds, steps/s and ETA.
+    ``every_s`` seconds, with step, mean batch loss and accuracy of the training seeds, steps/s, ETA and the
+    training loop's throughput (images/s; on CUDA also the peak GPU memory, ``throughput``).
     The loop calls ``line`` with numbers it has already read back (one extra read when a line falls
     between two logging steps: at most ~10 per job plus one per ``every_s``)."""
 
@@ -248,8 +249,9 @@ class Progress:
     def time_due(self) -> bool:
         return time.perf_counter() - self.last >= self.every_s
 
-    def line(self, done: int, losses: list, accs: list | None = None) -> float:
-        """Print one line for ``done`` steps; return the steps/s of this process's training so far."""
+    def line(self, done: int, losses: list, accs: list | None = None, tail: str = "") -> float:
+        """Print one line for ``done`` steps (``tail`` appended, e.g. throughput); return the steps/s of this
+        process's training so far."""
         now_t = time.perf_counter()
         rate = (done - self.start) / max(now_t - self.t0, 1e-9)
         eta = (self.steps - done) / rate if rate > 0 else float("inf")
@@ -262,11 +264,29 @@ class Progress:
         eta_s = "?" if eta == float("inf") else time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 86400 \
             else f"{eta / 86400:.1f} d"
         print(f"[progress] {self.label}: step {done}/{self.steps} ({100 * done / max(self.steps, 1):.0f}%) "
-              f"loss {mean(losses):.4g}{acc} | {rate:.1f} steps/s | ETA {eta_s}",
+              f"loss {mean(losses):.4g}{acc} | {rate:.1f} steps/s | ETA {eta_s}{tail}",
               file=self.out or sys.stderr, flush=True)
         self.last = now_t
         self.next_step = (done // self.chunk + 1) * self.chunk
         return rate
+
+
+def throughput(rate: float, batch_size: int, members: int, device) -> dict:
+    """Training throughput at a progress point: images/s through the model (``members`` seeds, each ``batch_size``
+    images per step, at ``rate`` steps/s) and, on CUDA, the peak GPU memory allocated so far (GiB). Cheap: one
+    host-side counter read, no device sync."""
+    out = {"images_per_s": rate * batch_size * members}
+    if torch.device(device).type == "cuda":
+        out["gpu_mem_peak_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+    return out
+
+
+def throughput_text(tp: dict) -> str:
+    """' | 12,345 img/s[ | GPU mem peak 1.23 GiB]': appended to the progress line."""
+    txt = f" | {tp['images_per_s']:,.0f} img/s"
+    if "gpu_mem_peak_gib" in tp:
+        txt += f" | GPU mem peak {tp['gpu_mem_peak_gib']:.2f} GiB"
+    return txt
 
 
 def wandb_settings(spec: dict, version_dir: Path) -> dict:
@@ -530,12 +550,15 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
             if not (t % log_every == 0 or t == steps - 1):  # numbers of a step the loop did not read back
                 loss_l = losses.tolist()
                 acc_l = (out.detach().argmax(-1) == y).float().mean(1).tolist() if y.dim() == 2 else None
+            tp = throughput((t + 1 - progress.start) / max(time.perf_counter() - progress.t0, 1e-9), bs,
+                            len(active()), device)
             rate = progress.line(t + 1, [loss_l[e] for e in active()],
-                                 [acc_l[e] for e in active()] if acc_l is not None else None)
+                                 [acc_l[e] for e in active()] if acc_l is not None else None, throughput_text(tp))
             if tracking:  # live in the run's summary (its history holds exactly the metrics file's rows)
                 for e in active():
                     trackers[e].summary({"progress/step": t + 1, "progress/steps_per_s": rate,
-                                         "progress/eta_s": (steps - t - 1) / rate if rate > 0 else None})
+                                         "progress/eta_s": (steps - t - 1) / rate if rate > 0 else None,
+                                         **{f"progress/{k}": v for k, v in tp.items()}})
         if active() and ((t + 1) % eval_every == 0 or t + 1 == steps):
             log_eval(t + 1)
         if ckpt is not None and (t + 1) % ckpt_every == 0 and t + 1 < steps:
@@ -560,6 +583,8 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
             "diverged_step": first_bad[e] if status[e] == "diverged" else None,
             "steps": steps, "final": final, "wall_s": wall / E,
             "steps_per_s": (steps - start_step) * E / max(elapsed, 1e-9) if status[e] == "ok" else None,
+            "images_per_s": (steps - start_step) * E * bs / max(elapsed, 1e-9) if status[e] == "ok" else None,
+            **({"gpu_mem_peak_gib": torch.cuda.max_memory_allocated(device) / 2 ** 30} if device.type == "cuda" else {}),
             "device": str(device), "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
             "amp": prec.amp, "augment": aug or None, "started": started, "finished": now(),
             "resumed_from": start_step or None, "startup_s": startup_s,

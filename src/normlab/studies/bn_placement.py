@@ -131,9 +131,19 @@ def pooled(runs: pd.DataFrame, norm_a: str, norm_b: str, col: str, cells, ci: fl
 def _setup(cfg: dict) -> str:
     m, o, t = cfg["model"], cfg["optimizer"], cfg["train"]
     mom = f" with momentum {o['momentum']:g}" if o.get("momentum") else ""
-    return (f"{cfg['dataset']}, {m.get('arch', 'mlp')} depth {m.get('depth')} width {m.get('width')}, "
-            f"{o['name'].upper()}{mom} at constant lr, {t['steps']} steps of batch {t['batch_size']}; "
+    if m.get("arch", "mlp") == "mlp":
+        net, seeds = f"{m.get('arch', 'mlp')} depth {m.get('depth')} width {m.get('width')}", ""
+    else:
+        net, seeds = _net(cfg), f", {cfg['seeds']} seeds"
+    return (f"{cfg['dataset']}, {net}, "
+            f"{o['name'].upper()}{mom} at constant lr, {t['steps']} steps of batch {t['batch_size']}{seeds}; "
             f"paper/benchmarks: ImageNet convnets")
+
+
+def _net(cfg: dict) -> str:
+    from .setup_text import model_text
+
+    return model_text(cfg["model"], cfg["dataset"])
 
 
 def analyze(metrics, summary, cfg, extra=None):
@@ -180,7 +190,9 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     palette = dict(zip(["none", "bn_pre", "bn_post"], ["tab:grey", "tab:blue", "tab:orange"]))
     written = []
     t = cfg["train"]
-    setup = (f"{cfg['dataset']} MLP {cfg['model'].get('depth')}x{cfg['model'].get('width')}, "
+    net = (f"MLP {cfg['model'].get('depth')}x{cfg['model'].get('width')}" if cfg["model"].get("arch", "mlp") == "mlp"
+           else _net(cfg))
+    setup = (f"{cfg['dataset']} {net}, "
              f"{cfg['optimizer']['name'].upper()} momentum {cfg['optimizer'].get('momentum', 0):g}, "
              f"{t['steps']} steps, {summary.seed.nunique()} seeds")
 

@@ -251,8 +251,12 @@ def _layer_name(layer: str, n_layers: int) -> str:
 def _setup(cfg: dict) -> str:
     m, o, t = cfg["model"], cfg["optimizer"], cfg["train"]
     mom = f" momentum {o['momentum']:g}" if o.get("momentum") else ""
-    return (f"{cfg['dataset']}, shifted MLP {m['depth']} hidden x {m['width']}, {o['name'].upper()}{mom} lr {cfg['lr']:g}, "
-            f"{t['steps']} steps of batch {t['batch_size']}; no paper ran this (the lecture's class project)")
+    from .setup_text import IMAGE_DATASETS
+
+    flat = (" on the flattened images (the curvature probes and checks are written for an MLP's per-unit "
+            f"activations), {cfg['seeds']} seeds") if cfg["dataset"] in IMAGE_DATASETS else ""
+    return (f"{cfg['dataset']}, shifted MLP {m['depth']} hidden x {m['width']}{flat}, {o['name'].upper()}{mom} lr "
+            f"{cfg['lr']:g}, {t['steps']} steps of batch {t['batch_size']}; no paper ran this (the lecture's class project)")
 
 
 def _nan_row(cid, text, source, metric, threshold, n, kind="headline"):

@@ -126,6 +126,27 @@ DASHES = {lab: (1, 0) if v.endswith("_wd") else ((4, 2) if v != "texp" else (1, 
 NEEDS = {"S2.b": ("step_wd", "texp_practical"), "S2.c": ("const_wd", "exponential")}
 
 
+def exact_net(cfg: dict, sep: str = ", ") -> str:
+    """The exactness pairs' net and data, as the claim texts name them (``sep`` joins the two)."""
+    from .setup_text import dataset_text, is_default_setup, model_text
+
+    if is_default_setup(cfg):
+        return f"2x64 BN MLP{sep}MNIST-1D"
+    return f"scale-invariant BN {model_text(cfg['exactness']['model'], cfg['dataset'])}{sep}{dataset_text(cfg['dataset'])}"
+
+
+def accuracy_net(cfg: dict, capital: bool = False) -> str:
+    """The accuracy runs' net and data and how they depart from PreResNet32 on CIFAR-10."""
+    from .setup_text import dataset_text, is_default_setup, model_text
+
+    if is_default_setup(cfg):
+        txt = "scale-invariant 1-D CNN on MNIST-1D"
+    else:
+        txt = f"scale-invariant {model_text(cfg['model'], cfg['dataset'])} on {dataset_text(cfg['dataset'])}"
+    txt = txt[0].upper() + txt[1:] if capital else txt
+    return txt + (", not PreResNet32/CIFAR-10" if capital else " (not PreResNet32/CIFAR-10)")
+
+
 def milestone_steps(fractions, steps: int) -> list[int]:
     """Milestones given as fractions of the run, as step numbers (each >= 1, distinct)."""
     return sorted({max(1, round(f * steps)) for f in fractions})
@@ -307,8 +328,8 @@ def analyze(metrics, summary, cfg, extra=None):
     steps_txt = f"over {cfg['exactness']['steps']} steps from step 0"
     rows = []
     # S2.a ---------------------------------------------------------------------------------------
-    rows += _gap_rows(ex, "exp", "S2.a", "Constant eta + WD + momentum vs exponential eta without WD (2x64 BN MLP, "
-                      "MNIST-1D, same init and batches, derived initial momentum buffer)", tol, steps_txt, "headline", True)
+    rows += _gap_rows(ex, "exp", "S2.a", "Constant eta + WD + momentum vs exponential eta without WD "
+                      f"({exact_net(cfg)}, same init and batches, derived initial momentum buffer)", tol, steps_txt, "headline", True)
     z = ex[(ex.pair == "exp_zero_buffer") & (ex.dtype == "float64") & (ex.momentum > 0) & (ex.metric == "weight_gap")]
     if len(z):
         per = z.groupby("setting").value.max()
@@ -335,7 +356,7 @@ def analyze(metrics, summary, cfg, extra=None):
             "S2.b", f"TEXP without WD (the paper's rule: at each milestone divide the rate by "
             f"{cfg['step_decay']['factor']:g} and switch to the new phase's growth; no momentum correction, zero initial "
             f"buffer) reaches the final test accuracy of step decay + WD (lambda {cfg['weight_decay']:g}) within "
-            f"+-{margin:g}: scale-invariant 1-D CNN on MNIST-1D (not PreResNet32/CIFAR-10), {steps} steps, milestones "
+            f"+-{margin:g}: {accuracy_net(cfg)}, {steps} steps, milestones "
             f"at steps {ms}, paired by seed", SOURCE, "test_acc(texp_practical) - test_acc(step_wd), paired by seed",
             paired("texp_practical", "step_wd"), kind="headline", within=(-margin, margin)))
     if {"step_wd", "texp"} <= have:
@@ -376,7 +397,7 @@ def analyze(metrics, summary, cfg, extra=None):
                 f"log eta_t over the second half in 1 +- {rt:g} (||w||^2 ~ eta^0.5 would give 0.5), AND training stays "
                 f"well behaved: no divergence ({bad} diverged) and final test accuracy equal to constant + WD within "
                 f"+-{margin:g} (paired by seed; measured difference {acc.value:+.3f} [{acc.low:+.3f}, {acc.high:+.3f}]). "
-                "Scale-invariant 1-D CNN on MNIST-1D, not PreResNet32/CIFAR-10; lambda larger than the paper's 5e-4")
+                f"{accuracy_net(cfg, capital=True)}; lambda larger than the paper's 5e-4")
         rows.append(_and(j_slope, j_acc, est, "S2.c", text, "slope of log ||w||^2 on log eta (second half), mean over seeds",
                          f"slope in [{1 - rt:g}, {1 + rt:g}] and acc diff in [{-margin:g}, {margin:g}]"))
         rows.append(claim_from("S2.c[slope]", f"Slope of log ||w_t||^2 on log eta_t (exponential, second half) in 1 +- {rt:g}",
@@ -405,7 +426,7 @@ def analyze(metrics, summary, cfg, extra=None):
             f"In float32 constant eta + WD + momentum and its exact exponential twin (no WD) "
             f"drift apart: their normalized-weight gap grows from rounding level (median {dr.start_gap.median():.1e}) at more "
             f"than {rmin:g} decade(s) per 1,000 steps until it reaches {level:g} ({n_sep} of {len(dr)} runs reached it "
-            f"within {cfg['exactness']['steps']} steps; median step {np.median(sep):.0f}). 2x64 BN MLP on MNIST-1D; "
+            f"within {cfg['exactness']['steps']} steps; median step {np.median(sep):.0f}). {exact_net(cfg, ' on ')}; "
             f"geometric mean over seeds, stratified over settings; rates floored at {RATE_FLOOR:g}", SOURCE,
             f"decades of float32 weight gap per 1,000 steps (to {level:g}), geometric mean", est, kind="headline",
             above=rmin))
@@ -437,6 +458,12 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         written.extend(save_figure(fig, fig_dir, name))
 
     tol = cfg["claims"]["gap_tol"]
+    from .setup_text import is_default_setup, title_note
+
+    # Other setups than the default's: what was run, under every figure (the default's captions say it)
+    ex_note = "" if is_default_setup(cfg) else title_note(f"({exact_net(cfg)}, {cfg['exactness']['steps']} steps)")
+    note = "" if is_default_setup(cfg) else title_note(f"({accuracy_net(cfg)}, {cfg['train']['steps']} steps of "
+                                                       f"batch {cfg['train']['batch_size']}, {cfg['seeds']} seeds)")
     ex = load_exact(extra)
     gaps = ex[ex.metric.isin(["weight_gap", "softmax_gap", "norm_ratio_err"]) & (ex.step > 0)
               & (ex.dtype == "float64")].copy()
@@ -455,7 +482,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
             ax.axhline(tol, color="k", ls=":", lw=0.8)
         g.set_axis_labels("step", "gap (log)")
         g.figure.suptitle(f"S2.a: exactness in float64, gap between the two runs per step (dotted: {tol:g}; "
-                          "values < 1e-17 drawn at 1e-17)", y=1.02)
+                          "values < 1e-17 drawn at 1e-17)" + ex_note, y=1.02)
         save(g.figure, "exactness_gap")
 
     level = cfg["claims"]["drift_level"]
@@ -474,7 +501,8 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
                          estimator=None, lw=0.8, ax=ax, legend=ax is axes[0][0])
             ax.axhline(level, color="k", ls=":", lw=0.8)
             ax.set(yscale="log", ylim=(1e-17, 3), title=setting, ylabel="weight gap (log)")
-        fig.suptitle(f"S2.d: float32 pairs drift apart (one line per seed; grey: float64; dotted: {level:g})", y=1.02)
+        fig.suptitle(f"S2.d: float32 pairs drift apart (one line per seed; grey: float64; dotted: {level:g})" + ex_note,
+                     y=1.02)
         save(fig, "drift")
 
     specs = variants(cfg)
@@ -498,7 +526,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         if names_[0] == "step_wd":
             for m in milestone_steps(cfg["step_decay"]["milestones"], cfg["train"]["steps"]):
                 ax.axvline(m, color="grey", ls=":", lw=0.8)
-    fig.suptitle("Learning-rate schedules of the accuracy runs (dotted: step-decay milestones)")
+    fig.suptitle("Learning-rate schedules of the accuracy runs (dotted: step-decay milestones)" + note)
     save(fig, "lr_schedules")
 
     nt = norm_table(metrics, cfg).assign(schedule=lambda d: d.variant.map(LABELS))
@@ -527,7 +555,8 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         axes[2].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes[2].set(xscale="log", yscale="log", xlabel="eta_t (log)", ylabel="||w_t||^2 (log)",
                     title="Exponential: ||w||^2 vs eta (per seed; fit right of grey)")
-    fig.suptitle("Norms over training (mean, 95% CI over seeds; constant/exponential use the larger growth.weight_decay)")
+    fig.suptitle("Norms over training (mean, 95% CI over seeds; constant/exponential use the larger "
+                 "growth.weight_decay)" + note)
     save(fig, "norms")
 
     curves = metrics[metrics.metric == "test_acc"].assign(schedule=lambda d: d.variant.map(LABELS))
@@ -541,5 +570,8 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     axes[1].set(xlabel="", ylabel="final test accuracy", title=f"Final ({runs.groupby('variant').seed.nunique().min()} seeds; 95% CI, unpaired;\n"
                 "the claims use per-seed paired differences)")
     axes[1].tick_params(axis="x", rotation=30)
+    if note:
+        fig.suptitle(note.strip(), fontsize=9)
+        fig.tight_layout()
     save(fig, "test_accuracy")
     return written

@@ -127,6 +127,11 @@ def _variant_model(cfg: dict, v: dict) -> dict:
     return {**cfg["model"], **v.get("model", {})}
 
 
+def active_variants(cfg: dict) -> dict:
+    """``variants`` without those set ``enabled: false`` (a config merged over the default cannot delete keys)."""
+    return {name: v for name, v in cfg["variants"].items() if v.get("enabled", True)}
+
+
 def check_config(cfg: dict) -> list[str]:
     """Cross-key checks (names relative to the study's section)."""
     out = []
@@ -139,7 +144,9 @@ def check_config(cfg: dict) -> list[str]:
         out.append(f"'track_units' {cfg['track_units']} must be at most 'model.width' {m.get('width')}")
     steps = cfg["train"]["steps"]
     st = cfg["steady"]
-    for name, v in cfg["variants"].items():
+    if not active_variants(cfg):
+        out.append("'variants': every variant has 'enabled' false")
+    for name, v in active_variants(cfg).items():
         vm = _variant_model(cfg, v)
         if vm.get("norm") not in ("bn_pre", "bn_post"):
             out.append(f"'variants.{name}.model.norm' {vm.get('norm')!r} must be bn_pre or bn_post like 'model.norm': "
@@ -179,7 +186,7 @@ def _is_plain(v: dict) -> bool:
 
 def variants(cfg: dict) -> dict:
     out = {}
-    for name, v in cfg["variants"].items():
+    for name, v in active_variants(cfg).items():
         opt = {"name": "sgd", **v.get("optimizer", {})}
         lr = v.get("lr", cfg["lr"])
         sched = v.get("schedule", {"name": "constant"})

@@ -43,6 +43,23 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
 
     bn_layers = sorted(x for x in units.layer.unique() if x.startswith("bn"))
     vs = _law_variants(law)
+    # conv nets: a unit is an output channel, w_j its filter (all input channels x 3 x 3); other setups than the
+    # default's say what was run under every figure
+    from .setup_text import CONV_ARCHS, dataset_text, is_default_setup, model_text, title_note
+
+    conv = cfg["model"].get("arch", "mlp") in CONV_ARCHS
+    U, Us = ("channel", "channels") if conv else ("unit", "units")
+    chans = cfg["model"].get("channels") if conv and cfg["model"].get("arch") == "vgg" else None
+
+    def lname(layer: str) -> str:
+        """bn<i> on a VGG: which conv layer it is and its channels (the units of the per-unit probe)."""
+        if chans and layer.startswith("bn") and int(layer[2:]) < len(chans):
+            i = int(layer[2:])
+            return f"{layer} (conv {i + 1}/{len(chans)}, {chans[i]} ch)"
+        return layer
+    note = "" if is_default_setup(cfg) else title_note(
+        f"{dataset_text(cfg['dataset'])}, scale-invariant {model_text(cfg['model'], cfg['dataset'])}"
+        + ("; a unit = an output channel, w_j = its conv filter" if conv else "") + f"; {cfg['seeds']} seeds")
 
     # 1. norm growth with the law fitted where G is steady (or from step 0 where it never is)
     if vs:
@@ -74,14 +91,15 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
                                label="steady-G tail (earliest start)")
                 ratio = np.exp(np.log(fits.k0_ratio).mean()) if len(fits) else np.nan
                 where = "steady tail" if regime == "steady" else "from step 0: G not steady"
-                ax.set_title(f"{v} ({LABEL_TEXT.get(keys.loc[v].labels, '')}), {layer}\n{where}; "
+                ax.set_title(f"{v} ({LABEL_TEXT.get(keys.loc[v].labels, '')}),{chr(10) if chans else ' '}{lname(layer)}\n{where}; "
                              f"k0 fit/pred = {ratio:.3f}", fontsize=8)
                 if i == 0 and j == 0:
                     ax.legend(fontsize=6, loc="upper left")
                 if j == 0:
-                    ax.set_ylabel("||w||^2 (rms over units)")
+                    ax.set_ylabel(f"||w||^2 (rms over {Us})")
                 ax.set_xlabel("step k")
-        fig.suptitle("Norm growth of BN-fed units under plain SGD: the sqrt(1 + k/k0) law, fitted and predicted from G",
+        fig.suptitle(f"Norm growth of BN-fed {Us} under plain SGD: the sqrt(1 + k/k0) law, fitted and predicted from G"
+                     + note,
                      y=1.01)
         fig.tight_layout()
         save(fig, "norm_growth")
@@ -105,7 +123,7 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
                         ax.fill_between([ka, w.index.max() + W], med * (1 - st["band"]), med * (1 + st["band"]),
                                         color=c, alpha=0.12, lw=0)
                 ax.set_yscale("log")
-                ax.set_title(f"{v}, {layer}", fontsize=8)
+                ax.set_title(f"{v}, {lname(layer)}", fontsize=8)
                 if j == 0:
                     ax.set_ylabel("G^2 (window mean)")
                 if i == len(vs) - 1:
@@ -113,7 +131,7 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
                 if i == 0 and j == 0:
                     ax.legend(fontsize=6, loc="upper right", ncol=2)
         fig.suptitle(f"Gradient at unit norm, G^2 = mean_j ||w_j||^2 ||g_j||^2, per {W}-step window; shaded: "
-                     f"+-{st['band']:.0%} of the median over the steady tail (only where there is one)", y=1.01,
+                     f"+-{st['band']:.0%} of the median over the steady tail (only where there is one)" + note, y=1.01,
                      fontsize=9)
         fig.tight_layout()
         save(fig, "g2_steady")
@@ -144,14 +162,14 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
     axes[0].plot(kk, np.sqrt(kk[0] / kk), "k--", lw=1, label="1/sqrt(k) reference")
     axes[2].plot(kk, 1 / np.sqrt(2 * kk), "k--", lw=1, label="1/sqrt(2k): plain-SGD limit")
     axes[0].set(xscale="log", yscale="log", xlabel="step k", ylabel="relative to step 0",
-                title="eta_k / ||w_k||^2 (mean over BN-fed units, layers, seeds)")
+                title=f"eta_k / ||w_k||^2 (mean over BN-fed {Us}, layers, seeds)")
     axes[1].set(xscale="log", yscale="log", xlabel="step k", ylabel="relative to step 0",
                 title="Measured effective rate: angle per step / G")
-    axes[2].set(xscale="log", yscale="log", xlabel="step k", ylabel="rad (rms over units)",
+    axes[2].set(xscale="log", yscale="log", xlabel="step k", ylabel=f"rad (rms over {Us})",
                 title="Angle turned per step")
     axes[0].legend(fontsize=6)
-    fig.suptitle("Different optimizers, different implicit schedules (BN-fed layers; curves smoothed over 5 probes)",
-                 y=1.02)
+    fig.suptitle("Different optimizers, different implicit schedules (BN-fed layers; curves smoothed over 5 probes)"
+                 + note, y=1.02)
     fig.tight_layout()
     save(fig, "effective_lr")
 
@@ -175,12 +193,12 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
             axes[1, j].axhline(np.sqrt(2 * eta * lam / (1 + gam)), color="k", ls="--",
                                label="sqrt(2 eta lambda / (1+gamma))")
             axes[0, j].set(title=f"{v} ({k.labels} labels)\neta={eta:g}, lambda={lam:g}, gamma={gam:g}",
-                           ylabel="||w||^2 (rms over units)", xlabel="step")
+                           ylabel=f"||w||^2 (rms over {Us})", xlabel="step")
             axes[1, j].set(ylabel="angle per step (rad)", xlabel="step", yscale="log")
             axes[0, j].legend(fontsize=6)
             axes[1, j].legend(fontsize=6)
         fig.suptitle("Weight decay: norm equilibrium sqrt(eta/(2 lambda (1-gamma))) G and angular update\n"
-                     "(mean over seeds; shaded: the window the claims use)", y=1.02)
+                     "(mean over seeds; shaded: the window the claims use)" + note, y=1.02)
         fig.tight_layout()
         save(fig, "wd_equilibrium")
     else:
@@ -197,16 +215,16 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
         lr = float(keys.loc[v].lr)
         for ax, layer in zip(axes[0], layers):
             dl = d[(d.layer == layer) & (d.step > 0)].dropna(subset=["efflr_q50"])
-            ax.fill_between(dl.step, dl.efflr_q10, dl.efflr_q90, alpha=0.3, label="units 10-90%")
-            ax.plot(dl.step, dl.efflr_q50, label="median unit")
+            ax.fill_between(dl.step, dl.efflr_q10, dl.efflr_q90, alpha=0.3, label=f"{Us} 10-90%")
+            ax.plot(dl.step, dl.efflr_q50, label=f"median {U}")
             for col in [c for c in dl.columns if c.startswith("unit") and c.endswith("_w2")]:
                 ax.plot(dl.step, lr / dl[col], lw=0.6, alpha=0.8)
             ax.set(xscale="log", yscale="log", xlabel="step",
-                   title=f"{layer}" + (" (no BN after it)" if layer == "out" else " (BN-fed)"))
-        axes[0, 0].set_ylabel("eta / ||w_j||^2 per unit")
+                   title=f"{lname(layer)}" + (" (no BN after it)" if layer == "out" else " (BN-fed)"))
+        axes[0, 0].set_ylabel(f"eta / ||w_j||^2 per {U}")
         axes[0, 0].legend(fontsize=6)
-        fig.suptitle(f"Each unit its own eta/||w_j||^2 ({v}, {keys.loc[v].labels} labels, seed 0; thin lines: "
-                     "single units)", y=1.03)
+        fig.suptitle(f"Each {U} its own eta/||w_j||^2 ({v}, {keys.loc[v].labels} labels, seed 0; thin lines: "
+                     f"single {Us})" + note, y=1.03 + 0.04 * bool(note))
         fig.tight_layout()
         save(fig, "unit_spread")
     else:
@@ -223,7 +241,7 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
         tol = cfg["claims"]["invariance_tol"]
         ax.axvline(tol, color="r", ls="--", lw=1, label=f"tolerance {tol:g}")
         ax.set(xscale="log", xlabel="relative error (float64; each dot a layer x seed)", ylabel="")
-        ax.set_title("Invariance checks (must be tiny) and controls (must not be)", fontsize=9)
+        ax.set_title("Invariance checks (must be tiny) and controls (must not be)" + note, fontsize=9)
         ax.legend(fontsize=7)
         save(fig, "invariance")
     else:

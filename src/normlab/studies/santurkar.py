@@ -127,6 +127,39 @@ def n_weight_layers(model: dict) -> int | None:
     return int(model.get("depth", 1)) + 1
 
 
+def setup_text(cfg: dict, joiner: str = ", ") -> str:
+    """Dataset, nets and optimizer as the claim texts name them: the default's wording on MNIST-1D,
+    else what was run (dataset, each net, steps, seeds)."""
+    from .setup_text import dataset_text, is_default_setup, model_text
+
+    if is_default_setup(cfg):
+        return joiner.join(["MNIST-1D", "MLP", "plain SGD"]) if joiner == ", " else "MNIST-1D MLP, plain SGD"
+    nets = "; ".join(f"{model_text(net_entry(cfg, n)['model'], cfg['dataset'])}, {net_train(cfg, n)['steps']:,} steps"
+                     for n in cfg["nets"])
+    return (f"{dataset_text(cfg['dataset'])} instead of CIFAR-10; {nets} (the paper: VGG, 15,000 steps); plain SGD, "
+            f"batch {cfg['train']['batch_size']}, {cfg['seeds']} seeds")
+
+
+def ics_layer_text(cfg: dict) -> str:
+    """The ICS layers in words; for conv nets also as conv layers of the depth used, next to the paper's VGG
+    layers 5 and 10 of 10."""
+    from .setup_text import n_conv_layers
+
+    layers = cfg["probes"]["ics_layers"]
+    txt = f"weight layers {layers}"
+    for n in cfg["nets"]:
+        m = net_entry(cfg, n)["model"]
+        convs, total = n_conv_layers(m), n_weight_layers(m)
+        if convs is None or total is None or m.get("arch") != "vgg":
+            continue
+        ones = sorted({i % total + 1 for i in layers})
+        where = f"conv layers {' and '.join(str(k) for k in ones if k <= convs)} of {convs}"
+        where += ", and the read-out" if any(k > convs for k in ones) else ""
+        txt += (f" ({n}: {where}, counted from 1; the paper plots VGG layers 5 and 10 of 10, scaled "
+                f"to the depth used)")
+    return txt
+
+
 def net_entry(cfg: dict, net: str) -> dict:
     if net not in cfg["models"]:
         raise ValueError(f"studies.santurkar.nets: {net!r} is not a key of studies.santurkar.models "
@@ -279,7 +312,7 @@ def analyze(metrics, summary, cfg, extra=None):
         rows.append(conjunction(
             "S1.a", f"Noisy BN trains about as well as BN (its {tail} within +-{eq:g} of BN's) and both beat the "
             f"standard net by more than {beat:g} (pooled over {where}, where the standard net is slow or fails; "
-            f"MNIST-1D, MLP, plain SGD; a diverged run counts as chance). Value: noisy BN - BN; the verdict needs "
+            f"{setup_text(cfg)}; a diverged run counts as chance). Value: noisy BN - BN; the verdict needs "
             f"all three parts (rows S1.a[...])", PAPER + ", Fig. 2", "train_acc(noisy_bn) - train_acc(bn_pre)",
             [(gap, {"within": (-eq, eq)}), (bn_beats, {"above": beat}), (nb_beats, {"above": beat})], n_seeds))
         rows.append(claim_from("S1.a[noisy_bn ~ bn_pre, pooled]", f"noisy BN's {tail} within +-{eq:g} of BN's "
@@ -380,15 +413,14 @@ def _probe_claims(pt, dln, cfg, n_seeds):
 
     ics_thr = -float(np.log10(c["ics_similar"]))
     cos_m = c["cos_margin"]
-    layers = cfg["probes"]["ics_layers"]
     where_measured = lambda t: t.measured  # noqa: E731
     l2, rel, cos = (est(pt, rf"ics_{q}/\d+", where_measured) for q in ("l2", "rel", "cos"))
     if l2 is not None and rel is not None and cos is not None:
         rows.append(conjunction(
             "S1.c", f"BN does not reduce ICS (Def. 2.1): BN's ||G - G'|| and ||G - G'||/||G|| are at least "
             f"1/{c['ics_similar']:g} of the standard net's (geometric means over probe steps) and its cos(G, G') is not "
-            f"higher by more than {cos_m:g}; weight layers {layers}, lr in {measure_lrs}, pooled (MNIST-1D MLP, plain "
-            f"SGD). Value: log10 ||G-G'|| ratio; the verdict needs all three parts (rows S1.c[...])",
+            f"higher by more than {cos_m:g}; {ics_layer_text(cfg)}, lr in {measure_lrs}, pooled "
+            f"({setup_text(cfg, ' ')}). Value: log10 ||G-G'|| ratio; the verdict needs all three parts (rows S1.c[...])",
             PAPER + ", Figs. 3, 5", "log10 ||G-G'||(bn) - log10 ||G-G'||(none)",
             [(l2, {"above": ics_thr}), (rel, {"above": ics_thr}), (cos, {"below": cos_m})], n_seeds))
         rows.append(claim_from("S1.c[l2, pooled]", f"BN's ||G - G'|| at least 1/{c['ics_similar']:g} of the "
@@ -404,8 +436,8 @@ def _probe_claims(pt, dln, cfg, n_seeds):
         rows.append(claim_from(
             "S1.d", f"BN makes the landscape smoother: loss range, gradient predictiveness (max ||grad change||) and "
             f"effective beta along the actual update (step sizes {cfg['probes']['landscape']['scales']} x the update) are "
-            f"lower with BN: log10 ratio below 0, pooled over the three measures, lr in {measure_lrs} (MNIST-1D MLP, "
-            "plain SGD)", PAPER + ", Fig. 4", "log10 measure(bn) - log10 measure(none)", d, below=0.0, kind="headline"))
+            f"lower with BN: log10 ratio below 0, pooled over the three measures, lr in {measure_lrs} "
+            f"({setup_text(cfg, ' ')})", PAPER + ", Fig. 4", "log10 measure(bn) - log10 measure(none)", d, below=0.0, kind="headline"))
     for mname, label in MEASURES.items():
         e = est(pt, mname, where_measured)
         if e is not None:
@@ -480,6 +512,9 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     def save(fig, name):
         written.extend(save_figure(fig, fig_dir, name))
 
+    from .setup_text import is_default_setup, title_note
+
+    note = "" if is_default_setup(cfg) else title_note(setup_text(cfg))  # what departs from the paper, in every title
     # Fig. 2 (left, middle) and Figs. 7-8: training curves. Training accuracy/loss as the paper plots them:
     # train mode, the step's own batch (rolling mean over ``SMOOTH`` logged steps); test accuracy in eval mode.
     lr_list = sorted(set(summary.lr))
@@ -503,7 +538,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         g._legend.set_title("")
         g.figure.suptitle(f"{ylabel.capitalize()} ({what}): mean over "
                           f"{int(summary.groupby('variant').seed.nunique().min())} seeds, band = min-max;\n"
-                          "plain SGD; a diverged run's curve stops", y=1.08)
+                          "plain SGD; a diverged run's curve stops" + note, y=1.08 + 0.04 * note.count("\n"))
         save(g.figure, name)
 
     # The lr sweep: where BN matters.
@@ -528,7 +563,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         for lr in cfg["claims"]["regime_lrs"]:
             ax.axvspan(lr / 1.15, lr * 1.15, color="0.9", zorder=0)
     axes[0].legend(fontsize=7)
-    fig.suptitle("Learning-rate sweep (dots: seeds, line: mean; grey: the rates S1.a pools)", fontsize=9)
+    fig.suptitle("Learning-rate sweep (dots: seeds, line: mean; grey: the rates S1.a pools)" + note, fontsize=9)
     fig.tight_layout()
     save(fig, "lr_sweep")
 
@@ -549,7 +584,9 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         g.set_axis_labels(f"input of activation {h['layer']}, unit {h['unit']}", "density")
         g.set_titles(row_template="{row_name}", col_template="{col_name}")
         when = ", ".join(f"{n}: steps {', '.join(map(str, hist_steps(cfg, n)))}" for n in cfg["nets"])
-        g.figure.suptitle(f"Activation distribution of one unit, early vs late (lr={lr0:g}, seed 0; {when})", y=1.03)
+        unit = "one unit" if is_default_setup(cfg) else "one unit (a conv channel: every sample and position)"
+        g.figure.suptitle(f"Activation distribution of {unit}, early vs late (lr={lr0:g}, seed 0; {when})" + note,
+                          y=1.03 + 0.05 * note.count("\n"))
         save(g.figure, "activation_histograms")
     else:
         save(_empty(plt, "no unit_activations data"), "activation_histograms")
@@ -563,8 +600,18 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         ics = ics.assign(quantity=ics.metric.str.split("/").str[1].map({"l2": "||G - G'||", "rel": "||G - G'||/||G||",
                                                                      "cos": "cos(G, G')"}),
                          layer=np.where(early, "early layer", "late layer"))
+        conv_names = _conv_layer_names(cfg)  # VGG nets: "conv layer k of N" (the paper's Fig. 3 names VGG layers)
+        if conv_names:
+            named = [conv_names.get((n, int(i))) for n, i in zip(ics.net, layer)]
+            ics = ics.assign(layer=[nm or lab for nm, lab in zip(named, ics.layer)])
         ics = ics.assign(panel_row=ics.net + ", " + ics.layer)
         layers = "; ".join(f"{n}: weight layers {sorted(set(layer[ics.net == n]))}" for n in sorted(set(ics.net)))
+        if conv_names:
+            layers = ("; ".join(f"{n}: " + " and ".join(sorted({conv_names[(n, int(i))] for i in set(layer[ics.net == n])
+                                                                 if (n, int(i)) in conv_names}))
+                                for n in sorted(set(ics.net)))
+                      + " (counted from 1; the paper's Fig. 3 plots VGG layers 5 and 10 of 10, here scaled to the depth "
+                      "used)")
         quantities = ["||G - G'||", "||G - G'||/||G||", "cos(G, G')"]
         g = sns.relplot(data=ics, x="step", y="value", hue="variant_label", palette=palette, row="panel_row",
                         col="quantity", col_order=quantities, kind="line", errorbar=("pi", 100), height=2.4,
@@ -575,8 +622,8 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         g.set_axis_labels("step", "")
         g.set_titles(row_template="{row_name}", col_template="{col_name}")
         g._legend.set_title("")
-        g.figure.suptitle(f"Internal covariate shift (Def. 2.1) at lr={lr0:g}\n({layers}, 0-based; mean over "
-                          "seeds, band = min-max)", y=1.06)
+        g.figure.suptitle(f"Internal covariate shift (Def. 2.1) at lr={lr0:g}\n({layers}{'' if conv_names else ', 0-based'}; "
+                          "mean over seeds, band = min-max)" + note, y=1.06 + 0.05 * note.count("\n"))
         save(g.figure, "ics")
     else:
         save(_empty(plt, "no ICS data (see probes.norms)"), "ics")
@@ -584,7 +631,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     # Fig. 4: landscape bands (loss range, gradient predictiveness, effective beta).
     ls = metrics[metrics.metric.str.startswith("landscape/")]
     if not ls.empty:
-        fig = _landscape_bands(ls[np.isclose(ls.lr, lr0)], plt, f"lr={lr0:g}")
+        fig = _landscape_bands(ls[np.isclose(ls.lr, lr0)], plt, f"lr={lr0:g}", note=note)
         save(fig, "landscape")
     else:
         save(_empty(plt, "no landscape data (see probes.norms)"), "landscape")
@@ -603,6 +650,22 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     return written
 
 
+def _conv_layer_names(cfg: dict) -> dict:
+    """{(net, 0-based weight layer): "conv layer k of N" / "read-out"} for the VGG nets (empty for others)."""
+    from .setup_text import n_conv_layers
+
+    out = {}
+    for n in cfg["nets"]:
+        m = net_entry(cfg, n)["model"]
+        convs, total = n_conv_layers(m), n_weight_layers(m)
+        if m.get("arch") != "vgg" or convs is None:
+            continue
+        for i in cfg["probes"]["ics_layers"]:
+            k = i % total
+            out[(n, k)] = f"conv layer {k + 1} of {convs}" if k < convs else "read-out layer"
+    return out
+
+
 def _empty(plt, msg):
     fig, ax = plt.subplots(figsize=(4, 1.5))
     ax.text(0.5, 0.5, msg, ha="center", va="center")
@@ -619,7 +682,7 @@ def _band(ax, d, lo_metric, hi_metric, color, label):
     ax.plot(hi.index, hi.reindex(lo.index).to_numpy(), color=color, lw=0.8)
 
 
-def _landscape_bands(ls, plt, title_tag, nets=None):
+def _landscape_bands(ls, plt, title_tag, nets=None, note=""):
     nets = sorted(set(ls.net)) if nets is None else nets
     fig, axes = plt.subplots(len(nets), 3, figsize=(11, 2.7 * len(nets)), squeeze=False)
     for r, net in enumerate(nets):
@@ -642,7 +705,7 @@ def _landscape_bands(ls, plt, title_tag, nets=None):
         axes[r, 0].legend(fontsize=7)
     fig.suptitle(f"Landscape along the update, step sizes a x (w_t+1 - w_t) ({title_tag}; bands: range over step sizes, "
                  "mean over seeds; "
-                 "beta: mean, band over seeds)", fontsize=9)
+                 "beta: mean, band over seeds)" + note, fontsize=9)
     fig.tight_layout()
     return fig
 
