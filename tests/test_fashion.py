@@ -73,6 +73,21 @@ def test_disabled_norm_growth_variants_are_left_out_and_the_default_keeps_its_ve
     assert "enabled" not in default["studies"]["norm_growth"]["variants"]["sgd_fresh"]  # no default: versions kept
 
 
+def test_headlines_say_what_the_fashion_config_runs():
+    """``headlines(cfg)``: the declared departures on the default config, the fashion setup's on Fashion-MNIST."""
+    from normlab.studies import get
+
+    default, fashion = merged(), merged(ROOT / "config" / "fashion.yaml")
+    for s in STUDIES:
+        mod = get(s)
+        assert mod.headlines(default["studies"][s]) == mod.HEADLINES
+        h = mod.headlines(fashion["studies"][s])
+        assert list(h) == list(mod.HEADLINES)
+        for cid, d in h.items():
+            assert "MNIST-1D" not in d["departures"] and "ashion" in d["departures"], (s, cid)
+            assert d["statement"] == mod.HEADLINES[cid]["statement"]
+
+
 @pytest.mark.parametrize("configfile", ["config/fashion.yaml", "config/paper.yaml"])
 def test_dry_run_plans(workdir, configfile):
     p = snakemake(workdir, "-n", "--configfile", configfile)

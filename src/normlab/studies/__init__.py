@@ -5,6 +5,10 @@
 - ``analyze(metrics, summary, cfg, extra) -> claims DataFrame`` (columns ``stats.CLAIM_COLUMNS``);
 - ``figures(metrics, summary, claims, cfg, fig_dir, extra) -> list of written figure paths``.
 
+Optional: ``headlines(cfg) -> HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved
+section, e.g. a version's ``manifest.json`` ``resolved_config.study_config``) describes: the declared
+``HEADLINES`` on the default dataset, what was run on any other (``studies.setup_text.headlines_for``).
+
 ``metrics`` is the concatenation of every run's tidy metrics.parquet; ``summary`` has one row per
 run (variant, seed, the variant's keys, status, final metrics). ``extra`` maps names to any
 additional input files the study's rule file passes (e.g. outputs of study-specific jobs).

@@ -246,3 +246,10 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     fig.tight_layout()
     save(fig, "placement_difference")
     return written
+
+
+def headlines(cfg: dict) -> dict:
+    """``HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved section) describes."""
+    from .setup_text import headlines_for
+
+    return headlines_for(HEADLINES, cfg, _setup(cfg))

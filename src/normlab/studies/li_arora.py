@@ -575,3 +575,14 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         fig.tight_layout()
     save(fig, "test_accuracy")
     return written
+
+
+def headlines(cfg: dict) -> dict:
+    """``HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved section) describes."""
+    from .setup_text import headlines_for
+
+    t = cfg["train"]
+    return headlines_for(HEADLINES, cfg, f"accuracy runs: {accuracy_net(cfg)}, {t['steps']:,} steps of batch "
+                                         f"{t['batch_size']}, {cfg['seeds']} seeds, growth lambda "
+                                         f"{cfg['growth']['weight_decay']:g}; exactness pairs: {exact_net(cfg, ' on ')}, "
+                                         f"{cfg['exactness']['steps']:,} steps")

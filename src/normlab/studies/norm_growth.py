@@ -678,3 +678,13 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
               "equilibrium": equilibrium_table(units[units.variant.isin(ok)], keys, cfg),
               "plain": {v: _plain_sgd(keys.loc[v]) for v in keys.index}}
     return norm_growth_figures.make(tables, claims, cfg, fig_dir, extra)
+
+
+def headlines(cfg: dict) -> dict:
+    """``HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved section) describes."""
+    from .setup_text import dataset_text, headlines_for, model_text, unit_word
+
+    steps = ", ".join(f"{n} {v.get('steps', cfg['train']['steps']):,}" for n, v in active_variants(cfg).items())
+    return headlines_for(HEADLINES, cfg, f"{dataset_text(cfg['dataset'])} instead of the lecture's image nets; a "
+                                         f"scale-invariant {model_text(cfg['model'], cfg['dataset'])} (units: "
+                                         f"{unit_word(cfg['model'])}); steps per variant: {steps}; {cfg['seeds']} seeds")

@@ -765,3 +765,10 @@ def _claims_figure(claims, plt):
                  fontsize=8)
     return fig
 
+
+def headlines(cfg: dict) -> dict:
+    """``HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved section) describes."""
+    from .setup_text import headlines_for
+
+    return headlines_for(HEADLINES, cfg, f"{setup_text(cfg)}; DLN {cfg['dln']['steps']:,} steps at eta "
+                                         f"{', '.join(f'{x:g}' for x in cfg['dln']['lrs'])}")

@@ -61,6 +61,16 @@ def unit_word(spec: dict) -> str:
     return "channels (a conv filter's incoming weights)" if spec.get("arch", "mlp") in CONV_ARCHS else "units"
 
 
+def headlines_for(headlines: dict, cfg: dict, setup: str) -> dict:
+    """A study's ``HEADLINES`` for the setup ``cfg`` describes: as declared (the default setup's departures)
+    on the default dataset, else with each claim's departures replaced by ``setup`` (what was run); the
+    claim texts in claims.csv state the measurement and thresholds in full."""
+    if is_default_setup(cfg):
+        return headlines
+    return {cid: {**h, "departures": f"{setup}; the measurement, thresholds and pooling as the claim text states"}
+            for cid, h in headlines.items()}
+
+
 def title_note(text: str, width: int = 120) -> str:
     """A figure title's extra line(s): ``text`` wrapped at ``width`` characters, after a newline ('' for '')."""
     import textwrap
