@@ -140,10 +140,10 @@ def _setup(cfg: dict) -> str:
             f"paper/benchmarks: ImageNet convnets")
 
 
-def _net(cfg: dict) -> str:
+def _net(cfg: dict, short: bool = False) -> str:
     from .setup_text import model_text
 
-    return model_text(cfg["model"], cfg["dataset"])
+    return model_text(cfg["model"], cfg["dataset"], short=short)
 
 
 def analyze(metrics, summary, cfg, extra=None):
@@ -191,7 +191,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     written = []
     t = cfg["train"]
     net = (f"MLP {cfg['model'].get('depth')}x{cfg['model'].get('width')}" if cfg["model"].get("arch", "mlp") == "mlp"
-           else _net(cfg))
+           else _net(cfg, short=True))
     setup = (f"{cfg['dataset']} {net}, "
              f"{cfg['optimizer']['name'].upper()} momentum {cfg['optimizer'].get('momentum', 0):g}, "
              f"{t['steps']} steps, {summary.seed.nunique()} seeds")

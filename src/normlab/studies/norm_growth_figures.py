@@ -45,7 +45,7 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
     vs = _law_variants(law)
     # conv nets: a unit is an output channel, w_j its filter (all input channels x 3 x 3); other setups than the
     # default's say what was run under every figure
-    from .setup_text import CONV_ARCHS, dataset_text, is_default_setup, model_text, title_note
+    from .setup_text import CONV_ARCHS, dataset_text, is_default_setup, model_text, title_note, title_y
 
     conv = cfg["model"].get("arch", "mlp") in CONV_ARCHS
     U, Us = ("channel", "channels") if conv else ("unit", "units")
@@ -224,7 +224,7 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
         axes[0, 0].set_ylabel(f"eta / ||w_j||^2 per {U}")
         axes[0, 0].legend(fontsize=6)
         fig.suptitle(f"Each {U} its own eta/||w_j||^2 ({v}, {keys.loc[v].labels} labels, seed 0; thin lines: "
-                     f"single {Us})" + note, y=1.03 + 0.04 * bool(note))
+                     f"single {Us})" + note, y=title_y(fig, 1.03, note))
         fig.tight_layout()
         save(fig, "unit_spread")
     else:

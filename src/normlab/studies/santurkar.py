@@ -512,7 +512,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     def save(fig, name):
         written.extend(save_figure(fig, fig_dir, name))
 
-    from .setup_text import is_default_setup, title_note
+    from .setup_text import is_default_setup, title_note, title_y
 
     note = "" if is_default_setup(cfg) else title_note(setup_text(cfg))  # what departs from the paper, in every title
     # Fig. 2 (left, middle) and Figs. 7-8: training curves. Training accuracy/loss as the paper plots them:
@@ -538,7 +538,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         g._legend.set_title("")
         g.figure.suptitle(f"{ylabel.capitalize()} ({what}): mean over "
                           f"{int(summary.groupby('variant').seed.nunique().min())} seeds, band = min-max;\n"
-                          "plain SGD; a diverged run's curve stops" + note, y=1.08 + 0.04 * note.count("\n"))
+                          "plain SGD; a diverged run's curve stops" + note, y=title_y(g.figure, 1.08, note))
         save(g.figure, name)
 
     # The lr sweep: where BN matters.
@@ -586,7 +586,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         when = ", ".join(f"{n}: steps {', '.join(map(str, hist_steps(cfg, n)))}" for n in cfg["nets"])
         unit = "one unit" if is_default_setup(cfg) else "one unit (a conv channel: every sample and position)"
         g.figure.suptitle(f"Activation distribution of {unit}, early vs late (lr={lr0:g}, seed 0; {when})" + note,
-                          y=1.03 + 0.05 * note.count("\n"))
+                          y=title_y(g.figure, 1.03, note))
         save(g.figure, "activation_histograms")
     else:
         save(_empty(plt, "no unit_activations data"), "activation_histograms")
@@ -623,7 +623,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         g.set_titles(row_template="{row_name}", col_template="{col_name}")
         g._legend.set_title("")
         g.figure.suptitle(f"Internal covariate shift (Def. 2.1) at lr={lr0:g}\n({layers}{'' if conv_names else ', 0-based'}; "
-                          "mean over seeds, band = min-max)" + note, y=1.06 + 0.05 * note.count("\n"))
+                          "mean over seeds, band = min-max)" + note, y=title_y(g.figure, 1.06, note))
         save(g.figure, "ics")
     else:
         save(_empty(plt, "no ICS data (see probes.norms)"), "ics")

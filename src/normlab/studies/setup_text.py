@@ -27,12 +27,15 @@ def _channels(spec: dict, default: list[int]) -> list[int]:
     return list(spec.get("channels") or default)
 
 
-def model_text(spec: dict, dataset: str | None = None) -> str:
-    """e.g. 'VGG-style CNN of 6 3x3 conv layers (channels 8-8-16-16-32-32, max-pool after every 2nd)'."""
+def model_text(spec: dict, dataset: str | None = None, short: bool = False) -> str:
+    """e.g. 'VGG-style CNN of 6 3x3 conv layers (channels 8-8-16-16-32-32, max-pool after every 2nd, ...)';
+    ``short`` (figure titles): 'VGG-6 CNN (8-8-16-16-32-32 channels)'."""
     arch = spec.get("arch", "mlp")
     flat = " on flattened images" if dataset in IMAGE_DATASETS else ""
     if arch == "vgg":
         ch = _channels(spec, [64, 64, 128, 128, 256, 256, 512, 512, 512, 512])
+        if short:
+            return f"VGG-{len(ch)} CNN ({'-'.join(map(str, ch))} channels)"
         return (f"VGG-style CNN of {len(ch)} 3x3 conv layers (channels {'-'.join(map(str, ch))}, max-pool after "
                 f"every 2nd, global average pool, linear read-out)")
     if arch == "preresnet":
@@ -76,6 +79,11 @@ def title_note(text: str, width: int = 120) -> str:
     import textwrap
 
     return "\n" + textwrap.fill(text, width) if text else ""
+
+
+def title_y(fig, y: float, note: str) -> float:
+    """The ``y`` of a suptitle that sits above the axes (va top) raised by the lines ``note`` adds (0.2 in each)."""
+    return y + 0.2 * note.count("\n") / fig.get_figheight()
 
 
 def number(n: int) -> str:
