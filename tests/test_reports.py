@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, snakemake
 
+from normlab import scorecard
 from normlab import wandb_reports as wbr
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -241,7 +242,7 @@ def test_wandb_report_panels_refer_to_logged_metrics(smoke_workdir):
                     assert key.removeprefix("config.") in train[0]["config"]
         text = " ".join(getattr(b, "text", "") for b in rep.blocks if type(b).__name__ == "MarkdownBlock")
         for r in pd.read_csv(v / "claims.csv").itertuples():
-            assert f"| {r.claim_id} | **{r.verdict}** |" in text
+            assert f"| {scorecard.md_cell(r.claim_id)} | **{r.verdict}** |" in text
         for p in panels:  # each panel serializes to W&B's spec without a server
             p._to_model()
     over = wbr.panels_of(reports["overview"])
