@@ -171,6 +171,12 @@ def test_every_study_runs_on_the_images_and_says_so(fashion_tiny):
     assert "VGG-style CNN" in s4[s4.claim_id == "S4.a"].claim.iloc[0]
     s5 = pd.read_csv(fashion_tiny / "results" / "ics_conditioning" / "latest" / "claims.csv")
     assert "flattened images" in " ".join(s5[s5.kind == "headline"].claim)
+    # the scorecard's "departs from the paper" column describes the setup the version ran
+    from normlab.scorecard import load_study
+
+    for s in STUDIES:
+        heads = load_study((fashion_tiny / "results" / s / "latest").resolve())["headlines"]
+        assert heads and all("MNIST-1D" not in h["departures"] for h in heads.values()), s
 
 
 @pytest.mark.slow

@@ -118,9 +118,17 @@ def study_papers(name: str) -> list[dict]:
     return out
 
 
-def study_headlines(name: str) -> dict[str, dict]:
-    """The module's ``HEADLINES`` ({claim_id: {statement, departures, figures}}), normalized."""
-    raw = getattr(study_module(name), "HEADLINES", None)
+def study_headlines(name: str, cfg: dict | None = None) -> dict[str, dict]:
+    """The module's headline claims ({claim_id: {statement, departures, figures}}), normalized: its
+    ``headlines(cfg)`` for the setup a version ran (``cfg``: the study's resolved section, from the
+    version's manifest), else ``HEADLINES`` (the default setup's departures)."""
+    mod = study_module(name)
+    raw = getattr(mod, "HEADLINES", None)
+    if cfg and callable(getattr(mod, "headlines", None)):
+        try:
+            raw = mod.headlines(cfg)
+        except (KeyError, TypeError, ValueError):  # a version older than the study's config keys
+            pass
     if not isinstance(raw, dict):
         return {}
     out = {}
@@ -170,7 +178,7 @@ def load_study(vdir: Path) -> dict:
     figs = [vdir / "figures" / f for f in man.get("figures", []) if f.endswith(".png")]
     figs = [f for f in figs if f.exists()] or sorted((vdir / "figures").glob("*.png"))
     runs = pd.read_parquet(vdir / "summary.parquet") if (vdir / "summary.parquet").exists() else pd.DataFrame()
-    headlines = study_headlines(name)
+    headlines = study_headlines(name, (man.get("resolved_config") or {}).get("study_config"))
     mapping = getattr(study_module(name), "CLAIM_FIGURES", None) or {}
     mapping = {**{cid: h["figures"] for cid, h in headlines.items() if h["figures"]}, **mapping}
     return {"name": name, "version": man.get("version", vdir.name), "vdir": vdir, "manifest": man,
