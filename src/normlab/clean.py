@@ -25,6 +25,14 @@ def finished(vdir: Path) -> tuple[str, float]:
     return str(done), Path(vdir).stat().st_mtime
 
 
+def newest_by_name(versions) -> dict[str, Path]:
+    """{config name: the newest of ``versions`` (version folders) with that name} (``default-9ba3fcc7`` -> ``default``)."""
+    by_name: dict[str, list[Path]] = {}
+    for v in versions:
+        by_name.setdefault(VERSION.match(Path(v).name)["name"], []).append(Path(v))
+    return {name: max(vs, key=finished) for name, vs in by_name.items()}
+
+
 def stale_versions(results: Path) -> list[Path]:
     """Version folders that are neither ``latest`` nor the newest of their config name."""
     stale = []
@@ -34,11 +42,7 @@ def stale_versions(results: Path) -> list[Path]:
             continue
         latest = (study / "latest").resolve() if (study / "latest").exists() else None
         keep = {latest} if latest else set()
-        by_name: dict[str, list[Path]] = {}
-        for v in versions:
-            by_name.setdefault(VERSION.match(v.name)["name"], []).append(v)
-        for vs in by_name.values():
-            keep.add(max(vs, key=finished).resolve())
+        keep |= {v.resolve() for v in newest_by_name(versions).values()}
         stale += sorted(v for v in versions if v.resolve() not in keep)
     return stale
 

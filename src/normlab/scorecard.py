@@ -47,7 +47,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import studies
-from .clean import VERSION, finished
+from .clean import VERSION, newest_by_name
 from .io import atomic_write, write_csv
 from .stats import CLAIM_COLUMNS, KINDS
 
@@ -249,24 +249,15 @@ def summary_line(df: pd.DataFrame, kinds=KINDS) -> str:
 SMOKE = "smoke"
 
 
-def config_name(vdir: Path) -> str:
-    """The config name of a version folder (``default-9ba3fcc7`` -> ``default``), as ``normlab.clean`` reads it."""
-    m = VERSION.match(Path(vdir).name)
-    return m["name"] if m else Path(vdir).name
-
-
 def newest_versions(results: Path) -> dict[str, dict[str, Path]]:
     """{config name: {study: newest version folder}}: per study, the newest version of each config name
     that has results (claims.csv and manifest.json), whatever ``latest`` points at."""
     out: dict[str, dict[str, Path]] = {}
     for sdir in sorted(p for p in Path(results).iterdir() if p.is_dir() and not p.is_symlink()):
-        by_name: dict[str, list[Path]] = {}
-        for v in sdir.iterdir():
-            if (v.is_dir() and not v.is_symlink() and VERSION.match(v.name) and (v / "claims.csv").exists()
-                    and (v / "manifest.json").exists()):
-                by_name.setdefault(config_name(v), []).append(v)
-        for name, vs in by_name.items():
-            out.setdefault(name, {})[sdir.name] = max(vs, key=finished)
+        done = [v for v in sdir.iterdir() if v.is_dir() and not v.is_symlink() and VERSION.match(v.name)
+                and (v / "claims.csv").exists() and (v / "manifest.json").exists()]
+        for name, v in newest_by_name(done).items():
+            out.setdefault(name, {})[sdir.name] = v
     return out
 
 
