@@ -570,6 +570,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
 
     elapsed = time.perf_counter() - t0
     wall = wall_before + elapsed
+    tp_run = throughput((steps - start_step) / max(elapsed, 1e-9), bs, E, device)
     summaries = []
     for e, seed in enumerate(seeds):
         final = {}
@@ -583,8 +584,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
             "diverged_step": first_bad[e] if status[e] == "diverged" else None,
             "steps": steps, "final": final, "wall_s": wall / E,
             "steps_per_s": (steps - start_step) * E / max(elapsed, 1e-9) if status[e] == "ok" else None,
-            "images_per_s": (steps - start_step) * E * bs / max(elapsed, 1e-9) if status[e] == "ok" else None,
-            **({"gpu_mem_peak_gib": torch.cuda.max_memory_allocated(device) / 2 ** 30} if device.type == "cuda" else {}),
+            **tp_run, **({} if status[e] == "ok" else {"images_per_s": None}),
             "device": str(device), "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
             "amp": prec.amp, "augment": aug or None, "started": started, "finished": now(),
             "resumed_from": start_step or None, "startup_s": startup_s,
