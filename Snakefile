@@ -14,11 +14,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
-include: "workflow/rules/bn_placement.smk"
-include: "workflow/rules/li_arora.smk"
-include: "workflow/rules/norm_growth.smk"
-include: "workflow/rules/santurkar.smk"
-include: "workflow/rules/ics_conditioning.smk"
+include: "workflow/rules/studies.smk"
 
 
 # Light rules run on the submitting host, never through a cluster queue (wandb_reports needs a network).

@@ -13,7 +13,7 @@ from normlab import data as data_mod
 from normlab.config import ConfigError, validate
 from normlab.models import build_model
 from normlab.studies import li_arora
-from normlab.studies.li_arora_exact import batch_stat_outputs, check_scale_invariant, run_pair
+from normlab.studies.li_arora.exactness import batch_stat_outputs, check_scale_invariant, run_pair
 
 TINY = {"arch": "mlp", "depth": 2, "width": 16, "norm": "bn_pre", "act": "relu", "scale_invariant": True, "bn_eps": 1e-30}
 
@@ -279,7 +279,7 @@ def test_drift_rate_measures_decades_per_1000_steps(tmp_path):
 
 def test_paper_config_plans(workdir):
     p = snakemake(workdir, "-n", "li_arora", "--configfile", "config/paper.yaml")
-    assert "li_arora_exactness" in p.stdout and "train" in p.stdout
+    assert "li_arora_exact_float64" in p.stdout and "train" in p.stdout
 
 
 def test_smoke_run(smoke_workdir):

@@ -204,10 +204,10 @@ def test_check_config_clean_on_shipped_configs():
 
 
 def test_study_module_is_torch_free_and_acyclic():
-    code = ("import sys; import normlab.studies.norm_growth, normlab.studies.norm_growth_figures; "
+    code = ("import sys; import normlab.studies.norm_growth, normlab.studies.norm_growth.plots; "
             "assert 'torch' not in sys.modules, 'torch imported'; assert 'seaborn' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
-    src = (ROOT / "src/normlab/studies/norm_growth_figures.py").read_text()
+    src = (ROOT / "src/normlab/studies/norm_growth/plots.py").read_text()
     assert "from .norm_growth import" not in src and "import norm_growth" not in src.replace("norm_growth_", "")
 
 

@@ -410,7 +410,7 @@ def test_snakemake_reports_the_cross_key_error_in_one_line(workdir):
 
 
 def test_dln_shapes_and_determinism():
-    from normlab.studies.santurkar_dln import build_dln, problem, run_one
+    from normlab.studies.santurkar.dln import build_dln, problem, run_one
 
     m = build_dln(25, 10, bn=True)
     assert len(weight_layers(m)) == 25 and sum(isinstance(x, nn.BatchNorm1d) for x in m) == 24

@@ -241,6 +241,8 @@ def test_analysis_run_uses_run_artifacts_and_logs_one_analysis_artifact(tmp_path
         from normlab import analyze, studies
 
         class Fake:
+            FIGURES = [studies.Figure("fig.png", "fig")]
+
             @staticmethod
             def analyze(metrics, summary, cfg, extra):
                 return [{"claim_id": "F.a", "claim": "c", "source": "s", "metric": "m", "value": 1.0, "ci_low": 0.5,

@@ -1,10 +1,11 @@
 """Per-study analysis driver: runs in, claims, figures, manifest and the ``latest`` link out.
 
     python -m normlab.analyze --study bn_placement --version-dir results/bn_placement/<version> \
-        --config resolved.json [--extra name=path ...]
+        --config results/bn_placement/<version>/config.json
 
 Reads every ``runs/<variant>/seed<k>/{metrics.parquet,summary.json}`` under the version folder,
-calls the study's ``analyze`` and ``figures``, writes ``summary.parquet``, ``claims.csv``,
+and the outputs of the study's declared side jobs (``extra``: name -> path in the version folder),
+calls the study's ``analyze`` and ``figures`` (which must write exactly the declared ``FIGURES``), writes ``summary.parquet``, ``claims.csv``,
 ``figures/*.png|pdf`` and ``manifest.json`` (all atomically, manifest last), points
 ``results/<study>/latest`` at the version, and logs the claims and figures to one W&B run (id from
 study and version), which uses every seed's "run" artifact and logs claims.csv, summary.parquet,
@@ -44,13 +45,12 @@ def main(argv=None):
     ap.add_argument("--study", required=True)
     ap.add_argument("--version-dir", required=True, type=Path)
     ap.add_argument("--config", required=True, help="the study's resolved config (JSON file or string)")
-    ap.add_argument("--extra", nargs="*", default=[], help="name=path pairs of study-specific inputs")
     a = ap.parse_args(argv)
     resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
     cfg = resolved["study_config"]
-    extra = dict(e.split("=", 1) for e in a.extra)
     study = studies.get(a.study)
     vdir = a.version_dir
+    extra = studies.extra_inputs(a.study, cfg, vdir)
 
     metrics, summary = load_runs(vdir)
     claims = study.analyze(metrics, summary, cfg, extra)
@@ -59,6 +59,11 @@ def main(argv=None):
     fig_dir = vdir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figs = study.figures(metrics, summary, claims, cfg, fig_dir, extra)
+    written = {Path(f).name for f in figs if str(f).endswith(".png")}
+    declared = set(studies.figure_files(a.study))
+    if written != declared:  # the rule's outputs and the report's captions come from the declaration
+        raise SystemExit(f"error: normlab.studies.{a.study}.figures() wrote {sorted(written)} but the package "
+                         f"declares FIGURES {sorted(declared)}; declare every figure it writes")
 
     write_parquet(summary, vdir / "summary.parquet")
     write_csv(claims, vdir / "claims.csv")

@@ -1,7 +1,7 @@
 """The replication scorecard: the papers' headline claims first, then every study's cells and checks.
 
     python -m normlab.scorecard [--results results] [--version-dir results/<study>/<version> ...]
-                                [--captions workflow/report] [--out-dir results] [--configs config]
+                                [--out-dir results] [--configs config]
     python -m normlab.scorecard --claims-html results/<study>/<version>   # one study's claims as HTML
 
 Reads each study version's ``claims.csv`` and ``manifest.json`` (and ``summary.parquet`` for the
@@ -551,10 +551,11 @@ def thumbnail_uri(png: Path, width: int = 420) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
-def caption_text(captions: Path | None, study: str, stem: str) -> str:
-    if captions is None:
+def caption_text(study: str, stem: str) -> str:
+    """The figure's caption as its study package declares it (``captions/<stem>.rst``), else ''."""
+    if study not in studies.STUDIES:
         return ""
-    f = Path(captions) / study / f"{stem}.rst"
+    f = studies.caption_path(study, stem)
     return " ".join(f.read_text().split()) if f.exists() else ""
 
 
@@ -718,8 +719,7 @@ def front_fragment(loaded: list[dict], df: pd.DataFrame, matrix: dict | None = N
     return "\n".join(out) + "\n"
 
 
-def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, captions: Path | None = None,
-                matrix: dict | None = None) -> str:
+def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix: dict | None = None) -> str:
     e = html.escape
     parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>normlab scorecard</title>"
              f"<style>{CSS}</style></head><body>"),
@@ -776,7 +776,7 @@ def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, captions: P
         parts += [f"<details id='{anchor(s['name'])}-figures'><summary>Figures of {e(s['name'])} "
                   f"({len(s['figures'])})</summary><div class='figs'>"]
         for f in s["figures"]:
-            cap = caption_text(captions, s["name"], f.stem)
+            cap = caption_text(s["name"], f.stem)
             parts.append(f"<figure><a href='{e(rel(f, out_dir))}'><img alt='{e(f.stem)}' src='{thumbnail_uri(f)}'>"
                          f"</a><figcaption><b>{e(f.stem)}</b>. {e(cap)}</figcaption></figure>")
         parts += ["</div></details>", (f"<details id='{anchor(s['name'])}-runs'><summary>Runs of {e(s['name'])} "
@@ -814,7 +814,7 @@ def results_root(version_dirs: list[Path], default: Path) -> Path:
     return Path(version_dirs[0]).parent.parent if version_dirs else Path(default)
 
 
-def build(version_dirs: list[Path], out_dir: Path, captions: Path | None = None, results: Path | None = None,
+def build(version_dirs: list[Path], out_dir: Path, results: Path | None = None,
           configs: Path | None = Path("config")) -> pd.DataFrame:
     """Write the scorecard of ``version_dirs`` into ``out_dir``; its replication matrix reads every version
     under ``results`` (default: the folder the version folders are in) and names the configs in ``configs``
@@ -826,7 +826,7 @@ def build(version_dirs: list[Path], out_dir: Path, captions: Path | None = None,
     write_csv(df[ALL_COLUMNS], out_dir / "claims_all.csv")
     os.chmod(out_dir / "claims_all.csv", 0o644)
     write_text(render_markdown(loaded, df, out_dir, matrix), out_dir / "scorecard.md")
-    write_text(render_html(loaded, df, out_dir, captions, matrix), out_dir / "scorecard.html")
+    write_text(render_html(loaded, df, out_dir, matrix), out_dir / "scorecard.html")
     write_text(front_fragment(loaded, df, matrix, out_dir), out_dir / "scorecard_front.html")
     return df
 
@@ -841,8 +841,6 @@ def main(argv=None):
     ap.add_argument("--version-dir", type=Path, nargs="*", default=None,
                     help="study version folders (default: every results/<study>/latest)")
     ap.add_argument("--out-dir", type=Path, default=None, help="default: --results")
-    ap.add_argument("--captions", type=Path, default=Path("workflow/report"),
-                    help="folder of <study>/<figure>.rst captions shown under the figures")
     ap.add_argument("--claims-html", type=Path, default=None, metavar="VERSION_DIR",
                     help="only write VERSION_DIR/claims.html (one study's claims table)")
     ap.add_argument("--out", type=Path, default=None, help="with --claims-html: output file")
@@ -856,8 +854,7 @@ def main(argv=None):
     vdirs = a.version_dir if a.version_dir else latest_versions(results)
     if not vdirs:
         raise SystemExit(f"error: no study results under {results}/ (run snakemake first)")
-    captions = a.captions if a.captions.is_dir() else None
-    df = build(vdirs, a.out_dir or results, captions, a.results, a.configs)
+    df = build(vdirs, a.out_dir or results, a.results, a.configs)
     print(f"[scorecard] {len(vdirs)} {'study' if len(vdirs) == 1 else 'studies'}: {summary_line(df)}")
 
 

@@ -115,16 +115,11 @@ def all_targets():
 
 # Helpers of workflow/rules/report.smk (scorecard, claims tables, W&B reports).
 def study_category(wildcards):
-    """A study's report category: the one its `<study>_analyze` figures use, else the study name."""
+    """A study's report category (declared by its package), else the study name."""
     try:
-        analyze = workflow.get_rule(f"{wildcards.study}_analyze")
-    except Exception:
+        return _studies.get(wildcards.study).CATEGORY
+    except ValueError:
         return wildcards.study
-    for f in analyze.output:
-        rep = getattr(f, "flags", {}).get("report")
-        if rep is not None and rep.category:
-            return rep.category
-    return wildcards.study
 
 
 def scorecard_inputs(wildcards):

@@ -49,14 +49,13 @@ rule scorecard:
     threads: 1
     params:
         vdirs=scorecard_vdirs,
-        captions=f"{workflow.basedir}/workflow/report",
         configs=f"{workflow.basedir}/config",
     # The replication matrix reads the newest version of every config name from disk (not inputs: other
     # configs' versions may be absent). The rule reruns when this config's claims change, and when the
     # config changes (its params, the version folders, differ), so running another config refreshes it.
     shell:
         "python -m normlab.scorecard --version-dir {params.vdirs} --out-dir $(dirname {output.md})"
-        " --results $(dirname {output.md}) --captions {params.captions} --configs {params.configs} > {log} 2>&1"
+        " --results $(dirname {output.md}) --configs {params.configs} > {log} 2>&1"
 
 
 # snakemake --cores 1 results/compare/<study>/<A>_vs_<B>/claims.md  (A, B: version folder names)

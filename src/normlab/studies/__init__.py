@@ -1,26 +1,107 @@
-"""Studies are plug-ins. Each module ``normlab.studies.<name>`` defines:
+"""Studies are plug-ins: each is a package ``normlab.studies.<name>/`` found by its folder alone.
 
-- ``variants(cfg) -> {variant_name: partial run spec}`` (torch-free: called at DAG parse time);
-  the spec holds keys, model, optimizer, lr, schedule, train, probes (see ``normlab.train``);
-- ``analyze(metrics, summary, cfg, extra) -> claims DataFrame`` (columns ``stats.CLAIM_COLUMNS``);
+A study package declares (module level, torch-free: read at DAG parse time):
+
+- ``TITLE``: the study's title (scorecard, report, W&B);
+- ``CATEGORY``: its category in the Snakemake report (e.g. ``"S1 Santurkar et al."``);
+- ``FIGURES``: a list of ``Figure(file, label)``, every figure ``figures()`` writes (``figures/<file>``),
+  each with its caption in ``captions/<stem>.rst`` of the package (``captions/claims.rst`` captions the
+  claims table);
+- ``variants(cfg) -> {variant_name: partial run spec}``: the training jobs (one per variant, all seeds
+  batched); the spec holds keys, model, optimizer, lr, schedule, train, probes (see ``normlab.engine``);
+- ``analyze(metrics, summary, cfg, extra) -> claims DataFrame`` (columns ``stats.CLAIM_COLUMNS``, each row
+  with its ``kind``: headline, cell or check);
 - ``figures(metrics, summary, claims, cfg, fig_dir, extra) -> list of written figure paths``.
 
-Optional: ``headlines(cfg) -> HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved
-section, e.g. a version's ``manifest.json`` ``resolved_config.study_config``) describes: the declared
-``HEADLINES`` on the default dataset, what was run on any other (``studies.setup_text.headlines_for``).
+Optional: ``side_jobs(cfg) -> {name: SideJob}`` (jobs other than training: each runs
+``python -m <module> <args> --config <version>/config.json [--data <dataset>] --out <version>/<output>
+--threads N`` and ``extra[name]`` is its output's path in ``analyze``/``figures``), ``PAPERS`` (list of
+{"cite", "url"}), ``HEADLINES`` ({claim_id: {"statement", "departures", "figures"}}, in order),
+``headlines(cfg)`` (the departures of the setup ``cfg`` describes, ``setup_text.headlines_for``),
+``CLAIM_FIGURES`` ({claim_id: [figure stems]}) and ``check_config(cfg) -> [error lines]`` (cross-key
+checks run when the plan is built).
 
+``cfg`` is the study's validated config section (``workflow/schemas/studies/<name>.schema.yaml``).
 ``metrics`` is the concatenation of every run's tidy metrics.parquet; ``summary`` has one row per
-run (variant, seed, the variant's keys, status, final metrics). ``extra`` maps names to any
-additional input files the study's rule file passes (e.g. outputs of study-specific jobs).
-Study modules import torch/seaborn lazily inside functions, never at module level.
+run (variant, seed, the variant's keys, status, final metrics). Study modules import torch/seaborn
+lazily inside functions, never at module level. ``workflow/rules/studies.smk`` turns these
+declarations into rules; a study with needs they cannot express adds ``workflow/rules/<name>.smk``.
+See README "Add a study".
 """
 
-import importlib
+from __future__ import annotations
 
-STUDIES = ["bn_placement", "santurkar", "li_arora", "norm_growth", "ics_conditioning"]
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure a study writes: ``figures/<file>``, its label in the report, its caption file."""
+
+    file: str
+    label: str
+
+    @property
+    def stem(self) -> str:
+        return Path(self.file).stem
+
+
+@dataclass(frozen=True)
+class SideJob:
+    """A job besides training: ``python -m <module> <args> --config C [--data D] --out O --threads N``."""
+
+    module: str
+    output: str  # relative to the version folder
+    doc: str
+    args: tuple[str, ...] = ()
+    data: bool = False  # reads the study's prepared dataset (``--data``)
+    directory: bool = False  # the output is a folder
+    gpu: bool = False  # may use the GPU (reserves one when the config's device does)
+    resources: dict = field(default_factory=dict)
+
+
+REQUIRED = ("TITLE", "CATEGORY", "FIGURES", "variants", "analyze", "figures")
+
+
+def _discover() -> list[str]:
+    here = Path(__file__).parent
+    return sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.ispkg)
+
+
+STUDIES = _discover()
 
 
 def get(name: str):
     if name not in STUDIES:
         raise ValueError(f"unknown study {name!r} (known: {', '.join(STUDIES)})")
-    return importlib.import_module(f"normlab.studies.{name}")
+    mod = importlib.import_module(f"{__name__}.{name}")
+    missing = [k for k in REQUIRED if not hasattr(mod, k)]
+    if missing:
+        raise TypeError(f"study package normlab.studies.{name} does not declare {', '.join(missing)}")
+    return mod
+
+
+def package_dir(name: str) -> Path:
+    return Path(__file__).parent / name
+
+
+def caption_path(name: str, stem: str) -> Path:
+    """The caption file of a study's figure (``stem`` of its file) or of its claims table (``claims``)."""
+    return package_dir(name) / "captions" / f"{stem}.rst"
+
+
+def side_jobs(name: str, cfg: dict) -> dict[str, SideJob]:
+    fn = getattr(get(name), "side_jobs", None)
+    return dict(fn(cfg)) if fn else {}
+
+
+def extra_inputs(name: str, cfg: dict, version_dir) -> dict[str, str]:
+    """``extra`` for ``analyze``/``figures``: each side job's name and its output's path."""
+    return {k: str(Path(version_dir) / j.output) for k, j in side_jobs(name, cfg).items()}
+
+
+def figure_files(name: str) -> list[str]:
+    return [f.file for f in get(name).FIGURES]

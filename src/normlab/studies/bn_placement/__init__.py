@@ -26,8 +26,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..plotting import save_figure
-from ..stats import claim_from, mean_ci
+from ...plotting import save_figure
+from ...stats import claim_from, mean_ci
+from .. import Figure
 
 TITLE = "S4: BN before or after the activation (Ioffe & Szegedy 2015; Lecture 5; public benchmarks)"
 PAPERS = [
@@ -77,6 +78,15 @@ def check_config(cfg: dict) -> list[str]:
         out.append(f"'seeds' {cfg['seeds']} must be at least 2: the intervals of 'claims' come from per-seed "
                    "differences")
     return out
+
+
+CATEGORY = "S4 BN placement"
+FIGURES = [
+    Figure("learning_curves.png", "learning curves"),
+    Figure("final_accuracy.png", "final accuracy"),
+    Figure("steps_to_target.png", "steps to target"),
+    Figure("placement_difference.png", "placement difference"),
+]
 
 
 def variants(cfg: dict) -> dict:
@@ -141,7 +151,7 @@ def _setup(cfg: dict) -> str:
 
 
 def _net(cfg: dict, short: bool = False) -> str:
-    from .setup_text import model_text
+    from ..setup_text import model_text
 
     return model_text(cfg["model"], cfg["dataset"], short=short)
 
@@ -250,6 +260,6 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
 
 def headlines(cfg: dict) -> dict:
     """``HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved section) describes."""
-    from .setup_text import headlines_for
+    from ..setup_text import headlines_for
 
     return headlines_for(HEADLINES, cfg, _setup(cfg))

@@ -7,7 +7,7 @@ each over seeds, all trained with the same optimizer and learning rate. The ``cu
 (normlab.probes.curvature) measures, on a fixed batch at init and along training, the top
 eigenvalues of chosen layers' Gauss-Newton blocks, K-FAC's factors, nu = ||m||^2 + 1 and the
 prediction nu * lambda_i(S), and the top Hessian eigenvalues of the whole network.
-Two exactness jobs (normlab.studies.ics_checks) add the invariance trajectories and the
+Two exactness jobs (normlab.studies.ics_conditioning.checks) add the invariance trajectories and the
 batch-centering gradient identity.
 
 Claims: one ``headline`` row per id (S5.a..e), ``cell`` rows for detail, ``check`` rows for the
@@ -45,8 +45,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..plotting import save_figure
-from ..stats import claim, claim_from, exact, mean_ci, verdict_above
+from ...plotting import save_figure
+from ...stats import claim, claim_from, exact, mean_ci, verdict_above
+from .. import Figure, SideJob
 
 TITLE = "S5: the ICS conditioning hypothesis (Lecture 5's class project: do BN's gains come from removing outlier eigenvalues?)"
 PAPERS = [
@@ -146,11 +147,33 @@ def check_config(cfg: dict) -> list[str]:
 
 def check(cfg: dict) -> None:
     """Raise ConfigError on the first cross-key problem (for callers outside config.validate)."""
-    from ..config import ConfigError
+    from ...config import ConfigError
 
     problems = check_config(cfg)
     if problems:
         raise ConfigError(f"studies.ics_conditioning: {problems[0]}")
+
+
+CATEGORY = "S5 ICS conditioning"
+FIGURES = [
+    Figure("eig_vs_nu.png", "eigenvalues vs nu"),
+    Figure("spectra_centering.png", "spectra with and without centering"),
+    Figure("invariance.png", "invariance trajectories"),
+    Figure("training_curves.png", "training curves"),
+    Figure("curvature_over_training.png", "curvature along training"),
+    Figure("bn_advantage_share.png", "share of BN's speed advantage recovered by centering"),
+]
+
+
+def side_jobs(cfg: dict) -> dict:
+    return {
+        "invariance": SideJob("normlab.studies.ics_conditioning.checks", "checks/invariance.parquet",
+                              args=("invariance",), data=True,
+                              doc="S5: float64 check that BN makes the trajectory invariant to input shifts."),
+        "centering": SideJob("normlab.studies.ics_conditioning.checks", "checks/centering.json",
+                             args=("centering",), data=True,
+                             doc="S5: float64 check of the batch-centering identity."),
+    }
 
 
 def variants(cfg: dict) -> dict:
@@ -251,7 +274,7 @@ def _layer_name(layer: str, n_layers: int) -> str:
 def _setup(cfg: dict) -> str:
     m, o, t = cfg["model"], cfg["optimizer"], cfg["train"]
     mom = f" momentum {o['momentum']:g}" if o.get("momentum") else ""
-    from .setup_text import IMAGE_DATASETS
+    from ..setup_text import IMAGE_DATASETS
 
     flat = (" on the flattened images (the curvature probes and checks are written for an MLP's per-unit "
             f"activations), {cfg['seeds']} seeds") if cfg["dataset"] in IMAGE_DATASETS else ""
@@ -789,6 +812,6 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
 
 def headlines(cfg: dict) -> dict:
     """``HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved section) describes."""
-    from .setup_text import headlines_for
+    from ..setup_text import headlines_for
 
     return headlines_for(HEADLINES, cfg, _setup(cfg))

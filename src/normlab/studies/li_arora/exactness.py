@@ -23,8 +23,8 @@ eps = 0 in training; the pair therefore runs with ``exactness.bn_eps`` (default 
 one ulp of any batch variance here, so BN is scale invariant to machine precision. Every model is
 checked numerically for scale invariance before training.
 
-CLI (the ``li_arora_exactness`` rule):
-    python -m normlab.studies.li_arora_exact --config RESOLVED.json --data DATA.pt --dtype float64 --out F.parquet
+CLI (the ``li_arora_exact_<dtype>`` rules, declared by ``side_jobs``):
+    python -m normlab.studies.li_arora.exactness --config RESOLVED.json --data DATA.pt --dtype float64 --out F.parquet
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .li_arora import milestone_steps
+from . import milestone_steps
 
 PAIRS = ("exp", "texp", "exp_zero_buffer")
 
@@ -84,10 +84,10 @@ def check_scale_invariant(model, x, c: float = 3.7, tol: float | None = None) ->
 def run_pair(model_spec, data, *, setting: dict, pair: str, dtype, steps: int, batch_size: int, seed: int,
              milestones: list[int], factor: float, probe_x, log_every: int = 1, device="cpu") -> list[tuple]:
     """Train the pair in lockstep; return rows (step, metric, value)."""
-    from ..models import build_model
-    from ..optim import build_optimizer
-    from ..schedules import build_schedule
-    from ..train import batch_indices
+    from ...models import build_model
+    from ...optim import build_optimizer
+    from ...schedules import build_schedule
+    from ...train import batch_indices
 
     lr, wd, mom = setting["lr"], setting["weight_decay"], setting["momentum"]
     torch.manual_seed(seed)
@@ -146,7 +146,7 @@ def run(cfg: dict, data_path, dtype_name: str, device="cpu"):
     """Every (setting, pair) of ``cfg["exactness"]`` in one dtype, as one tidy DataFrame."""
     import pandas as pd
 
-    from .. import data as data_mod
+    from ... import data as data_mod
 
     ex = cfg["exactness"]
     dtype = torch.float64 if dtype_name == "float64" else torch.float32
@@ -154,7 +154,7 @@ def run(cfg: dict, data_path, dtype_name: str, device="cpu"):
     model_spec = {**ex["model"], "bn_eps": ex["bn_eps"]}
     probe_x = data.x_test[: ex["probe_size"]]
     torch.manual_seed(ex["seed"])
-    from ..models import build_model
+    from ...models import build_model
 
     m = build_model(model_spec, data.input_shape, data.n_classes).to(device=device, dtype=dtype)
     print(f"[exactness] scale invariance at init: max output change {check_scale_invariant(m, probe_x):.2e}",
@@ -198,13 +198,13 @@ def main(argv=None):
     a = ap.parse_args(argv)
     resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
     torch.set_num_threads(a.threads)
-    from ..io import write_parquet
-    from ..schedules import growth_per_epoch
-    from ..train import resolve_device
+    from ...io import write_parquet
+    from ...schedules import growth_per_epoch
+    from ...train import resolve_device
 
     cfg = resolved["study_config"]
     device = resolve_device(resolved.get("device", "cpu"))
-    from .. import data as data_mod
+    from ... import data as data_mod
 
     n_train = len(data_mod.load(a.data).x_train)
     bs = cfg["train"]["batch_size"]

@@ -2,7 +2,7 @@ r"""S2: Li & Arora (ICLR 2020): weight decay + momentum is an exponential learni
 
 Two experiments:
 
-- exactness (``li_arora_exact``, its own Snakemake job per dtype): pairs of runs from one
+- exactness (``li_arora.exactness``, its own Snakemake job per dtype: ``li_arora_exact_float64``, ``li_arora_exact_float32``): pairs of runs from one
   initialization on the same batches, float64 and float32; per step the gap between the two
   runs' normalized weights, the largest softmax difference on a fixed probe batch, and the ratio
   of their weight norms against the predicted scalar (claims S2.a, S2.b[trajectory], S2.d);
@@ -61,7 +61,7 @@ and thereafter eta'_t = eta'_{t-1} / (a_{t-1} a_t). The paper's TEXP jumps strai
 (divide by C, multiply by alpha_{k-1}^-1 alpha_k^-1, then grow by alpha_k^-2); that is exact only with a
 momentum correction at the boundary, which the recurrence makes unnecessary: B stays plain SGD.
 
-BN's epsilon and running statistics break exact invariance; see ``li_arora_exact`` for how the
+BN's epsilon and running statistics break exact invariance; see ``li_arora.exactness`` for how the
 exactness pair handles them (eps = 1e-30; outputs compared with batch statistics). The accuracy runs
 use the model's own eps and eval-mode running statistics, as a practitioner would.
 
@@ -82,10 +82,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..config import ConfigError
-from ..plotting import save_figure
-from ..schedules import build_schedule, li_arora_alpha
-from ..stats import claim, claim_from, exact, judge, mean_ci
+from ...config import ConfigError
+from ...plotting import save_figure
+from ...schedules import build_schedule, li_arora_alpha
+from ...stats import claim, claim_from, exact, judge, mean_ci
+from .. import Figure, SideJob
 
 SOURCE = "Li & Arora, ICLR 2020 (Thm. 2.12, TEXP)"
 TITLE = "S2: Li & Arora 2020, An exponential learning rate schedule for deep learning"
@@ -128,7 +129,7 @@ NEEDS = {"S2.b": ("step_wd", "texp_practical"), "S2.c": ("const_wd", "exponentia
 
 def exact_net(cfg: dict, sep: str = ", ") -> str:
     """The exactness pairs' net and data, as the claim texts name them (``sep`` joins the two)."""
-    from .setup_text import dataset_text, is_default_setup, model_text
+    from ..setup_text import dataset_text, is_default_setup, model_text
 
     if is_default_setup(cfg):
         return f"2x64 BN MLP{sep}MNIST-1D"
@@ -137,7 +138,7 @@ def exact_net(cfg: dict, sep: str = ", ") -> str:
 
 def accuracy_net(cfg: dict, capital: bool = False) -> str:
     """The accuracy runs' net and data and how they depart from PreResNet32 on CIFAR-10."""
-    from .setup_text import dataset_text, is_default_setup, model_text
+    from ..setup_text import dataset_text, is_default_setup, model_text
 
     if is_default_setup(cfg):
         txt = "scale-invariant 1-D CNN on MNIST-1D"
@@ -192,6 +193,25 @@ def check_config(cfg: dict) -> list[str]:
     for i, s in enumerate(ex["settings"]):
         p += _alpha_problem(s["lr"], s["weight_decay"], s["momentum"], f"exactness.settings[{i}]")
     return p
+
+
+CATEGORY = "S2 Li-Arora"
+FIGURES = [
+    Figure("exactness_gap.png", "exactness gap"),
+    Figure("lr_schedules.png", "learning-rate schedules"),
+    Figure("norms.png", "norms"),
+    Figure("drift.png", "float32 drift"),
+    Figure("test_accuracy.png", "test accuracy"),
+]
+
+
+def side_jobs(cfg: dict) -> dict:
+    """One exactness job per dtype of the config (``extra["exact_float64"]``, ``extra["exact_float32"]``)."""
+    return {f"exact_{d}": SideJob("normlab.studies.li_arora.exactness", f"exactness/{d}.parquet",
+                                  args=("--dtype", d), data=True, gpu=True,
+                                  doc=f"S2: paired runs (constant lr + WD vs exponential lr, step decay vs TEXP) "
+                                      f"in {d}, for exactness and drift.")
+            for d in cfg["exactness"]["dtypes"]}
 
 
 def variants(cfg: dict) -> dict:
@@ -458,7 +478,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         written.extend(save_figure(fig, fig_dir, name))
 
     tol = cfg["claims"]["gap_tol"]
-    from .setup_text import is_default_setup, title_note
+    from ..setup_text import is_default_setup, title_note
 
     # Other setups than the default's: what was run, under every figure (the default's captions say it)
     ex_note = "" if is_default_setup(cfg) else title_note(f"({exact_net(cfg)}, {cfg['exactness']['steps']} steps)")
@@ -579,7 +599,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
 
 def headlines(cfg: dict) -> dict:
     """``HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved section) describes."""
-    from .setup_text import headlines_for
+    from ..setup_text import headlines_for
 
     t = cfg["train"]
     return headlines_for(HEADLINES, cfg, f"accuracy runs: {accuracy_net(cfg)}, {t['steps']:,} steps of batch "

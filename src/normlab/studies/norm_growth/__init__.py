@@ -60,7 +60,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..stats import claim, claim_from, exact, mean_ci, verdict_above, verdict_below
+from ...stats import claim, claim_from, exact, mean_ci, verdict_above, verdict_below
+from .. import Figure, SideJob
 
 TITLE = "S3: Weight-norm growth and the implicit learning-rate decay of BN (Lecture 5; Arora, Li, Lyu 2019; " \
         "van Laarhoven 2017)"
@@ -183,6 +184,23 @@ def _is_plain(v: dict) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- variants
+
+CATEGORY = "S3 Norm growth"
+FIGURES = [
+    Figure("norm_growth.png", "norm growth"),
+    Figure("g2_steady.png", "G^2 steadiness"),
+    Figure("effective_lr.png", "effective learning rate"),
+    Figure("wd_equilibrium.png", "weight-decay equilibrium"),
+    Figure("unit_spread.png", "per-unit spread"),
+    Figure("invariance.png", "invariance checks"),
+]
+
+
+def side_jobs(cfg: dict) -> dict:
+    return {"invariance": SideJob("normlab.studies.norm_growth.invariance", "invariance.parquet", data=True,
+                                  doc="S3: float64 checks of the scale-invariance identities and the "
+                                      "Pythagorean recursion.")}
+
 
 def variants(cfg: dict) -> dict:
     out = {}
@@ -668,7 +686,7 @@ def analyze(metrics, summary, cfg, extra=None):
 # ----------------------------------------------------------------------------------------- figures
 
 def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
-    from . import norm_growth_figures
+    from . import plots as norm_growth_figures
 
     keys = run_keys(summary)
     units = unit_table(metrics)
@@ -682,7 +700,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
 
 def headlines(cfg: dict) -> dict:
     """``HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved section) describes."""
-    from .setup_text import dataset_text, headlines_for, model_text, unit_word
+    from ..setup_text import dataset_text, headlines_for, model_text, unit_word
 
     steps = ", ".join(f"{n} {v.get('steps', cfg['train']['steps']):,}" for n, v in active_variants(cfg).items())
     return headlines_for(HEADLINES, cfg, f"{dataset_text(cfg['dataset'])} instead of the lecture's image nets; a "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..plotting import save_figure
+from ...plotting import save_figure
 
 FIGURES = ["norm_growth", "g2_steady", "effective_lr", "wd_equilibrium", "unit_spread", "invariance"]
 LABEL_TEXT = {"fresh": "fresh random labels", "random": "fixed random labels", "real": "real labels"}
@@ -45,7 +45,7 @@ def make(tables: dict, claims, cfg, fig_dir, extra=None):
     vs = _law_variants(law)
     # conv nets: a unit is an output channel, w_j its filter (all input channels x 3 x 3); other setups than the
     # default's say what was run under every figure
-    from .setup_text import CONV_ARCHS, dataset_text, is_default_setup, model_text, title_note, title_y
+    from ..setup_text import CONV_ARCHS, dataset_text, is_default_setup, model_text, title_note, title_y
 
     conv = cfg["model"].get("arch", "mlp") in CONV_ARCHS
     U, Us = ("channel", "channels") if conv else ("unit", "units")

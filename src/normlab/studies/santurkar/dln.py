@@ -9,8 +9,8 @@ after every layer but the last (statistics over the full batch). Initialization:
 Measured with the engine's probes (``ics``, ``landscape``), called exactly as the training loop
 calls them (model, optimizer and RNG restored after each call).
 
-CLI (used by the ``santurkar_dln`` rule):
-    python -m normlab.studies.santurkar_dln --config '{study section JSON}' --out DIR [--threads 1]
+CLI (the ``santurkar_dln`` rule, declared by ``side_jobs``):
+    python -m normlab.studies.santurkar.dln --config '{study section JSON}' --out DIR [--threads 1]
 writes ``DIR/metrics.parquet`` (tidy: step, metric, value, variant, norm, seed) and
 ``DIR/summary.json``; ``lr`` is a column of the metrics and part of the variant name.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..io import now, write_json, write_parquet
+from ...io import now, write_json, write_parquet
 
 
 def build_dln(depth: int, width: int, bn: bool, dtype=torch.float64) -> nn.Sequential:
@@ -53,8 +53,8 @@ def problem(seed: int, n: int, width: int, dtype=torch.float64):
 
 
 def run_one(cfg: dict, bn: bool, seed: int, lr: float) -> list[tuple[int, str, float]]:
-    from ..engine import call_probes
-    from ..probes import ProbeContext, build_probe
+    from ...engine import call_probes
+    from ...probes import ProbeContext, build_probe
 
     x, y = problem(seed, cfg["n_samples"], cfg["width"])
     torch.manual_seed(seed)

@@ -17,7 +17,7 @@ and a real batch of the study's dataset, for every BN-fed layer l (``models.bn_f
 Gammas are log-uniform in ``gamma_range``; grads come from ``torch.func.grad`` of
 ``functional_call``. Writes one tidy table (model, seed, layer, check, variant, rel_error).
 
-CLI: python -m normlab.studies.norm_growth_invariance --data D.pt --config '<resolved JSON>' --out X.parquet
+CLI: python -m normlab.studies.norm_growth.invariance --config C.json --data D.pt --out X.parquet [--threads 1]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _checks(model_spec: dict, data, seed: int, cfg: dict) -> list[dict]:
     import torch.nn.functional as F
     from torch.func import functional_call, grad, replace_all_batch_norm_modules_
 
-    from ..models import bn_fed_layers, build_model, weight_layers
+    from ...models import bn_fed_layers, build_model, weight_layers
 
     inv = cfg["invariance"]
     torch.manual_seed(seed)
@@ -101,7 +101,7 @@ def _pythagoras(model_spec: dict, data, seed: int, cfg: dict, opt: dict, variant
     import torch
     import torch.nn.functional as F
 
-    from ..models import bn_fed_layers, build_model
+    from ...models import bn_fed_layers, build_model
 
     inv = cfg["invariance"]
     torch.manual_seed(seed)
@@ -135,13 +135,13 @@ def _pythagoras(model_spec: dict, data, seed: int, cfg: dict, opt: dict, variant
     return rows
 
 
-def run(cfg: dict, data_path: str) -> "object":
+def run(cfg: dict, data_path: str, threads: int = 1) -> "object":
     import pandas as pd
     import torch
 
-    from .. import data as data_mod
+    from ... import data as data_mod
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     data = data_mod.load(data_path, dtype=torch.float64)
     inv = cfg["invariance"]
     eps = cfg["model"].get("bn_eps", 1e-5)
@@ -165,11 +165,12 @@ def main(argv=None):
     ap.add_argument("--data", required=True)
     ap.add_argument("--config", required=True, help="the study's resolved config (JSON file or string)")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
-    from ..io import write_parquet
+    from ...io import write_parquet
 
     resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
-    df = run(resolved["study_config"], a.data)
+    df = run(resolved["study_config"], a.data, a.threads)
     write_parquet(df, a.out)
     print(df.groupby(["check", "variant"]).rel_error.max().to_string())
 

@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..plotting import save_figure
-from ..stats import claim, claim_from, mean_ci, verdict_below
+from ...plotting import save_figure
+from ...stats import claim, claim_from, mean_ci, verdict_below
+from .. import Figure, SideJob
 
 TITLE = "S1: Santurkar et al. 2018, How does batch normalization help optimization?"
 PAPERS = [{"cite": "Santurkar, Tsipras, Ilyas, Madry. How does batch normalization help optimization? NeurIPS 2018",
@@ -130,7 +131,7 @@ def n_weight_layers(model: dict) -> int | None:
 def setup_text(cfg: dict, joiner: str = ", ") -> str:
     """Dataset, nets and optimizer as the claim texts name them: the default's wording on MNIST-1D,
     else what was run (dataset, each net, steps, seeds)."""
-    from .setup_text import dataset_text, is_default_setup, model_text
+    from ..setup_text import dataset_text, is_default_setup, model_text
 
     if is_default_setup(cfg):
         return joiner.join(["MNIST-1D", "MLP", "plain SGD"]) if joiner == ", " else "MNIST-1D MLP, plain SGD"
@@ -143,7 +144,7 @@ def setup_text(cfg: dict, joiner: str = ", ") -> str:
 def ics_layer_text(cfg: dict) -> str:
     """The ICS layers in words; for conv nets also as conv layers of the depth used, next to the paper's VGG
     layers 5 and 10 of 10."""
-    from .setup_text import n_conv_layers
+    from ..setup_text import n_conv_layers
 
     layers = cfg["probes"]["ics_layers"]
     txt = f"weight layers {layers}"
@@ -176,6 +177,26 @@ def net_train(cfg: dict, net: str) -> dict:
 def hist_steps(cfg: dict, net: str) -> list[int]:
     steps = net_train(cfg, net)["steps"]
     return sorted({min(int(round(f * steps)), steps - 1) for f in cfg["probes"]["histogram"]["at"]})
+
+
+CATEGORY = "S1 Santurkar et al."
+FIGURES = [
+    Figure("train_accuracy.png", "training accuracy, train mode (Fig. 2)"),
+    Figure("test_accuracy.png", "test accuracy (Fig. 2)"),
+    Figure("train_loss.png", "training loss, train mode (Figs. 7-8)"),
+    Figure("lr_sweep.png", "learning-rate sweep (regime choice)"),
+    Figure("activation_histograms.png", "activation histograms (Fig. 2)"),
+    Figure("ics.png", "ICS (Figs. 3-4)"),
+    Figure("landscape.png", "landscape (Fig. 4)"),
+    Figure("dln.png", "deep linear network (Fig. 5)"),
+    Figure("claims.png", "claims"),
+]
+
+
+def side_jobs(cfg: dict) -> dict:
+    return {"dln": SideJob("normlab.studies.santurkar.dln", "dln", directory=True,
+                           doc="S1: the deep linear network (full-batch GD) with and without BN, with ICS and "
+                               "landscape probes.")}
 
 
 def variants(cfg: dict) -> dict:
@@ -272,7 +293,7 @@ def conjunction(cid, text, source, metric, parts, n, kind="headline"):
     """One row for a claim that holds only if every part holds (intersection-union test): the value and
     interval shown are the first part's; p_holds = the largest part p_holds (valid for an IUT); p_fails =
     Bonferroni over the parts (the claim fails if any part fails)."""
-    from ..stats import judge
+    from ...stats import judge
 
     js = [judge(est, **side) for est, side in parts]
     first = parts[0][0]
@@ -512,7 +533,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     def save(fig, name):
         written.extend(save_figure(fig, fig_dir, name))
 
-    from .setup_text import is_default_setup, title_note, title_y
+    from ..setup_text import is_default_setup, title_note, title_y
 
     note = "" if is_default_setup(cfg) else title_note(setup_text(cfg))  # what departs from the paper, in every title
     # Fig. 2 (left, middle) and Figs. 7-8: training curves. Training accuracy/loss as the paper plots them:
@@ -652,7 +673,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
 
 def _conv_layer_names(cfg: dict) -> dict:
     """{(net, 0-based weight layer): "conv layer k of N" / "read-out"} for the VGG nets (empty for others)."""
-    from .setup_text import n_conv_layers
+    from ..setup_text import n_conv_layers
 
     out = {}
     for n in cfg["nets"]:
@@ -768,7 +789,7 @@ def _claims_figure(claims, plt):
 
 def headlines(cfg: dict) -> dict:
     """``HEADLINES`` with the departures of the setup ``cfg`` (the study's resolved section) describes."""
-    from .setup_text import headlines_for
+    from ..setup_text import headlines_for
 
     return headlines_for(HEADLINES, cfg, f"{setup_text(cfg)}; DLN {cfg['dln']['steps']:,} steps at eta "
                                          f"{', '.join(f'{x:g}' for x in cfg['dln']['lrs'])}")

@@ -27,7 +27,7 @@ A~ = A - mean(A) and S_bar the gradient w.r.t. the centering's output, the autog
 is compared with S_bar^T A~ and S_bar^T A; then again with the statistics path cut (the batch
 mean detached), where the gradient must equal S_bar^T A. Writes JSON rows of relative errors.
 
-CLI: python -m normlab.studies.ics_checks {invariance|centering} --config JSON --data PT --out PATH
+CLI: python -m normlab.studies.ics_conditioning.checks {invariance|centering} --config JSON --data PT --out PATH
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ def invariance(c: dict, data_path: str):
     import torch
     import torch.nn.functional as F
 
-    from ..data import load
-    from ..models import build_model, weight_layers
-    from ..models.shifted import affine_modules
-    from ..train import batch_indices
+    from ...data import load
+    from ...models import build_model, weight_layers
+    from ...models.shifted import affine_modules
+    from ...train import batch_indices
 
     dtype = {"float64": torch.float64, "float32": torch.float32}[c["dtype"]]
     d = load(data_path, device="cpu", dtype=dtype)
@@ -132,9 +132,9 @@ def centering(c: dict, data_path: str) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    from ..data import load
-    from ..models import build_model
-    from ..models.layers import BatchCenter
+    from ...data import load
+    from ...models import build_model
+    from ...models.layers import BatchCenter
 
     dtype = {"float64": torch.float64, "float32": torch.float32}[c["dtype"]]
     d = load(data_path, device="cpu", dtype=dtype)
@@ -192,7 +192,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import torch
 
-    from ..io import write_json, write_parquet
+    from ...io import write_json, write_parquet
 
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
