@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, snakemake
 
 EXAMPLE = ROOT / "docs" / "example_study"

@@ -13,8 +13,8 @@ from normlab.config import ConfigError, load_schema, validate
 from normlab.models import build_model, weight_layers
 from normlab.models.shifted import affine_modules
 from normlab.stats import CLAIM_COLUMNS, finalize
-from normlab.studies.ics_conditioning import checks as ics_checks
 from normlab.studies import ics_conditioning as ics
+from normlab.studies.ics_conditioning import checks as ics_checks
 
 torch.set_num_threads(1)
 

@@ -16,15 +16,17 @@ for _s in _studies.STUDIES:
             input:
                 data_file(_s) if _job.data else [],
             output:
-                directory(f"{_v}/{_job.output}") if _job.directory else f"{_v}/{_job.output}",
+                directory(f"{_v}/{_job.output}")
+                if _job.directory
+                else f"{_v}/{_job.output}",
             log:
                 f"{_v}/logs/{_name}.log",
             benchmark:
                 f"{_v}/benchmarks/{_name}.tsv"
             threads: 1
             resources:
-                gpu=gpus(_s) if _job.gpu else 0,
                 **_job.resources,
+                gpu=gpus(_s) if _job.gpu else 0,
             params:
                 module=_job.module,
                 args=" ".join(_job.args),
@@ -38,17 +40,9 @@ for _s in _studies.STUDIES:
         name:
             f"{_s}_analyze"
         input:
-            runs=run_dirs(_s),
             **{_name: f"{_v}/{_job.output}" for _name, _job in _jobs.items()},
+            runs=run_dirs(_s),
         output:
-            summary=f"{_v}/summary.parquet",
-            claims=report(
-                f"{_v}/claims.csv",
-                caption=str(_studies.caption_path(_s, "claims_table")),
-                category=_mod.CATEGORY,
-                labels={"figure": "claims table"},
-            ),
-            manifest=f"{_v}/manifest.json",
             **{
                 f"fig_{_f.stem}": report(
                     f"{_v}/figures/{_f.file}",
@@ -58,6 +52,14 @@ for _s in _studies.STUDIES:
                 )
                 for _f in _mod.FIGURES
             },
+            summary=f"{_v}/summary.parquet",
+            claims=report(
+                f"{_v}/claims.csv",
+                caption=str(_studies.caption_path(_s, "claims_table")),
+                category=_mod.CATEGORY,
+                labels={"figure": "claims table"},
+            ),
+            manifest=f"{_v}/manifest.json",
         log:
             f"{_v}/logs/analyze.log",
         benchmark:
@@ -80,9 +82,12 @@ for _s in _studies.STUDIES:
     # `snakemake --list-rules` shows these (a rule made in a loop cannot carry a literal docstring)
     for _name, _job in _jobs.items():
         workflow.get_rule(f"{_s}_{_name}").docstring = _job.doc
-    workflow.get_rule(f"{_s}_analyze").docstring = f"{_mod.TITLE}: claims, figures, manifest."
-    workflow.get_rule(_s).docstring = f"Target: {_mod.TITLE} (snakemake --cores N {_s})."
-
+    workflow.get_rule(f"{_s}_analyze").docstring = (
+        f"{_mod.TITLE}: claims, figures, manifest."
+    )
+    workflow.get_rule(_s).docstring = (
+        f"Target: {_mod.TITLE} (snakemake --cores N {_s})."
+    )
     if Path(workflow.basedir, "workflow", "rules", f"{_s}.smk").exists():
 
         include: f"{_s}.smk"

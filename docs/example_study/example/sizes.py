@@ -1,7 +1,6 @@
 """EX side job: count the dataset's examples (``python -m normlab.studies.example.sizes``)."""
 
 import argparse
-import json
 from pathlib import Path
 
 
