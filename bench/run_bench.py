@@ -9,6 +9,9 @@ Run side by side in one process, on the same cores (``--threads``, default 1):
    each counts. ``speedup_vs_reference`` = engine seed-steps/s / reference seed-steps/s (wall; and
    ``speedup_vs_reference_cpu`` from this process's CPU seconds, less sensitive to other load).
    ``per_study``: the same on every study's largest training job (``--study-steps`` per seed).
+   ``ceiling``: the seed-steps/s if every FLOP of a step ran at this machine's matmul rate at the
+   model's layer size, as a multiple of the reference (what 3x would take); ``profile``: torch.profiler
+   of the batched job (results/bench/profile.txt: operators by self CPU time).
 2. flops: achieved FLOP/s of a training job (``torch.utils.flop_counter.FlopCounterMode`` counts
    the training steps and evaluations) on the largest model of the default config, against the
    measured peak of a large float32 matmul (and of a matmul at the model's own layer size).
@@ -47,6 +50,7 @@ from normlab import data as data_mod
 from normlab import plan
 from normlab.config import config_hash, validate
 from normlab.models import build_model
+from normlab.engine import deterministic
 from normlab.train import run as engine_run
 
 INPUT_SHAPES = {"mnist1d": (1, 40), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
@@ -191,6 +195,42 @@ def throughput(spec: dict, steps: int, repeats: int, tmp: Path, one_seed: bool =
         res["speedup_one_seed_path_vs_reference"] = rate["one_seed_path"] / rate["reference"]
         res["speedup_ensemble_vs_one_seed_path"] = rate["ensemble"] / rate["one_seed_path"]
     return res
+
+
+def ceiling(spec: dict, reference_rate: float) -> dict:
+    """What 3x would take: the seed-steps/s a step of this workload's FLOPs would run at if every FLOP ran
+    at this machine's matmul rate at the model's own layer size (batch x width x width, one thread), and
+    that ceiling as a multiple of the reference loop's measured rate."""
+    shape = INPUT_SHAPES[spec.get("dataset", "mnist1d")]
+    train_f, _ = step_flops(spec, shape)
+    width = spec["model"].get("width", 128)
+    at_layer = matmul_gflops(spec["train"]["batch_size"], width, width, reps=20)
+    rate = at_layer * 1e9 / train_f
+    return {"train_flops_per_seed_step": train_f, "matmul_gflops_at_layer_size": at_layer,
+            "ceiling_seed_steps_per_s": rate, "ceiling_speedup_vs_reference": rate / reference_rate,
+            "reference_fraction_of_ceiling": reference_rate / rate}
+
+
+def profile(spec: dict, tmp: Path, steps: int, out: Path) -> dict:
+    """torch.profiler over an engine job (all seeds batched): the top operators by self CPU time written
+    to ``out`` and the share of self CPU time spent in matrix products."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    kw = {"steps": steps, "eval_every": steps, "ckpt_every": 10 * steps}
+    engine(spec, tmp, **kw)  # warm
+    with tprofile(activities=[ProfilerActivity.CPU]) as prof:
+        engine(spec, tmp, **kw)
+    avg = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in avg)
+    mm = sum(e.self_cpu_time_total for e in avg if any(k in e.key for k in ("mm", "matmul", "linear", "addmm")))
+    top = sorted(avg, key=lambda e: -e.self_cpu_time_total)[:25]
+    out.write_text(avg.table(sort_by="self_cpu_time_total", row_limit=40) + "\n")
+    return {"steps": steps, "seeds": len(spec["seeds"]), "self_cpu_s": total / 1e6,
+            "matmul_share_of_self_cpu": mm / total if total else float("nan"),
+            "ops_per_seed_step": sum(e.count for e in avg) / (steps * len(spec["seeds"])),
+            "top": [{"op": e.key, "self_cpu_share": e.self_cpu_time_total / total, "calls": e.count} for e in top],
+            "table": str(out)}
 
 
 def largest_jobs(cfg: dict, tmp: Path) -> dict:
@@ -404,6 +444,12 @@ def table(res: dict) -> str:
          f"(median {t['speedup_vs_reference_median']:.2f}x) | 3x |"),
         f"| speedup_vs_reference by CPU time | {t['speedup_vs_reference_cpu']:.2f}x | |",
         f"| one job per seed (same loop, E = 1) vs reference | {t['speedup_one_seed_path_vs_reference']:.2f}x | |",
+        *([(f"| ceiling: every FLOP at the layer-size matmul rate ({t['ceiling']['matmul_gflops_at_layer_size']:.0f} "
+            f"GFLOP/s) | {t['ceiling']['ceiling_seed_steps_per_s']:.0f} seed-steps/s = "
+            f"{t['ceiling']['ceiling_speedup_vs_reference']:.2f}x reference | |"),
+           (f"| profile of the batched job: matmul share of CPU time / operators per seed-step | "
+            f"{t['profile']['matmul_share_of_self_cpu']:.0%} / {t['profile']['ops_per_seed_step']:.0f} | |")]
+          if "ceiling" in t else []),
         f"| achieved GFLOP/s ({f['model']['arch']} {f['study']}/{f['variant']}) | {f['achieved_gflops']:.1f} | |",
         (f"| matmul peak GFLOP/s (2048^3) / at layer size {f['layer_size']} | {f['peak_matmul_gflops_2048']:.1f} / "
          f"{f['matmul_gflops_at_layer_size']:.1f} | |"),
@@ -458,7 +504,7 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", default=["throughput", "per_study", "flops", "probes", "startup"])
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic()  # as every training job sets it (normlab.train), for the reference loop too
     os.environ["WANDB_MODE"] = "disabled"
     cfg = default_config()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -471,7 +517,13 @@ def main(argv=None):
         workload = {**workload, "seeds": list(range(a.seeds)), "data": str(data_file(cfg, workload["dataset"], tmp))}
         res = {"device": "cpu", "threads": a.threads, "torch": torch.__version__, "cpu": cpu_name(),
                "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-        steps = {"throughput": lambda: throughput(workload, a.steps, a.repeats, tmp),
+        def throughput_with_limits():
+            r = throughput(workload, a.steps, a.repeats, tmp)
+            r["ceiling"] = ceiling(workload, r["seed_steps_per_s"]["reference"])
+            r["profile"] = profile(workload, tmp, a.steps, a.out / "profile.txt")
+            return r
+
+        steps = {"throughput": throughput_with_limits,
                  "flops": lambda: flops(cfg, tmp, a.flop_steps),
                  "probes": lambda: probe_costs(cfg, workload, tmp, a.probe_every, a.repeats, a.probe_steps),
                  "per_study": lambda: per_study(cfg, tmp, a.study_steps, 1),

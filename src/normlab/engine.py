@@ -65,12 +65,17 @@ def config_hash(obj) -> str:
 def deterministic() -> None:
     """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of
     ``torch._inductor`` (which pulls in ``torch._dynamo``: seconds of start-up). The public call also
-    sets inductor's flag, which only compiled code reads; the engine compiles nothing."""
+    sets inductor's flag, which only compiled code reads; the engine compiles nothing.
+
+    Uninitialized memory is not filled with NaN (``torch.utils.deterministic.fill_uninitialized_memory``,
+    on by default with deterministic algorithms): no correct op reads it, and filling every ``torch.empty``
+    cost a quarter of a small model's training step on CPU (``make bench`` profile)."""
     setter = getattr(torch._C, "_set_deterministic_algorithms", None)
     if setter is None or "torch._inductor.config" in sys.modules:
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         setter(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False  # (imported by torch itself)
 
 
 def lean_optimizers() -> None:
