@@ -103,8 +103,21 @@ class CurvatureOperator:
         if "z" not in sh or not need <= sh["grad_names"]:
             for n, p in self.net.named_parameters():
                 p.requires_grad_(n in need)
-            with torch.enable_grad():
-                sh["z"] = self.net(sh["x"])
+            acts = {}
+
+            def hook(m, inp, out):
+                acts[m] = (inp[0].detach(), out)
+
+            from .models import weight_layers
+
+            hs = [m.register_forward_hook(hook) for m in weight_layers(self.net)]
+            try:
+                with torch.enable_grad():
+                    sh["z"] = self.net(sh["x"])
+            finally:
+                for h in hs:
+                    h.remove()
+            sh["acts"] = acts
             sh["grad_names"] = need
             sh.pop("lossgraph", None)
         return sh["z"]
@@ -128,6 +141,28 @@ class CurvatureOperator:
                     sh["lossgraph"] = (zz, gz)
                 self._graphs[kind] = (u, torch.cat([t.reshape(-1) for t in jtu]), z, *sh["lossgraph"])
         return self._graphs[kind]
+
+    def kfac(self, layer) -> "KFAC":
+        """K-FAC factors of weight layer ``layer`` (a Linear) on this forward pass (``kfac_factors``)."""
+        _, mod = _weight_layer(self.net, layer)
+        if not isinstance(mod, nn.Linear):
+            raise ValueError("kfac_factors supports Linear layers only")
+        blk = self.block(layer)
+        z = blk._forward()  # the layer's parameters require grad: its output s is in the graph
+        a, s_out = self._shared["acts"][mod]
+        n = a.shape[0]
+        p = torch.softmax(z.detach(), dim=1)
+        sp = p.sqrt()
+        # Q[n, i, k] = delta_ik sqrt(p_k) - p_i sqrt(p_k): per-sample H_z = Q Q^T
+        q = torch.diag_embed(sp) - p.unsqueeze(2) * sp.unsqueeze(1)
+        S = torch.zeros(s_out.shape[1], s_out.shape[1], dtype=a.dtype, device=a.device)
+        for k in range(z.shape[1]):
+            (g,) = torch.autograd.grad(z, s_out, grad_outputs=q[:, :, k], retain_graph=True)
+            S += g.T @ g
+        S /= n
+        bias = mod.bias is not None
+        ab = torch.cat([a, a.new_ones(n, 1)], 1) if bias else a
+        return KFAC(A=ab.T @ ab / n, S=S, m=a.mean(0), bias=bias)
 
     # flat <-> dict ---------------------------------------------------------------------------
     def unflatten(self, v: torch.Tensor) -> dict:
@@ -225,63 +260,70 @@ class CurvatureOperator:
         return (w, v) if vectors else w
 
 
-def lanczos_top(matvec, v0: torch.Tensor, k: int, *, tol: float = 1e-8, max_steps: int | None = None,
-                check_every: int = 1):
+def lanczos_top(matvec, v0: torch.Tensor, k: int, *, tol: float = 1e-8, max_steps: int | None = None):
     """The k largest eigenpairs (descending; vectors as columns) of the symmetric operator ``matvec``.
 
-    Lanczos without restarts, with full reorthogonalization (twice, classical Gram-Schmidt): the
-    Krylov space grows by one product per step until each of the k largest Ritz pairs (theta, u)
-    has the residual ||A u - theta u|| = beta_m |e_m^T s| <= tol * max(|theta|, eps^(2/3) |theta_1|)
-    (eigsh's criterion), or until it spans the whole space (then the result is exact). On an
-    invariant subspace (beta ~ 0) it continues from a random vector orthogonal to the basis.
+    Lanczos without restarts, with full reorthogonalization (classical Gram-Schmidt against the
+    whole basis, repeated when it removed more than half the norm): the Krylov space grows by one
+    product per step until each of the k largest Ritz pairs (theta, u) has the residual
+    ||A u - theta u|| = beta_m |e_m^T s| <= tol * max(|theta|, eps^(2/3) |theta_1|) (eigsh's
+    criterion), or until it spans the whole space (then the result is exact). On an invariant
+    subspace (beta ~ 0) it continues from a random vector orthogonal to the basis.
     """
     n = v0.numel()
     m_max = n if max_steps is None else min(n, max(max_steps, k))
     dt, dev = v0.dtype, v0.device
     eps = torch.finfo(dt).eps
     Q = torch.empty(min(m_max + 1, max(2 * k + 2, 32)), n, dtype=dt, device=dev)  # grown by doubling
-    alpha = torch.zeros(m_max, dtype=torch.float64)
-    beta = torch.zeros(m_max, dtype=torch.float64)
+    alpha, beta = [], []
     gen = torch.Generator(device="cpu").manual_seed(12345)
     Q[0] = v0 / v0.norm()
     scale = 0.0
     theta = s = None
     m = 0
+
+    def orth(w, j):
+        for _ in range(2):
+            before = w.norm()
+            w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
+            after = w.norm()
+            if after > 0.5 * before:
+                break
+        return w, float(after)
+
     for j in range(m_max):
         w = matvec(Q[j])
-        a = torch.dot(Q[j], w)
-        w = w - a * Q[j] - (beta[j - 1].to(dt) * Q[j - 1] if j > 0 else 0)
-        for _ in range(2):  # full reorthogonalization against Q[0..j]
-            w = w - Q[:j + 1].T @ (Q[:j + 1] @ w)
-        b = float(w.norm())
-        alpha[j] = float(a)
+        a = float(torch.dot(Q[j], w))
+        w = w - a * Q[j]
+        if j > 0:
+            w = w - beta[j - 1] * Q[j - 1]
+        w, b = orth(w, j)
+        alpha.append(a)
         m = j + 1
-        scale = max(scale, abs(float(a)) + b)
+        scale = max(scale, abs(a) + b)
         breakdown = b <= 1e3 * eps * max(scale, 1e-300)
-        if m >= k and (m % check_every == 0 or breakdown or m == m_max):
-            T = torch.diag(alpha[:m]) + torch.diag(beta[:m - 1], 1) + torch.diag(beta[:m - 1], -1)
-            theta, s = torch.linalg.eigh(T)
-            top = theta.flip(0)[:k]
-            res = b * s[-1].flip(0)[:k].abs()
-            floor = eps ** (2 / 3) * float(top.abs().max())
-            if m == m_max or bool((res <= tol * torch.clamp(top.abs(), min=floor)).all()):
+        if m >= k:
+            # torch's eigh (numpy's may start BLAS threads, slow for these tiny matrices on busy cores)
+            ab = torch.tensor(alpha, dtype=torch.float64)
+            bb = torch.tensor(beta, dtype=torch.float64)
+            theta, s = torch.linalg.eigh(torch.diag(ab) + torch.diag(bb, 1) + torch.diag(bb, -1))
+            theta, s = theta.numpy(), s.numpy()
+            top = np.abs(theta[::-1][:k])
+            res = b * np.abs(s[-1, ::-1][:k])
+            if m == m_max or np.all(res <= tol * np.maximum(top, eps ** (2 / 3) * top.max())):
                 break
+        if j + 1 >= Q.shape[0]:
+            Q = torch.cat([Q, torch.empty(min(Q.shape[0], m_max + 1 - Q.shape[0]), n, dtype=dt, device=dev)])
         if breakdown:  # invariant subspace: continue from a random vector orthogonal to it
-            beta[j] = 0.0
-            r = torch.randn(n, generator=gen, dtype=torch.float64).to(dt).to(dev)
-            for _ in range(2):
-                r = r - Q[:j + 1].T @ (Q[:j + 1] @ r)
-            if j + 1 >= Q.shape[0]:
-                Q = torch.cat([Q, torch.empty(min(Q.shape[0], m_max + 1 - Q.shape[0]), n, dtype=dt, device=dev)])
+            beta.append(0.0)
+            r, _ = orth(torch.randn(n, generator=gen, dtype=torch.float64).to(dt).to(dev), j)
             Q[j + 1] = r / r.norm()
         else:
-            beta[j] = b
-            if j + 1 >= Q.shape[0]:
-                Q = torch.cat([Q, torch.empty(min(Q.shape[0], m_max + 1 - Q.shape[0]), n, dtype=dt, device=dev)])
+            beta.append(b)
             Q[j + 1] = w / b
-    idx = torch.arange(m - 1, m - 1 - k, -1)
-    vals = theta[idx]
-    vecs = Q[:m].T @ s[:, idx].to(dt)
+    idx = np.arange(m - 1, m - 1 - k, -1)
+    vals = torch.as_tensor(theta[idx].copy())
+    vecs = Q[:m].T @ torch.as_tensor(s[:, idx].copy(), dtype=dt, device=dev)
     return vals, vecs
 
 
@@ -331,39 +373,7 @@ def kfac_factors(model: nn.Module, x, y, layer, *, dtype=torch.float64) -> KFAC:
     layer the outputs of one sample depend on the others and S is the batch analogue
     (1/N) sum_k G_k^T G_k, with G_k the gradient w.r.t. s of sum_n <Q_n[:, k], z_n>.
     """
-    net = copy.deepcopy(model).to(dtype)
-    net.train(model.training)
-    _, mod = _weight_layer(net, layer)
-    if not isinstance(mod, nn.Linear):
-        raise ValueError("kfac_factors supports Linear layers only")
-    x = x.to(dtype)
-    store = {}
-
-    def hook(m, inp, out):
-        store["a"] = inp[0].detach()
-        delta = torch.zeros_like(out, requires_grad=True)
-        store["delta"] = delta
-        return out + delta
-
-    h = mod.register_forward_hook(hook)
-    try:
-        z = net(x)
-    finally:
-        h.remove()
-    a, delta = store["a"], store["delta"]
-    n = a.shape[0]
-    p = torch.softmax(z.detach(), dim=1)
-    sp = p.sqrt()
-    # Q[n, i, k] = delta_ik sqrt(p_k) - p_i sqrt(p_k): per-sample H_z = Q Q^T
-    q = torch.diag_embed(sp) - p.unsqueeze(2) * sp.unsqueeze(1)
-    S = torch.zeros(delta.shape[1], delta.shape[1], dtype=dtype, device=x.device)
-    for k in range(z.shape[1]):
-        (g,) = torch.autograd.grad(z, delta, grad_outputs=q[:, :, k], retain_graph=True)
-        S += g.T @ g
-    S /= n
-    bias = mod.bias is not None
-    ab = torch.cat([a, a.new_ones(n, 1)], 1) if bias else a
-    return KFAC(A=ab.T @ ab / n, S=S, m=a.mean(0), bias=bias)
+    return CurvatureOperator(model, x, y, layer=layer, dtype=dtype).kfac(layer)
 
 
 def outlier_overlap(vecs: np.ndarray, layer_module: nn.Module, m_bar: torch.Tensor) -> np.ndarray:

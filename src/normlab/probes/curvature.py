@@ -41,16 +41,18 @@ class CurvatureProbe(Probe):
         self.tol = tol
 
     def before_step(self, ctx):
-        from ..curvature import CurvatureOperator, kfac_factors, outlier_overlap
+        from ..curvature import CurvatureOperator, outlier_overlap
         from ..models import weight_layers
 
         x, y = ctx.data.x_train[:self.n_samples], ctx.data.y_train[:self.n_samples]
         wl = weight_layers(ctx.model)
         out = {}
+        # one forward pass of the curvature batch; every block's and the network's products use its graph
+        net = CurvatureOperator(ctx.model, x, y, loss_fn=ctx.loss_fn, dtype=self.dtype)
         for layer in self.layers:
             i = layer % len(wl)
             pre = f"curv/L{i}"
-            op = CurvatureOperator(ctx.model, x, y, loss_fn=ctx.loss_fn, layer=i, dtype=self.dtype)
+            op = net.block(i)
             k = min(self.k, op.n - 1)
             vecs = None
             for kind in self.kinds:
@@ -59,7 +61,7 @@ class CurvatureProbe(Probe):
                 if kind == "ggn":
                     vecs = v
             if ctx.spec.get("loss", "cross_entropy") == "cross_entropy" and isinstance(wl[i], torch.nn.Linear):
-                f = kfac_factors(ctx.model, x, y, i, dtype=self.dtype)
+                f = net.kfac(i)
                 out[f"{pre}/nu"] = f.nu
                 out[f"{pre}/m_norm2"] = float(f.m.pow(2).sum())
                 out[f"{pre}/a_top"] = f.a_top()
@@ -69,8 +71,7 @@ class CurvatureProbe(Probe):
                     ov = outlier_overlap(vecs, wl[i], f.m_bar)
                     out.update({f"{pre}/ggn/overlap{j + 1}": float(o) for j, o in enumerate(ov)})
         if self.network:
-            op = CurvatureOperator(ctx.model, x, y, loss_fn=ctx.loss_fn, dtype=self.dtype)
             for kind in self.network_kinds:
-                w = op.top_eigen(kind, min(self.k_network, op.n - 1), tol=self.tol)
+                w = net.top_eigen(kind, min(self.k_network, net.n - 1), tol=self.tol)
                 out.update({f"curv/net/{kind}/eig{j + 1}": float(e) for j, e in enumerate(w)})
         return out
