@@ -71,10 +71,12 @@ class CurvatureOperator:
                 p.requires_grad_(False)
             xx = x.to(dtype) if x.is_floating_point() else x
             _shared = {"net": net, "x": xx, "y": y, "loss_fn": loss_fn, "dtype": dtype, "device": x.device,
-                       "trainable": {n for n, p in model.named_parameters() if p.requires_grad}}
+                       "trainable": {n for n, p in model.named_parameters() if p.requires_grad},
+                       "model": model, "x_in": x, "twins": {}}
         net = _shared["net"]
         self._shared, self.net, self.loss_fn = _shared, net, loss_fn
         self.x, self.y = _shared["x"], y
+        self.layer = None if layer is None else _weight_layer(net, layer)[0]  # the block's module name
         if layer is None:
             names = [n for n, _ in net.named_parameters() if n in _shared["trainable"]]
         else:
@@ -94,6 +96,20 @@ class CurvatureOperator:
     def block(self, layer) -> "CurvatureOperator":
         """The operator of weight layer ``layer``'s block, sharing this operator's forward pass."""
         return CurvatureOperator(self.net, self.x, self.y, loss_fn=self.loss_fn, layer=layer, _shared=self._shared)
+
+    def twin(self, dtype) -> "CurvatureOperator":
+        """The same operator (block) on a copy of the model in ``dtype`` (one copy and forward per dtype)."""
+        sh = self._shared
+        if dtype == self.dtype:
+            return self
+        if dtype not in sh["twins"]:
+            sh["twins"][dtype] = CurvatureOperator(sh["model"], sh["x_in"], self.y, loss_fn=self.loss_fn, dtype=dtype)
+        net = sh["twins"][dtype]
+        if self.layer is None:
+            return net
+        from .models import WEIGHT_LAYERS
+
+        return net.block([n for n, m in self.net.named_modules() if isinstance(m, WEIGHT_LAYERS)].index(self.layer))
 
     # graphs ------------------------------------------------------------------------------------
     def _forward(self):
@@ -223,13 +239,21 @@ class CurvatureOperator:
         return (m + m.T) / 2
 
     def top_eigen(self, kind: str = "hessian", k: int = 10, *, method: str = "auto", tol: float = 1e-8,
-                  seed: int = 0, vectors: bool = False, v0=None, max_steps: int | None = None):
+                  seed: int = 0, vectors: bool = False, v0=None, max_steps: int | None = None,
+                  krylov_dtype=None):
         """The k largest (algebraic) eigenvalues, descending (and eigenvectors as columns if asked).
 
         method: "lanczos" (``lanczos_top``: torch, full reorthogonalization, stops when every one of
         the k Ritz pairs has ||A u - theta u|| <= tol |theta|, the criterion of ARPACK's eigsh),
         "eigsh" (scipy's ARPACK, the reference), "dense" (n products + eigh) or "auto" (dense when
         n <= 2k + 2, else lanczos). ``v0``: a start vector (e.g. the previous call's eigenvectors summed).
+
+        ``krylov_dtype`` (lanczos only, e.g. torch.float32 when this operator is float64): build the
+        Krylov space with products of the model copied to that dtype (about half the cost), then
+        refine the k Ritz vectors by Rayleigh-Ritz with k products in this operator's dtype and
+        check the same criterion, ||A u - theta u|| <= tol |theta|, in this dtype; if it fails,
+        Lanczos in this dtype continues from those vectors. The result meets the criterion in this
+        dtype either way (eigenvalue errors ~ residual^2 / gap).
         """
         k = min(k, self.n)
         mv = self.product(kind)
@@ -240,12 +264,21 @@ class CurvatureOperator:
             w, v = w[::-1][:k], v[:, ::-1][:, :k]
         elif method == "lanczos":
             g = torch.Generator(device="cpu").manual_seed(seed)
-            start = torch.randn(self.n, generator=g, dtype=torch.float64).to(self.dtype).to(self.device)
+            start = torch.randn(self.n, generator=g, dtype=torch.float64).to(self.device)
             if v0 is not None:
-                v0 = torch.as_tensor(v0, dtype=self.dtype, device=self.device).reshape(-1)
+                v0 = torch.as_tensor(v0, dtype=torch.float64, device=self.device).reshape(-1)
                 start = v0 / v0.norm().clamp_min(1e-300) + 1e-2 * start / start.norm()
             with torch.no_grad():
-                w, v = lanczos_top(mv, start, k, tol=tol, max_steps=max_steps)
+                w = None
+                if krylov_dtype is not None and krylov_dtype != self.dtype:
+                    low = self.twin(krylov_dtype)
+                    _, u = lanczos_top(low.product(kind), start.to(krylov_dtype), k, tol=tol, max_steps=max_steps)
+                    self.n_matvec += low.n_matvec
+                    w, v, ok = self.rayleigh_ritz(kind, u.to(self.dtype), tol)
+                    if not ok:
+                        start, w = v.sum(1) + 1e-3 * start.to(self.dtype) / start.norm(), None
+                if w is None:
+                    w, v = lanczos_top(mv, start.to(self.dtype), k, tol=tol, max_steps=max_steps)
             w, v = w.double().cpu().numpy(), v.double().cpu().numpy()
         elif method == "eigsh":
             from scipy.sparse.linalg import eigsh
@@ -258,6 +291,22 @@ class CurvatureOperator:
         else:
             raise ValueError(f"unknown eigen method {method!r} (known: auto, lanczos, eigsh, dense)")
         return (w, v) if vectors else w
+
+    def rayleigh_ritz(self, kind: str, u: torch.Tensor, tol: float):
+        """Rayleigh-Ritz on span(u) (columns) with this operator's products: (theta descending,
+        Ritz vectors, whether every pair has ||A x - theta x|| <= tol max(|theta|, eps^(2/3) |theta_1|))."""
+        mv = self.product(kind)
+        V, _ = torch.linalg.qr(u)
+        AV = torch.stack([mv(V[:, i]) for i in range(V.shape[1])], 1)
+        Hs = V.T @ AV
+        theta, S = torch.linalg.eigh((Hs + Hs.T) / 2)
+        theta, S = theta.flip(0), S.flip(1)
+        X, AX = V @ S, AV @ S
+        res = (AX - X * theta).norm(dim=0)
+        eps = torch.finfo(self.dtype).eps
+        top = theta.abs()
+        ok = bool((res <= tol * torch.clamp(top, min=eps ** (2 / 3) * float(top.max()))).all())
+        return theta, X, ok
 
 
 def lanczos_top(matvec, v0: torch.Tensor, k: int, *, tol: float = 1e-8, max_steps: int | None = None):

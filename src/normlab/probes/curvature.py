@@ -24,12 +24,14 @@ import torch
 
 from . import Probe, register
 
+KRYLOV_MIN_N = 2048  # blocks at least this large use ``krylov_dtype`` for their Lanczos products
+
 
 @register("curvature")
 class CurvatureProbe(Probe):
     def __init__(self, every: int, layers=(-1,), k: int = 10, n_samples: int = 512, network: bool = True,
                  k_network: int = 5, kinds=("hessian", "ggn"), network_kinds=None, dtype: str = "float64",
-                 tol: float = 1e-6):
+                 tol: float = 1e-6, krylov_dtype: str | None = "float32"):
         super().__init__(every)
         self.layers, self.k, self.n_samples = list(layers), k, n_samples
         self.network, self.k_network, self.kinds = network, k_network, list(kinds)
@@ -39,6 +41,11 @@ class CurvatureProbe(Probe):
                 raise ValueError(f"curvature probe: unknown kind {kd!r} (known: hessian, ggn)")
         self.dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
         self.tol = tol
+        self.krylov_dtype = None if krylov_dtype is None else {"float64": torch.float64, "float32": torch.float32}[krylov_dtype]
+
+    def _krylov(self, op):
+        """Lower-precision Krylov space for large blocks only (small ones: products cost little)."""
+        return self.krylov_dtype if op.n >= KRYLOV_MIN_N else None
 
     def before_step(self, ctx):
         from ..curvature import CurvatureOperator, outlier_overlap
@@ -56,7 +63,7 @@ class CurvatureProbe(Probe):
             k = min(self.k, op.n - 1)
             vecs = None
             for kind in self.kinds:
-                w, v = op.top_eigen(kind, k, tol=self.tol, vectors=True)
+                w, v = op.top_eigen(kind, k, tol=self.tol, vectors=True, krylov_dtype=self._krylov(op))
                 out.update({f"{pre}/{kind}/eig{j + 1}": float(e) for j, e in enumerate(w)})
                 if kind == "ggn":
                     vecs = v
@@ -72,6 +79,6 @@ class CurvatureProbe(Probe):
                     out.update({f"{pre}/ggn/overlap{j + 1}": float(o) for j, o in enumerate(ov)})
         if self.network:
             for kind in self.network_kinds:
-                w = net.top_eigen(kind, min(self.k_network, net.n - 1), tol=self.tol)
+                w = net.top_eigen(kind, min(self.k_network, net.n - 1), tol=self.tol, krylov_dtype=self._krylov(net))
                 out.update({f"curv/net/{kind}/eig{j + 1}": float(e) for j, e in enumerate(w)})
         return out
