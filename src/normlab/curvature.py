@@ -53,6 +53,21 @@ def _weight_layer(model: nn.Module, layer) -> tuple[str, nn.Module]:
         raise ValueError(f"layer index {layer} out of range: the model has {len(named)} weight layers") from None
 
 
+def private_copy(model: nn.Module, dtype, into: nn.Module | None = None) -> nn.Module:
+    """A copy of ``model`` in ``dtype``, in ``model``'s mode: ``into`` (an earlier copy of the same
+    architecture) refreshed in place when given (cheap), else a deep copy."""
+    if into is None:
+        net = copy.deepcopy(model).to(dtype)
+    else:
+        net = into
+        with torch.no_grad():
+            for dst, src in zip(list(net.parameters()) + list(net.buffers()),
+                                list(model.parameters()) + list(model.buffers())):
+                dst.copy_(src)
+    net.train(model.training)
+    return net
+
+
 class CurvatureOperator:
     """Hessian- and GGN-vector products of ``loss_fn(model(x), y)`` in the parameters ``theta``.
 
@@ -63,16 +78,19 @@ class CurvatureOperator:
     """
 
     def __init__(self, model: nn.Module, x, y, *, loss_fn=F.cross_entropy, layer=None, dtype=torch.float64,
-                 _shared=None):
+                 copies: dict | None = None, _shared=None):
         if _shared is None:
-            net = copy.deepcopy(model).to(dtype)
-            net.train(model.training)
+            # ``copies``: {dtype: a private copy of the model in that dtype} to reuse (values refreshed
+            # here from ``model``) instead of deep copies; filled in when given empty
+            copies = {} if copies is None else copies
+            net = private_copy(model, dtype, copies.get(dtype))
+            copies[dtype] = net
             for p in net.parameters():
                 p.requires_grad_(False)
             xx = x.to(dtype) if x.is_floating_point() else x
             _shared = {"net": net, "x": xx, "y": y, "loss_fn": loss_fn, "dtype": dtype, "device": x.device,
                        "trainable": {n for n, p in model.named_parameters() if p.requires_grad},
-                       "model": model, "x_in": x, "twins": {}}
+                       "model": model, "x_in": x, "twins": {}, "copies": copies}
         net = _shared["net"]
         self._shared, self.net, self.loss_fn = _shared, net, loss_fn
         self.x, self.y = _shared["x"], y
@@ -103,7 +121,8 @@ class CurvatureOperator:
         if dtype == self.dtype:
             return self
         if dtype not in sh["twins"]:
-            sh["twins"][dtype] = CurvatureOperator(sh["model"], sh["x_in"], self.y, loss_fn=self.loss_fn, dtype=dtype)
+            sh["twins"][dtype] = CurvatureOperator(sh["model"], sh["x_in"], self.y, loss_fn=self.loss_fn, dtype=dtype,
+                                                   copies=sh["copies"])
         net = sh["twins"][dtype]
         if self.layer is None:
             return net
@@ -325,6 +344,8 @@ def lanczos_top(matvec, v0: torch.Tensor, k: int, *, tol: float = 1e-8, max_step
     eps = torch.finfo(dt).eps
     Q = torch.empty(min(m_max + 1, max(2 * k + 2, 32)), n, dtype=dt, device=dev)  # grown by doubling
     alpha, beta = [], []
+    T = torch.zeros(0, 0, dtype=torch.float64)  # the tridiagonal matrix (first ``filled`` rows), grown by doubling
+    filled = 0
     gen = torch.Generator(device="cpu").manual_seed(12345)
     Q[0] = v0 / v0.norm()
     scale = 0.0
@@ -353,9 +374,15 @@ def lanczos_top(matvec, v0: torch.Tensor, k: int, *, tol: float = 1e-8, max_step
         breakdown = b <= 1e3 * eps * max(scale, 1e-300)
         if m >= k:
             # torch's eigh (numpy's may start BLAS threads, slow for these tiny matrices on busy cores)
-            ab = torch.tensor(alpha, dtype=torch.float64)
-            bb = torch.tensor(beta, dtype=torch.float64)
-            theta, s = torch.linalg.eigh(torch.diag(ab) + torch.diag(bb, 1) + torch.diag(bb, -1))
+            if m > T.shape[0]:
+                old, T = T, torch.zeros(2 * m, 2 * m, dtype=torch.float64)
+                T[:old.shape[0], :old.shape[0]] = old
+            T[m - 1, m - 1] = a  # entries of steps before k are filled here too
+            for i in range(max(filled, 1), m):
+                T[i, i - 1] = T[i - 1, i] = beta[i - 1]
+                T[i - 1, i - 1] = alpha[i - 1]
+            filled = m
+            theta, s = torch.linalg.eigh(T[:m, :m])
             theta, s = theta.numpy(), s.numpy()
             top = np.abs(theta[::-1][:k])
             res = b * np.abs(s[-1, ::-1][:k])

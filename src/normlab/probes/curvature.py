@@ -41,6 +41,7 @@ class CurvatureProbe(Probe):
                 raise ValueError(f"curvature probe: unknown kind {kd!r} (known: hessian, ggn)")
         self.dtype = {"float64": torch.float64, "float32": torch.float32}[dtype]
         self.tol = tol
+        self._copies: dict = {}  # this member's model copies (per dtype), refreshed at every call
         self.krylov_dtype = None if krylov_dtype is None else {"float64": torch.float64, "float32": torch.float32}[krylov_dtype]
 
     def _krylov(self, op):
@@ -55,7 +56,7 @@ class CurvatureProbe(Probe):
         wl = weight_layers(ctx.model)
         out = {}
         # one forward pass of the curvature batch; every block's and the network's products use its graph
-        net = CurvatureOperator(ctx.model, x, y, loss_fn=ctx.loss_fn, dtype=self.dtype)
+        net = CurvatureOperator(ctx.model, x, y, loss_fn=ctx.loss_fn, dtype=self.dtype, copies=self._copies)
         for layer in self.layers:
             i = layer % len(wl)
             pre = f"curv/L{i}"
