@@ -62,14 +62,31 @@ def _pack(mats: list[torch.Tensor], rows: int, cols: int) -> torch.Tensor:
     return out
 
 
+def _nanquantiles(x: torch.Tensor, n: torch.Tensor, qs=QUANTILES) -> torch.Tensor:
+    """torch.nanquantile(x, qs, dim=-1) (linear interpolation) for x whose last dimension holds, in
+    slice i, n[i] values followed by NaN padding: one sort for every statistic and layer.
+    x: (S, L, rows), n: (L,) -> (Q, S, L)."""
+    xs = x.sort(dim=-1).values  # NaN last
+    q = torch.tensor(qs, dtype=x.dtype, device=x.device).unsqueeze(1)  # (Q, 1)
+    rank = q * (n.to(x.dtype) - 1)  # (Q, L)
+    lo = rank.floor()
+    w = (rank - lo).expand(x.shape[0], -1, -1).transpose(0, 1)  # (Q, S, L)
+    lo_i = lo.long().unsqueeze(0).expand(x.shape[0], -1, -1).permute(2, 0, 1)  # (L, S, Q)
+    hi_i = rank.ceil().long().unsqueeze(0).expand(x.shape[0], -1, -1).permute(2, 0, 1)
+    xl = xs.transpose(0, 1)  # (L, S, rows)
+    below = xl.gather(-1, lo_i).permute(2, 1, 0)  # (Q, S, L)
+    above = xl.gather(-1, hi_i).permute(2, 1, 0)
+    return torch.lerp(below, above, w)
+
+
 @register("units")
 class Units(Probe):
     """Per-unit norms, gradients, effective rates, angular updates, Pythagorean residuals.
 
     All layers at once: their weight matrices (rows = units) are packed into one zero-padded
     (L, units, fan-in) float64 tensor, padded units are NaN in the per-unit statistics, and every
-    statistic is one batched op over the layers (nanmean, nanquantile, nanmedian); one read-back
-    per group of metrics. Values equal those of the per-layer formulas (up to summation order).
+    statistic is one batched op over the layers (nanmean, nanmedian, quantiles from one sort); one
+    read-back per group of metrics. Values equal those of the per-layer formulas (up to summation order).
     """
 
     def __init__(self, every: int, track: int = 4):
@@ -113,8 +130,8 @@ class Units(Probe):
         else:
             g2 = None
         means = torch.nanmean(torch.stack(stats), -1).tolist()  # (stat, L)
-        quant = torch.nanquantile(torch.stack(qs), torch.tensor(QUANTILES, dtype=torch.float64, device=W.device),
-                                  dim=-1).tolist()  # (q, stat, L)
+        n_t = torch.tensor(n_u, device=W.device)
+        quant = _nanquantiles(torch.stack(qs), n_t).tolist()  # (q, stat, L)
         track = w2[:, :self.track].tolist()
         out = {}
         for i, name in enumerate(names):
@@ -131,7 +148,7 @@ class Units(Probe):
                 for j, q in enumerate(QUANTILES):
                     out[f"{p}/G_q{int(q * 100)}"] = quant[j][2][i]
         self._before = {"names": names, "W": W, "w2": w2, "g2": g2, "has_g": has_g, "valid": valid,
-                        "shape": (rows, cols)}
+                        "shape": (rows, cols), "n": n_t}
         self._step = ctx.step
         return out
 
@@ -156,7 +173,7 @@ class Units(Probe):
             maxes = torch.stack([torch.where(valid, r / w2, ninf), torch.where(valid, rel_inc, ninf)]).amax(-1).tolist()
             med = torch.nanmedian(rel_inc, -1).values.tolist()
         means = torch.nanmean(torch.stack(stats), -1).tolist()
-        quant = torch.nanquantile(ang, torch.tensor(QUANTILES, dtype=torch.float64, device=W1.device), dim=-1).tolist()
+        quant = _nanquantiles(ang.unsqueeze(0), b["n"])[:, 0].tolist()
         out = {}
         for i, name in enumerate(names):
             p = f"units/{name}"
