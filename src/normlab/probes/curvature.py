@@ -8,7 +8,17 @@ training mode, in ``dtype`` (float64 by default). Parameters:
   eigenvalues of its Hessian block and GGN block, K-FAC's factors and the lecture's prediction;
 - ``network`` (bool): also the ``k_network`` top eigenvalues of the whole network's Hessian and GGN;
 - ``kinds``: subset of [hessian, ggn] for the layer blocks; ``network_kinds`` for the whole network
-  (default: ``kinds``); ``tol``: eigsh's relative tolerance.
+  (default: ``kinds``); ``tol``: the relative residual tolerance of eigsh's criterion, which every
+  returned Ritz pair meets (||A u - theta u|| <= tol |theta|, checked in ``dtype``);
+- ``krylov_dtype`` ("float32" by default, None for off): blocks of at least ``KRYLOV_MIN_N``
+  parameters build their Krylov space with products in this dtype, then the Ritz pairs are refined
+  (Rayleigh-Ritz) and checked in ``dtype`` (``CurvatureOperator.top_eigen``): the same criterion,
+  about half the cost (tests/test_probe_speed_paths.py checks it against dense float64).
+
+Cost: one forward pass of the curvature batch (in ``dtype``, and one in ``krylov_dtype``) serves
+every block, the network and K-FAC; each product is one or two backward passes through the kept
+graphs; Lanczos with full reorthogonalization in torch (``normlab.curvature.lanczos_top``). The
+probe keeps its member's model copies between calls and refreshes them in place.
 
 Metrics (i = the layer's non-negative index, j = 1..k, descending):
 ``curv/L<i>/hessian/eig<j>``, ``curv/L<i>/ggn/eig<j>``, ``curv/L<i>/ggn/overlap<j>`` (share of
