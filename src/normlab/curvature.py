@@ -272,7 +272,8 @@ class CurvatureOperator:
         refine the k Ritz vectors by Rayleigh-Ritz with k products in this operator's dtype and
         check the same criterion, ||A u - theta u|| <= tol |theta|, in this dtype; if it fails,
         Lanczos in this dtype continues from those vectors. The result meets the criterion in this
-        dtype either way (eigenvalue errors ~ residual^2 / gap).
+        dtype either way (eigenvalue errors ~ residual^2 / gap). The low-dtype stage stops at
+        max(tol, 100 eps of krylov_dtype).
         """
         k = min(k, self.n)
         mv = self.product(kind)
@@ -291,7 +292,9 @@ class CurvatureOperator:
                 w = None
                 if krylov_dtype is not None and krylov_dtype != self.dtype:
                     low = self.twin(krylov_dtype)
-                    _, u = lanczos_top(low.product(kind), start.to(krylov_dtype), k, tol=tol, max_steps=max_steps)
+                    # no tighter than the low dtype can resolve (else its Lanczos would run on to n steps)
+                    tol_low = max(tol, 100 * torch.finfo(krylov_dtype).eps)
+                    _, u = lanczos_top(low.product(kind), start.to(krylov_dtype), k, tol=tol_low, max_steps=max_steps)
                     self.n_matvec += low.n_matvec
                     w, v, ok = self.rayleigh_ritz(kind, u.to(self.dtype), tol)
                     if not ok:
