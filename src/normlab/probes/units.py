@@ -46,72 +46,143 @@ def unit_layers(model) -> list[tuple[str, torch.nn.Module]]:
 
 
 def _angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise angle between a_j and b_j, accurate for tiny angles (2 atan2(|u-v|, |u+v|))."""
-    u = a / a.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    v = b / b.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    return 2 * torch.atan2((u - v).norm(dim=1), (u + v).norm(dim=1))
+    """Angle between a_j and b_j along the last dimension, accurate for tiny angles
+    (2 atan2(|u-v|, |u+v|)); 0 for two zero rows."""
+    u = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    v = b / b.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    return 2 * torch.atan2((u - v).norm(dim=-1), (u + v).norm(dim=-1))
 
 
-def _q(prefix: str, x: torch.Tensor) -> dict:
-    qs = torch.quantile(x, torch.tensor(QUANTILES, dtype=x.dtype, device=x.device)).tolist()
-    return {f"{prefix}_q{int(q * 100)}": v for q, v in zip(QUANTILES, qs)}
+def _pack(mats: list[torch.Tensor], rows: int, cols: int) -> torch.Tensor:
+    """(L, rows, cols) float64: matrix i in the top-left corner of slice i, zeros elsewhere (zero
+    rows and columns change no sum, norm or dot product)."""
+    out = torch.zeros(len(mats), rows, cols, dtype=torch.float64, device=mats[0].device)
+    for i, m in enumerate(mats):
+        out[i, :m.shape[0], :m.shape[1]] = m
+    return out
+
+
+def _nanquantiles(x: torch.Tensor, n: torch.Tensor, qs=QUANTILES) -> torch.Tensor:
+    """torch.nanquantile(x, qs, dim=-1) (linear interpolation) for x whose last dimension holds, in
+    slice i, n[i] values followed by NaN padding: one sort for every statistic and layer.
+    x: (S, L, rows), n: (L,) -> (Q, S, L)."""
+    xs = x.sort(dim=-1).values  # NaN last
+    q = torch.tensor(qs, dtype=x.dtype, device=x.device).unsqueeze(1)  # (Q, 1)
+    rank = q * (n.to(x.dtype) - 1)  # (Q, L)
+    lo = rank.floor()
+    w = (rank - lo).expand(x.shape[0], -1, -1).transpose(0, 1)  # (Q, S, L)
+    lo_i = lo.long().unsqueeze(0).expand(x.shape[0], -1, -1).permute(2, 0, 1)  # (L, S, Q)
+    hi_i = rank.ceil().long().unsqueeze(0).expand(x.shape[0], -1, -1).permute(2, 0, 1)
+    xl = xs.transpose(0, 1)  # (L, S, rows)
+    below = xl.gather(-1, lo_i).permute(2, 1, 0)  # (Q, S, L)
+    above = xl.gather(-1, hi_i).permute(2, 1, 0)
+    return torch.lerp(below, above, w)
 
 
 @register("units")
 class Units(Probe):
-    """Per-unit norms, gradients, effective rates, angular updates, Pythagorean residuals."""
+    """Per-unit norms, gradients, effective rates, angular updates, Pythagorean residuals.
+
+    All layers at once: their weight matrices (rows = units) are packed into one zero-padded
+    (L, units, fan-in) float64 tensor, padded units are NaN in the per-unit statistics, and every
+    statistic is one batched op over the layers (nanmean, nanmedian, quantiles from one sort); one
+    read-back per group of metrics. Values equal those of the per-layer formulas (up to summation order).
+    """
 
     def __init__(self, every: int, track: int = 4):
         super().__init__(every, track=track)
         self.track = track
         self._before: dict = {}
         self._step = None
+        self._layers = (None, None)
+
+    def _unit_layers(self, model):
+        if self._layers[0] is not model:  # the engine hands the same model object at every call
+            self._layers = (model, unit_layers(model))
+        return self._layers[1]
 
     def before_step(self, ctx):
-        out, self._before = {}, {}
-        for name, layer in unit_layers(ctx.model):
-            p = f"units/{name}"
-            w = layer.weight.detach().flatten(1).to(torch.float64)
-            w2 = (w * w).sum(1)
-            eff = ctx.lr / w2
-            out.update({f"{p}/w2_mean": w2.mean(), f"{p}/w4_mean": (w2 * w2).mean(), f"{p}/efflr_mean": eff.mean()})
-            out.update(_q(f"{p}/w2", w2))
-            out.update(_q(f"{p}/efflr", eff))
-            for i in range(min(self.track, len(w2))):
-                out[f"{p}/unit{i}_w2"] = w2[i]
-            g = layer.weight.grad
-            if g is None:
-                self._before[name] = (w.clone(), w2, None)
-                continue
-            g = g.detach().flatten(1).to(torch.float64)
-            g2 = (g * g).sum(1)
+        layers = self._unit_layers(ctx.model)
+        names = [n for n, _ in layers]
+        ws = [m.weight.detach().flatten(1) for _, m in layers]
+        gs = [m.weight.grad for _, m in layers]
+        has_g = [g is not None for g in gs]
+        n_u = [w.shape[0] for w in ws]
+        rows, cols = max(n_u), max(w.shape[1] for w in ws)
+        W = _pack(ws, rows, cols)
+        valid = torch.arange(rows, device=W.device) < torch.tensor(n_u, device=W.device).unsqueeze(1)  # (L, rows)
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=W.device)
+        w2 = (W * W).sum(-1)
+        w2n = torch.where(valid, w2, nan)
+        eff = ctx.lr / w2n
+        stats = [w2n, w2n * w2n, eff]  # means: w2, w4, efflr
+        qs = [w2n, eff]  # quantiles: w2, efflr
+        if any(has_g):
+            G = _pack([g.detach().flatten(1) if g is not None else w.new_zeros(w.shape) for g, w in zip(gs, ws)],
+                      rows, cols)
+            g2 = (G * G).sum(-1)
             G2 = w2 * g2
-            cos = (w * g).sum(1) / (w2 * g2).sqrt().clamp_min(1e-300)
-            out.update({f"{p}/g2_mean": g2.mean(), f"{p}/G2_mean": G2.mean(), f"{p}/cos_wg_max": cos.abs().max()})
-            out.update(_q(f"{p}/G", G2.sqrt()))
-            self._before[name] = (w.clone(), w2, g2)
+            cos = ((W * G).sum(-1) / G2.sqrt().clamp_min(1e-300)).abs()  # 0 on padded units
+            g2n, G2n = torch.where(valid, g2, nan), torch.where(valid, G2, nan)
+            stats += [g2n, G2n]
+            qs.append(G2n.sqrt())
+            cosmax = cos.amax(-1).tolist()
+        else:
+            g2 = None
+        means = torch.nanmean(torch.stack(stats), -1).tolist()  # (stat, L)
+        n_t = torch.tensor(n_u, device=W.device)
+        quant = _nanquantiles(torch.stack(qs), n_t).tolist()  # (q, stat, L)
+        track = w2[:, :self.track].tolist()
+        out = {}
+        for i, name in enumerate(names):
+            p = f"units/{name}"
+            out.update({f"{p}/w2_mean": means[0][i], f"{p}/w4_mean": means[1][i], f"{p}/efflr_mean": means[2][i]})
+            for j, q in enumerate(QUANTILES):
+                out[f"{p}/w2_q{int(q * 100)}"] = quant[j][0][i]
+            for j, q in enumerate(QUANTILES):
+                out[f"{p}/efflr_q{int(q * 100)}"] = quant[j][1][i]
+            for u in range(min(self.track, n_u[i])):
+                out[f"{p}/unit{u}_w2"] = track[i][u]
+            if has_g[i]:
+                out.update({f"{p}/g2_mean": means[3][i], f"{p}/G2_mean": means[4][i], f"{p}/cos_wg_max": cosmax[i]})
+                for j, q in enumerate(QUANTILES):
+                    out[f"{p}/G_q{int(q * 100)}"] = quant[j][2][i]
+        self._before = {"names": names, "W": W, "w2": w2, "g2": g2, "has_g": has_g, "valid": valid,
+                        "shape": (rows, cols), "n": n_t}
         self._step = ctx.step
-        return {k: float(v) for k, v in out.items()}
+        return out
 
     def after_step(self, ctx):
         if self._step != ctx.step:  # before_step did not run at this step (cannot happen in the engine)
             return {}
+        b = self._before
+        names, W0, w2, g2, has_g, valid = b["names"], b["W"], b["w2"], b["g2"], b["has_g"], b["valid"]
+        layers = self._unit_layers(ctx.model)
+        W1 = _pack([m.weight.detach().flatten(1) for _, m in layers], *b["shape"])
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=W1.device)
+        D = W1 - W0
+        dw2 = 2 * (W0 * D).sum(-1) + (D * D).sum(-1)
+        ang = torch.where(valid, _angle(W0, W1), nan)
+        stats = [ang, ang * ang, torch.where(valid, dw2, nan)]
+        ninf = torch.tensor(float("-inf"), dtype=torch.float64, device=W1.device)
+        if g2 is not None:
+            inc = ctx.lr ** 2 * g2
+            r = (dw2 - inc).abs()
+            rel_inc = torch.where(valid, r / inc.clamp_min(1e-300), nan)
+            stats.append(torch.where(valid, inc, nan))
+            maxes = torch.stack([torch.where(valid, r / w2, ninf), torch.where(valid, rel_inc, ninf)]).amax(-1).tolist()
+            med = torch.nanmedian(rel_inc, -1).values.tolist()
+        means = torch.nanmean(torch.stack(stats), -1).tolist()
+        quant = _nanquantiles(ang.unsqueeze(0), b["n"])[:, 0].tolist()
         out = {}
-        for name, layer in unit_layers(ctx.model):
+        for i, name in enumerate(names):
             p = f"units/{name}"
-            w0, w2, g2 = self._before[name]
-            w1 = layer.weight.detach().flatten(1).to(torch.float64)
-            d = w1 - w0
-            dw2 = 2 * (w0 * d).sum(1) + (d * d).sum(1)
-            ang = _angle(w0, w1)
-            out.update({f"{p}/angle_mean": ang.mean(), f"{p}/angle_rms": (ang * ang).mean().sqrt(),
-                        f"{p}/dw2_mean": dw2.mean()})
-            out.update(_q(f"{p}/angle", ang))
-            if g2 is not None:
-                inc = ctx.lr ** 2 * g2
-                r = (dw2 - inc).abs()
-                rel_inc = r / inc.clamp_min(1e-300)
-                out.update({f"{p}/inc_mean": inc.mean(), f"{p}/pyth_rel_w_max": (r / w2).max(),
-                            f"{p}/pyth_rel_inc_med": rel_inc.median(), f"{p}/pyth_rel_inc_max": rel_inc.max()})
+            out.update({f"{p}/angle_mean": means[0][i], f"{p}/angle_rms": means[1][i] ** 0.5,
+                        f"{p}/dw2_mean": means[2][i]})
+            for j, q in enumerate(QUANTILES):
+                out[f"{p}/angle_q{int(q * 100)}"] = quant[j][i]
+            if has_g[i]:
+                out.update({f"{p}/inc_mean": means[3][i], f"{p}/pyth_rel_w_max": maxes[0][i],
+                            f"{p}/pyth_rel_inc_med": med[i], f"{p}/pyth_rel_inc_max": maxes[1][i]})
         self._before, self._step = {}, None
-        return {k: float(v) for k, v in out.items()}
+        return out
