@@ -16,8 +16,8 @@ Run side by side in one process, on the same cores (``--threads``, default 1):
    the training steps and evaluations) on the largest model of the default config, against the
    measured peak of a large float32 matmul (and of a matmul at the model's own layer size).
 3. probes: each probe that exists (``normlab.probes``), with the parameters a default study uses
-   (else ``--probe-every``): its cost per call against the training time of the same job, as a
-   fraction of training at the study's ``every``.
+   (else ``--probe-every``): its cost as a fraction of the training time of the same job at the
+   study's ``every``, over the first steps of the job (``probe_costs``).
 4. startup: ``python -X importtime -c 'import normlab.train'``, a 1-step training job's process
    start to first step (``startup_s`` of its summary) and its wall time minus its training time; and the DAG's overhead from the ``benchmark:`` .tsv files Snakemake
    wrote and the runs' summary.json (default-config versions if present, else whatever exists).
@@ -341,30 +341,40 @@ def probe_entries(cfg: dict, default_every: int):
 
 
 def probe_costs(cfg: dict, workload: dict, tmp: Path, default_every: int, repeats: int, m: int) -> dict:
-    """Per probe: the cost of one call (all members) and the training time per step, from runs of
-    ``m`` and ``2m`` steps without the probe and ``2m`` steps with it (called at t = 0 and t = m);
-    the fraction is per-call cost / (``every`` x step time), at the ``every`` the study uses."""
+    """Per probe, its cost as a fraction of training at the cadence the study uses (``every``): over the
+    first ``n = min(study steps, max(2m, 4 every))`` steps of the study's job, (time with the probe - time
+    without) / training time, training time = 2 x (time of n steps - time of n/2 steps) (start-up and
+    evaluations cancel). The prefix holds the call at step 0, the dearest (curvature at initialization),
+    so the fraction over a whole run is at most this. A probe called only at listed steps (``at``) is
+    measured per call (runs of m and 2m steps, the probe at t = 0 and t = m) and charged len(at) calls."""
     names, used = probe_entries(cfg, default_every)
     out = {}
     for name in names:
         spec, entry = used.get(name, (workload, {"name": name, "every": default_every}))
         spec = {**spec, "data": str(data_file(cfg, spec["dataset"], tmp)), "seeds": workload["seeds"]}
-        kw = {"eval_every": 10 * m, "ckpt_every": 10 * m}
         try:
+            plain = {**spec, "probes": []}
+            if "at" in entry:
+                n, probed, calls = 2 * m, {**spec, "probes": [{**entry, "every": m}]}, 2
+            else:
+                n = min(spec["train"]["steps"], max(2 * m, 4 * entry["every"]))
+                probed, calls = {**spec, "probes": [entry]}, n // entry["every"] + 1
+            kw = {"eval_every": 10 * n, "ckpt_every": 10 * n}
             short, base, with_p = [], [], []
-            plain, probed = {**spec, "probes": []}, {**spec, "probes": [{**entry, "every": m}]}
             for _ in range(repeats):
-                short.append(timed_cpu(partial(engine, plain, tmp, steps=m, **kw))[1])
-                base.append(timed_cpu(partial(engine, plain, tmp, steps=2 * m, **kw))[1])
-                with_p.append(timed_cpu(partial(engine, probed, tmp, steps=2 * m, **kw))[1])
-            step_s = max(min(base) - min(short), 1e-9) / m
-            call_s = max(min(with_p) - min(base), 0.0) / 2
-            # a probe called only at listed steps (``at``) costs len(at) calls over the study's run
-            calls_per_step = len(entry["at"]) / spec["train"]["steps"] if "at" in entry else 1 / entry["every"]
+                short.append(timed_cpu(partial(engine, plain, tmp, steps=n // 2, **kw))[1])
+                base.append(timed_cpu(partial(engine, plain, tmp, steps=n, **kw))[1])
+                with_p.append(timed_cpu(partial(engine, probed, tmp, steps=n, **kw))[1])
+            train_s = max(2 * (min(base) - min(short)), 1e-9)
+            probe_s = max(min(with_p) - min(base), 0.0)
+            if "at" in entry:
+                fraction = probe_s / calls * len(entry["at"]) / (train_s / n * spec["train"]["steps"])
+            else:
+                fraction = probe_s / train_s
             out[name] = {"status": "ok", "entry": entry, "study": spec["study"], "model": spec["model"],
-                         "path": "ensemble", "seeds": len(spec["seeds"]), "train_step_s": step_s,
-                         "call_s": call_s, "call_s_per_seed": call_s / len(spec["seeds"]),
-                         "fraction_of_training": call_s * calls_per_step / step_s}
+                         "path": "ensemble", "seeds": len(spec["seeds"]), "steps_measured": n,
+                         "calls_measured": calls, "train_step_s": train_s / n, "call_s": probe_s / calls,
+                         "call_s_per_seed": probe_s / calls / len(spec["seeds"]), "fraction_of_training": fraction}
         except Exception as e:  # noqa: BLE001 - a probe that fails is reported, not fatal
             out[name] = {"status": f"error: {type(e).__name__}: {e}", "entry": entry}
     for name in ("ics", "landscape", "weight_norms", "units", "curvature"):

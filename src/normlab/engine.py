@@ -227,15 +227,16 @@ class Snapshot:
 
 def call_probes(probes, hook: str, ctx: ProbeContext, rows: list) -> None:
     """Call ``hook`` ("before_step" | "after_step") of the due probes; append (step, metric, value)
-    rows; restore model, optimizer and RNG after each call."""
+    rows; restore model, optimizer and RNG after each call (not needed by ``read_only`` probes)."""
     due = [p for p in probes if p.due(ctx.step)]
     if not due:
         return
-    snap = Snapshot(ctx.model, ctx.optimizer)
+    snap = None if all(p.read_only for p in due) else Snapshot(ctx.model, ctx.optimizer)
     for p in due:
         for k, v in getattr(p, hook)(ctx).items():
             rows.append((ctx.step, k, float(v)))
-        snap.restore()
+        if snap is not None:
+            snap.restore()
 
 
 class Progress:
@@ -478,13 +479,15 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
 
     def probes_before(t, x, y, losses, lr):
         """Per member: a copy of its model and optimizer, as a one-seed training loop would hold them."""
-        if not any(p.due(t) for p in probes[0]):
+        due = [p for p in probes[0] if p.due(t)]
+        if not due:
             return None
+        need_opt = not all(p.read_only for p in due)
         rng, ctxs = torch.get_rng_state(), {}
         for e in active():  # one model copy per member, made once and refreshed in place (deepcopy is slow)
             model = ens.copy_into(e, probe_models[e], grads=True) if e in probe_models else ens.member(e, grads=True)
             probe_models[e] = model
-            opt = member_opt(e, model, lr)
+            opt = member_opt(e, model, lr) if need_opt else None
             ctxs[e] = ProbeContext(t, model, opt, loss_fn, x[e], y[e], lr, data, spec, losses[e])
             call_probes(probes[e], "before_step", ctxs[e], rows[e])
         torch.set_rng_state(rng)
@@ -494,7 +497,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
         rng = torch.get_rng_state()
         for e, ctx in ctxs.items():  # the same model object, now holding w_{t+1} (grads kept)
             ens.copy_into(e, ctx.model)
-            ctx.optimizer = member_opt(e, ctx.model, lr)
+            ctx.optimizer = member_opt(e, ctx.model, lr) if ctx.optimizer is not None else None
             call_probes(probes[e], "after_step", ctx, rows[e])
         torch.set_rng_state(rng)
 

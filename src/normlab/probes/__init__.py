@@ -60,6 +60,11 @@ class ProbeContext:
 
 
 class Probe:
+    # A probe that only reads the model (weights, buffers, grads) and neither changes it, nor the RNG, nor
+    # uses the optimizer declares ``read_only = True``: the engine then skips the snapshot/restore and the
+    # per-member optimizer it otherwise builds around each call.
+    read_only = False
+
     def __init__(self, every: int, **params):
         self.every = every
         self.params = params
@@ -89,6 +94,8 @@ def build_probe(entry: dict) -> Probe:
 @register("weight_norms")
 class WeightNorms(Probe):
     """||W_i|| of every weight layer (i = forward order) and the norm of the whole gradient."""
+
+    read_only = True
 
     def before_step(self, ctx):
         from ..models import weight_layers

@@ -89,6 +89,8 @@ class Units(Probe):
     read-back per group of metrics. Values equal those of the per-layer formulas (up to summation order).
     """
 
+    read_only = True  # reads weights and grads only
+
     def __init__(self, every: int, track: int = 4):
         super().__init__(every, track=track)
         self.track = track
