@@ -44,6 +44,11 @@ def sum_squared(out, y):
     return ((out - y) ** 2).sum()
 
 
+def problem_map(seed: int, width: int, dtype=torch.float64) -> torch.Tensor:
+    """The target map A of one seed (the first draw of ``problem``'s stream)."""
+    return torch.randn(width, width, generator=torch.Generator().manual_seed(10_007 * (seed + 1)), dtype=dtype)
+
+
 def problem(seed: int, n: int, width: int, dtype=torch.float64):
     """The Gaussian inputs X (n x width) and targets A X of one seed."""
     g = torch.Generator().manual_seed(10_007 * (seed + 1))
@@ -65,7 +70,8 @@ def run_group(cfg: dict, bn: bool, members: list[tuple[int, float]]) -> list[lis
     weights stacked along a leading axis E, with the activations feature-major (E, width, n): a layer
     is one ``bmm`` (W @ H, about 3x faster than the sample-major X @ W^T on these 10-wide matrices)
     and a BN one ``batch_norm`` with the members folded into the channels (per-member statistics over
-    the n samples). Every op acts on each member separately. The probes (``ics``, ``landscape``) get
+    the n samples); without BN the loss is computed from the product map and S = X^T X (the same
+    loss and gradient, to rounding). Every op acts on each member separately. The probes (``ics``, ``landscape``) get
     each member as its ordinary ``nn.Sequential`` (sample-major inputs, its own optimizer and RNG
     state), called exactly as the training loop calls them; a member whose loss stops being finite
     stops there (a ``diverged`` row), as before."""
@@ -114,10 +120,26 @@ def run_group(cfg: dict, bn: bool, members: list[tuple[int, float]]) -> list[lis
                                  True, 0.0, eps).view(E, width, n)
         return h
 
+    if not bn:
+        # Without BN the net is the linear map P = W_depth ... W_1 and the loss a quadratic form in it:
+        # sum_i ||(P - A) x_i||^2 = <(P - A) S, P - A> with S = X^T X (width x width products, no n-sample pass).
+        s_mat = torch.bmm(xt, xt.transpose(1, 2))
+        a_mat = torch.stack([problem_map(seed, width) for seed, _ in members])
+        weights = [w for _, w, _, _ in ops]
+
+    def member_losses():
+        if bn:
+            return ((forward() - yt) ** 2).sum(dim=(1, 2))
+        p = weights[0]
+        for w in weights[1:]:
+            p = torch.bmm(w, p)
+        d = p - a_mat
+        return (torch.bmm(d, s_mat) * d).sum(dim=(1, 2))
+
     rows: list[list[tuple[int, str, float]]] = [[] for _ in members]
     active = list(range(E))
     for t in range(cfg["steps"]):
-        losses = ((forward() - yt) ** 2).sum(dim=(1, 2))
+        losses = member_losses()
         if not bool(torch.isfinite(losses[active]).all()):
             finite = torch.isfinite(losses).tolist()
             for e in [e for e in active if not finite[e]]:
