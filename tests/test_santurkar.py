@@ -423,6 +423,39 @@ def test_dln_shapes_and_determinism():
     assert {"ics/l2/3", "ics/rel/3", "landscape/beta", "landscape/step_norm", "train_loss"} <= names
 
 
+def test_dln_stacked_matches_plain_loop():
+    """The stacked feature-major training pass gives each member what the plain nn.Sequential loop
+    (autograd, torch.optim.SGD) gives, to rounding; a member's rows do not depend on its group."""
+    from normlab.engine import call_probes
+    from normlab.probes import ProbeContext, build_probe
+    from normlab.studies.santurkar.dln import build_dln, problem, run_group, run_one, sum_squared
+
+    cfg = {"n_samples": 60, "width": 4, "depth": 6, "steps": 25, "probe_every": 10, "ics_layers": [1, 3],
+           "landscape_scales": [0.01, 30.0], "landscape_n": 3, "log_every": 5}
+    for bn in (False, True):
+        x, y = problem(1, cfg["n_samples"], cfg["width"])
+        torch.manual_seed(1)
+        model = build_dln(cfg["depth"], cfg["width"], bn)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-5)
+        probes = [build_probe({"name": "ics", "every": 10, "layers": [1, 3]}),
+                  build_probe({"name": "landscape", "every": 10, "scales": [0.01, 30.0], "n": 3, "spacing": "log"})]
+        ref = []
+        for t in range(cfg["steps"]):
+            opt.zero_grad(set_to_none=True)
+            loss = sum_squared(model(x), y)
+            assert torch.isfinite(loss)
+            loss.backward()
+            call_probes(probes, "before_step", ProbeContext(t, model, opt, sum_squared, x, y, 1e-5, None,
+                                                            {"constraints": []}, loss.detach()), ref)
+            opt.step()
+            if t % 5 == 0:
+                ref.append((t, "train_loss", loss.item() / len(x)))
+        got = run_one(cfg, bn, 1, 1e-5)
+        assert [r[:2] for r in got] == [r[:2] for r in ref]
+        assert np.allclose([r[2] for r in got], [r[2] for r in ref], rtol=1e-6, atol=1e-9)
+        assert run_group(cfg, bn, [(0, 1e-6), (1, 1e-5), (2, 1e-5)])[1] == got
+
+
 def test_smoke_run_outputs(smoke_workdir):
     from normlab.stats import CLAIM_COLUMNS
 

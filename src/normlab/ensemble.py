@@ -182,8 +182,8 @@ class StackedModel:
                     x = x.float()
                 if not self.training:
                     return x
-                s, a = zip(*(m.sample(x.shape[1:], x.device, x.dtype, generator=g) for g in self.generators))
-                return torch.stack(s) * x + torch.stack(a)
+                s, a = m.sample_members(x.shape[1:], x.device, x.dtype, self.generators)
+                return s * x + a
             return noise_op
         if isinstance(m, BatchCenter):
             rm = Bf[key("running_mean")]

@@ -33,6 +33,26 @@ class Noise(nn.Module):
         s = sigma + torch.randn(shape, **kw) * self.r_sigma
         return s, m
 
+    def sample_members(self, shape, device, dtype, generators):
+        """The (s, m) tensors of E members, shaped (E, *shape): member e's slice is bitwise what
+        ``sample(shape, ..., generator=generators[e])`` gives (the same draws from its generator,
+        filled in place; the arithmetic then runs once for all members, in the same order)."""
+        c, E = shape[1], len(generators)
+        unit = (E, 1, c) + (1,) * (len(shape) - 2)
+        kw = dict(device=device, dtype=dtype)
+        mu, sigma = torch.empty(unit, **kw), torch.empty(unit, **kw)
+        m, s = torch.empty((E, *shape), **kw), torch.empty((E, *shape), **kw)
+        for e, g in enumerate(generators):  # torch.rand / torch.randn are these fills
+            mu[e].uniform_(0, 1, generator=g)
+            sigma[e].uniform_(0, 1, generator=g)
+            m[e].uniform_(0, 1, generator=g)
+            s[e].normal_(0, 1, generator=g)
+        mu.mul_(2).sub_(1).mul_(self.n_mu)
+        sigma.mul_(self.n_sigma - 1).add_(1)
+        m.mul_(2).sub_(1).mul_(self.r_mu).add_(mu)
+        s.mul_(self.r_sigma).add_(sigma)
+        return s, m
+
     def forward(self, x):
         if not self.training:
             return x
