@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from normlab import data as data_mod
 from normlab import plan
 from normlab.config import config_hash, validate
-from normlab.models import build_model
 from normlab.engine import deterministic
+from normlab.models import build_model
 from normlab.train import run as engine_run
 
 INPUT_SHAPES = {"mnist1d": (1, 40), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from normlab.curvature import CurvatureOperator, kfac_factors, lanczos_top, outlier_overlap
 from normlab.models import build_model, weight_layers
