@@ -25,7 +25,6 @@ for _s in _studies.STUDIES:
                 f"{_v}/benchmarks/{_name}.tsv"
             threads: 1
             resources:
-                **_job.resources,
                 gpu=gpus(_s) if _job.gpu else 0,
             params:
                 module=_job.module,

@@ -23,20 +23,14 @@ class Noise(nn.Module):
         self.n_mu, self.n_sigma, self.r_mu, self.r_sigma = n_mu, n_sigma, r_mu, r_sigma
 
     def sample(self, shape, device, dtype, generator=None):
-        """The (s, m) tensors for an activation of ``shape`` (unit axis 1)."""
-        c = shape[1]
-        unit = (1, c) + (1,) * (len(shape) - 2)
-        kw = dict(device=device, dtype=dtype, generator=generator)
-        mu = (torch.rand(unit, **kw) * 2 - 1) * self.n_mu
-        sigma = 1 + torch.rand(unit, **kw) * (self.n_sigma - 1)
-        m = mu + (torch.rand(shape, **kw) * 2 - 1) * self.r_mu
-        s = sigma + torch.randn(shape, **kw) * self.r_sigma
-        return s, m
+        """The (s, m) tensors for an activation of ``shape`` (unit axis 1): one member's draws."""
+        s, m = self.sample_members(shape, device, dtype, [generator])
+        return s[0], m[0]
 
     def sample_members(self, shape, device, dtype, generators):
-        """The (s, m) tensors of E members, shaped (E, *shape): member e's slice is bitwise what
-        ``sample(shape, ..., generator=generators[e])`` gives (the same draws from its generator,
-        filled in place; the arithmetic then runs once for all members, in the same order)."""
+        """The (s, m) tensors of E members, shaped (E, *shape): member e draws from ``generators[e]``
+        (None: the global generator) in the order mu, sigma, m, s (what torch.rand / torch.randn would
+        draw), so a member's noise does not depend on the others; the arithmetic runs once for all."""
         c, E = shape[1], len(generators)
         unit = (E, 1, c) + (1,) * (len(shape) - 2)
         kw = dict(device=device, dtype=dtype)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -60,7 +60,6 @@ class SideJob:
     data: bool = False  # reads the study's prepared dataset (``--data``)
     directory: bool = False  # the output is a folder
     gpu: bool = False  # may use the GPU (reserves one when the config's device does)
-    resources: dict = field(default_factory=dict)
 
 
 REQUIRED = ("TITLE", "CATEGORY", "FIGURES", "variants", "analyze", "figures")

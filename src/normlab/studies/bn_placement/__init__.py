@@ -31,6 +31,13 @@ from ...stats import claim_from, mean_ci
 from .. import Figure
 
 TITLE = "S4: BN before or after the activation (Ioffe & Szegedy 2015; Lecture 5; public benchmarks)"
+CATEGORY = "S4 BN placement"
+FIGURES = [
+    Figure("learning_curves.png", "learning curves"),
+    Figure("final_accuracy.png", "final accuracy"),
+    Figure("steps_to_target.png", "steps to target"),
+    Figure("placement_difference.png", "placement difference"),
+]
 PAPERS = [
     {"cite": "Ioffe, Szegedy. Batch normalization: accelerating deep network training by reducing internal covariate "
              "shift. ICML 2015", "url": "https://arxiv.org/abs/1502.03167"},
@@ -78,15 +85,6 @@ def check_config(cfg: dict) -> list[str]:
         out.append(f"'seeds' {cfg['seeds']} must be at least 2: the intervals of 'claims' come from per-seed "
                    "differences")
     return out
-
-
-CATEGORY = "S4 BN placement"
-FIGURES = [
-    Figure("learning_curves.png", "learning curves"),
-    Figure("final_accuracy.png", "final accuracy"),
-    Figure("steps_to_target.png", "steps to target"),
-    Figure("placement_difference.png", "placement difference"),
-]
 
 
 def variants(cfg: dict) -> dict:

@@ -50,6 +50,15 @@ from ...stats import claim, claim_from, exact, mean_ci, verdict_above
 from .. import Figure, SideJob
 
 TITLE = "S5: the ICS conditioning hypothesis (Lecture 5's class project: do BN's gains come from removing outlier eigenvalues?)"
+CATEGORY = "S5 ICS conditioning"
+FIGURES = [
+    Figure("eig_vs_nu.png", "eigenvalues vs nu"),
+    Figure("spectra_centering.png", "spectra with and without centering"),
+    Figure("invariance.png", "invariance trajectories"),
+    Figure("training_curves.png", "training curves"),
+    Figure("curvature_over_training.png", "curvature along training"),
+    Figure("bn_advantage_share.png", "share of BN's speed advantage recovered by centering"),
+]
 PAPERS = [
     {"cite": "Grosse. CSC 2541 Neural Net Training Dynamics, Lecture 5: adaptive gradient methods, normalization and "
              "weight decay. University of Toronto, 2021", "url": "https://www.cs.toronto.edu/~rgrosse/courses/csc2541_2021/"},
@@ -152,17 +161,6 @@ def check(cfg: dict) -> None:
     problems = check_config(cfg)
     if problems:
         raise ConfigError(f"studies.ics_conditioning: {problems[0]}")
-
-
-CATEGORY = "S5 ICS conditioning"
-FIGURES = [
-    Figure("eig_vs_nu.png", "eigenvalues vs nu"),
-    Figure("spectra_centering.png", "spectra with and without centering"),
-    Figure("invariance.png", "invariance trajectories"),
-    Figure("training_curves.png", "training curves"),
-    Figure("curvature_over_training.png", "curvature along training"),
-    Figure("bn_advantage_share.png", "share of BN's speed advantage recovered by centering"),
-]
 
 
 def side_jobs(cfg: dict) -> dict:

@@ -90,6 +90,14 @@ from .. import Figure, SideJob
 
 SOURCE = "Li & Arora, ICLR 2020 (Thm. 2.12, TEXP)"
 TITLE = "S2: Li & Arora 2020, An exponential learning rate schedule for deep learning"
+CATEGORY = "S2 Li-Arora"
+FIGURES = [
+    Figure("exactness_gap.png", "exactness gap"),
+    Figure("lr_schedules.png", "learning-rate schedules"),
+    Figure("norms.png", "norms"),
+    Figure("drift.png", "float32 drift"),
+    Figure("test_accuracy.png", "test accuracy"),
+]
 PAPERS = [{"cite": "Li, Arora. An exponential learning rate schedule for deep learning. ICLR 2020",
            "url": "https://arxiv.org/abs/1910.07454"}]
 _SETUP = "MNIST-1D instead of CIFAR-10"
@@ -193,16 +201,6 @@ def check_config(cfg: dict) -> list[str]:
     for i, s in enumerate(ex["settings"]):
         p += _alpha_problem(s["lr"], s["weight_decay"], s["momentum"], f"exactness.settings[{i}]")
     return p
-
-
-CATEGORY = "S2 Li-Arora"
-FIGURES = [
-    Figure("exactness_gap.png", "exactness gap"),
-    Figure("lr_schedules.png", "learning-rate schedules"),
-    Figure("norms.png", "norms"),
-    Figure("drift.png", "float32 drift"),
-    Figure("test_accuracy.png", "test accuracy"),
-]
 
 
 def side_jobs(cfg: dict) -> dict:

@@ -65,6 +65,15 @@ from .. import Figure, SideJob
 
 TITLE = "S3: Weight-norm growth and the implicit learning-rate decay of BN (Lecture 5; Arora, Li, Lyu 2019; " \
         "van Laarhoven 2017)"
+CATEGORY = "S3 Norm growth"
+FIGURES = [
+    Figure("norm_growth.png", "norm growth"),
+    Figure("g2_steady.png", "G^2 steadiness"),
+    Figure("effective_lr.png", "effective learning rate"),
+    Figure("wd_equilibrium.png", "weight-decay equilibrium"),
+    Figure("unit_spread.png", "per-unit spread"),
+    Figure("invariance.png", "invariance checks"),
+]
 PAPERS = [
     {"cite": "Arora, Li, Lyu. Theoretical analysis of auto rate-tuning by batch normalization. ICLR 2019",
      "url": "https://arxiv.org/abs/1812.03981"},
@@ -184,16 +193,6 @@ def _is_plain(v: dict) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- variants
-
-CATEGORY = "S3 Norm growth"
-FIGURES = [
-    Figure("norm_growth.png", "norm growth"),
-    Figure("g2_steady.png", "G^2 steadiness"),
-    Figure("effective_lr.png", "effective learning rate"),
-    Figure("wd_equilibrium.png", "weight-decay equilibrium"),
-    Figure("unit_spread.png", "per-unit spread"),
-    Figure("invariance.png", "invariance checks"),
-]
 
 
 def side_jobs(cfg: dict) -> dict:

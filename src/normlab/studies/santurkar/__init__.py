@@ -42,6 +42,18 @@ from ...stats import claim, claim_from, mean_ci, verdict_below
 from .. import Figure, SideJob
 
 TITLE = "S1: Santurkar et al. 2018, How does batch normalization help optimization?"
+CATEGORY = "S1 Santurkar et al."
+FIGURES = [
+    Figure("train_accuracy.png", "training accuracy, train mode (Fig. 2)"),
+    Figure("test_accuracy.png", "test accuracy (Fig. 2)"),
+    Figure("train_loss.png", "training loss, train mode (Figs. 7-8)"),
+    Figure("lr_sweep.png", "learning-rate sweep (regime choice)"),
+    Figure("activation_histograms.png", "activation histograms (Fig. 2)"),
+    Figure("ics.png", "ICS (Figs. 3-4)"),
+    Figure("landscape.png", "landscape (Fig. 4)"),
+    Figure("dln.png", "deep linear network (Fig. 5)"),
+    Figure("claims.png", "claims"),
+]
 PAPERS = [{"cite": "Santurkar, Tsipras, Ilyas, Madry. How does batch normalization help optimization? NeurIPS 2018",
            "url": "https://arxiv.org/abs/1805.11604"}]
 _SETUP = ("MNIST-1D instead of CIFAR-10; a deep ReLU MLP (default 10 x 64, Glorot) instead of the VGG CNN; "
@@ -177,20 +189,6 @@ def net_train(cfg: dict, net: str) -> dict:
 def hist_steps(cfg: dict, net: str) -> list[int]:
     steps = net_train(cfg, net)["steps"]
     return sorted({min(int(round(f * steps)), steps - 1) for f in cfg["probes"]["histogram"]["at"]})
-
-
-CATEGORY = "S1 Santurkar et al."
-FIGURES = [
-    Figure("train_accuracy.png", "training accuracy, train mode (Fig. 2)"),
-    Figure("test_accuracy.png", "test accuracy (Fig. 2)"),
-    Figure("train_loss.png", "training loss, train mode (Figs. 7-8)"),
-    Figure("lr_sweep.png", "learning-rate sweep (regime choice)"),
-    Figure("activation_histograms.png", "activation histograms (Fig. 2)"),
-    Figure("ics.png", "ICS (Figs. 3-4)"),
-    Figure("landscape.png", "landscape (Fig. 4)"),
-    Figure("dln.png", "deep linear network (Fig. 5)"),
-    Figure("claims.png", "claims"),
-]
 
 
 def side_jobs(cfg: dict) -> dict:
