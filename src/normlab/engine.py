@@ -482,12 +482,15 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
         due = [p for p in probes[0] if p.due(t)]
         if not due:
             return None
-        need_opt = not all(p.read_only for p in due)
+        read_only = all(p.read_only for p in due)
         rng, ctxs = torch.get_rng_state(), {}
-        for e in active():  # one model copy per member, made once and refreshed in place (deepcopy is slow)
-            model = ens.copy_into(e, probe_models[e], grads=True) if e in probe_models else ens.member(e, grads=True)
-            probe_models[e] = model
-            opt = member_opt(e, model, lr) if need_opt else None
+        for e in active():
+            if read_only:  # the member's tensors themselves, as views (nothing copied)
+                model, opt = ens.view(e), None
+            else:  # one model copy per member, made once and refreshed in place (deepcopy is slow)
+                model = ens.copy_into(e, probe_models[e], grads=True) if e in probe_models else ens.member(e, grads=True)
+                probe_models[e] = model
+                opt = member_opt(e, model, lr)
             ctxs[e] = ProbeContext(t, model, opt, loss_fn, x[e], y[e], lr, data, spec, losses[e])
             call_probes(probes[e], "before_step", ctxs[e], rows[e])
         torch.set_rng_state(rng)
@@ -496,7 +499,8 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
     def probes_after(ctxs, lr):
         rng = torch.get_rng_state()
         for e, ctx in ctxs.items():  # the same model object, now holding w_{t+1} (grads kept)
-            ens.copy_into(e, ctx.model)
+            if ctx.optimizer is not None:  # a copy (a view already holds w_{t+1})
+                ens.copy_into(e, ctx.model)
             ctx.optimizer = member_opt(e, ctx.model, lr) if ctx.optimizer is not None else None
             call_probes(probes[e], "after_step", ctx, rows[e])
         torch.set_rng_state(rng)

@@ -16,7 +16,8 @@ may pick another kernel for another number of groups: there they agree to roundi
 Any other model runs through ``torch.func.vmap(functional_call)``; there the noise of Noise layers
 comes from one job-level stream (same distribution, not the same numbers as a per-member stream).
 
-``member(e)`` / ``copy_into(e, model)`` give member e as an ordinary ``nn.Module`` (for probes) and
+``member(e)`` / ``copy_into(e, model)`` give member e as an ordinary ``nn.Module`` (for probes; ``view(e)``
+the same without copying, for probes that only read) and
 ``member_optimizer`` an optimizer holding its slice of the stacked optimizer state.
 """
 
@@ -83,6 +84,17 @@ class StackedModel:
             for n, b in list(mod._buffers.items()):
                 if b is not None:
                     mod._buffers[n] = self.buffers[pre + n][e]
+        return m
+
+    def view(self, e: int) -> nn.Module:
+        """Member ``e`` as a module whose parameters, buffers and gradients are views of the stacked
+        tensors (no copy): for probes that only read (``Probe.read_only``). It follows training: after
+        the optimizer step it holds w_{t+1}; its gradients are this step's (set here, views)."""
+        m = self.aliases[e]
+        m.train(self.training)
+        for n, p in m.named_parameters():
+            g = self.params[n].grad
+            p.grad = None if g is None else g[e]
         return m
 
     def member(self, e: int, grads: bool = False) -> nn.Module:
