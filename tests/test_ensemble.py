@@ -76,7 +76,9 @@ def models(spec_model, seeds, data):
     {"arch": "mlp", "depth": 2, "width": 32, "norm": "noisy_bn", "act": "relu"},
     {"arch": "cnn1d", "channels": [8, 16], "norm": "bn_pre", "act": "tanh"},
     {"arch": "mlp", "depth": 2, "width": 16, "norm": "center", "act": "relu"},
-], ids=["mlp-noisy_bn", "cnn1d-bn", "mlp-center"])
+    {"arch": "shifted_mlp", "depth": 2, "width": 16, "norm": "bn_pre", "act": "tanh", "shift": 2.0,
+     "center_acts": True},
+], ids=["mlp-noisy_bn", "cnn1d-bn", "mlp-center", "shifted_mlp-bn-centered"])
 def test_first_step_matches_separate_models(mnist1d, model):
     """Same init, same batch, same noise -> the same outputs and losses (bitwise), grads to rounding."""
     torch.set_num_threads(1)

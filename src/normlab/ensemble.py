@@ -7,7 +7,7 @@ stacked tensors (SGD, Adam, AdamW and weight decay act elementwise, so each memb
 own update). Each member has its own noise stream (a ``torch.Generator``) and BN statistics.
 
 Forward pass. Models made of known layers (the registry's Sequential models: Linear, Conv1d/2d,
-BatchNorm, Noise, BatchCenter, pooling, activations) run layer by layer on activations shaped
+BatchNorm, Noise, BatchCenter, FixedAffine, pooling, activations) run layer by layer on activations shaped
 (E, B, ...): a Linear is one ``baddbmm``; a convolution is one grouped convolution and a BN one
 ``batch_norm`` with the members folded into the channels (per-member statistics, exactly).
 Every op acts on each member separately, so a member's numbers do not depend on the other members:
@@ -205,6 +205,9 @@ class StackedModel:
                     x = x.float()
                 shape = (E, 1, -1) + (1,) * (x.dim() - 3)
                 if self.training:
+                    # a member's mean as its own model reduces it: over contiguous (B, C, ...) (a BN
+                    # before leaves the activations laid out member-inner, where the sums run in another order)
+                    x = x.contiguous()
                     mean = x.mean(dim=[1] + list(range(3, x.dim())))
                     with torch.no_grad():
                         rm.lerp_(mean.detach(), m.momentum)
@@ -212,6 +215,15 @@ class StackedModel:
                     mean = rm
                 return x - mean.view(shape)
             return center_op
+        from .models.shifted import FixedAffine
+
+        if isinstance(m, FixedAffine):  # a -> scale * a + shift with per-member (fixed) buffers
+            scale, shift = Bf[key("scale")], Bf[key("shift")]
+
+            def affine_op(x):
+                shape = (E, 1, -1) + (1,) * (x.dim() - 3)
+                return x * scale.view(shape) + shift.view(shape)
+            return affine_op
         return None
 
 
