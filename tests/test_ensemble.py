@@ -135,7 +135,10 @@ CASES = {
     "center": {"model": {"arch": "mlp", "depth": 2, "width": 16, "norm": "center", "act": "relu"}},
     "scale_invariant-unit_norm-probes": {
         "model": {"arch": "mlp", "depth": 2, "width": 32, "norm": "bn_pre", "act": "relu", "scale_invariant": True},
-        "constraints": ["unit_norm"], "probes": [{"name": "weight_norms", "every": 20}]},
+        "constraints": ["unit_norm"],
+        "probes": [{"name": "weight_norms", "every": 20}, {"name": "units", "every": 20, "track": 2}]},
+    "shifted_mlp-bn-centered": {"model": {"arch": "shifted_mlp", "depth": 2, "width": 16, "norm": "bn_pre",
+                                          "act": "tanh", "shift": 2.0, "center_acts": True}},
 }
 
 
@@ -159,7 +162,8 @@ def test_seed_alone_equals_seed_in_a_batch(mnist1d, tmp_path, case):
     finals = [read(tmp_path / "three", s).query("metric == 'test_loss' and step == 60").value.item() for s in (0, 1, 2)]
     assert len(set(finals)) == 3
     if kw.get("probes"):
-        assert read(tmp_path / "one", 1).metric.str.startswith("weight_norm/").any()
+        metrics = read(tmp_path / "one", 1).metric
+        assert metrics.str.startswith("weight_norm/").any() and metrics.str.startswith("units/bn0/angle_").any()
 
 
 def test_float64_runs_in_float64(mnist1d, tmp_path):

@@ -225,10 +225,16 @@ class Snapshot:
         self.model.train(self.training)
 
 
-def call_probes(probes, hook: str, ctx: ProbeContext, rows: list) -> None:
-    """Call ``hook`` ("before_step" | "after_step") of the due probes; append (step, metric, value)
-    rows; restore model, optimizer and RNG after each call (not needed by ``read_only`` probes)."""
-    due = [p for p in probes if p.due(ctx.step)]
+def by_members(probe) -> bool:
+    """A read-only probe that measures every member in one call (``before_members``/``after_members``)."""
+    return probe.read_only and hasattr(probe, "before_members")
+
+
+def call_probes(probes, hook: str, ctx: ProbeContext, rows: list, skip=()) -> None:
+    """Call ``hook`` ("before_step" | "after_step") of the due probes (but those in ``skip``); append
+    (step, metric, value) rows; restore model, optimizer and RNG after each call (not needed by
+    ``read_only`` probes)."""
+    due = [p for j, p in enumerate(probes) if p.due(ctx.step) and j not in skip]
     if not due:
         return
     snap = None if all(p.read_only for p in due) else Snapshot(ctx.model, ctx.optimizer)
@@ -492,9 +498,20 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
                 probe_models[e] = model
                 opt = member_opt(e, model, lr)
             ctxs[e] = ProbeContext(t, model, opt, loss_fn, x[e], y[e], lr, data, spec, losses[e])
-            call_probes(probes[e], "before_step", ctxs[e], rows[e])
+            call_probes(probes[e], "before_step", ctxs[e], rows[e], skip=together)
+        members_at_once("before_members", ctxs)
         torch.set_rng_state(rng)
         return ctxs
+
+    # read-only probes that measure all members in one call (probes[0]'s instance serves every member)
+    together = {j for j, p in enumerate(probes[0]) if by_members(p)}
+
+    def members_at_once(hook, ctxs):
+        step = next(iter(ctxs.values())).step if ctxs else None
+        for j in sorted(together):
+            if step is not None and probes[0][j].due(step):
+                for e, metrics in getattr(probes[0][j], hook)(ctxs).items():
+                    rows[e] += [(step, k, float(v)) for k, v in metrics.items()]
 
     def probes_after(ctxs, lr):
         rng = torch.get_rng_state()
@@ -502,7 +519,8 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
             if ctx.optimizer is not None:  # a copy (a view already holds w_{t+1})
                 ens.copy_into(e, ctx.model)
             ctx.optimizer = member_opt(e, ctx.model, lr) if ctx.optimizer is not None else None
-            call_probes(probes[e], "after_step", ctx, rows[e])
+            call_probes(probes[e], "after_step", ctx, rows[e], skip=together)
+        members_at_once("after_members", ctxs)
         torch.set_rng_state(rng)
 
     startup_s = process_age()  # process start -> training starts (imports, data, models, W&B)

@@ -8,6 +8,10 @@ A probe is a class registered with ``@register("name")``; the training loop buil
   optimizer updates w_t to w_{t+1};
 - ``after_step(ctx) -> dict[str, float]`` right after that update (same t).
 
+A ``read_only`` probe may instead measure every member of a batched job in one call:
+``before_members(ctxs)`` / ``after_members(ctxs)`` with ``ctxs = {member: ctx}``, returning
+``{member: metrics}`` (the engine then calls these, on one instance, in place of the per-member hooks).
+
 The returned metrics are written as rows (step, metric, value). The engine snapshots the
 model's state (parameters, buffers, grads), the optimizer's state and the RNG around every call
 and restores them, so a probe can move weights, run forward passes or step a copy of the

@@ -83,10 +83,11 @@ def _nanquantiles(x: torch.Tensor, n: torch.Tensor, qs=QUANTILES) -> torch.Tenso
 class Units(Probe):
     """Per-unit norms, gradients, effective rates, angular updates, Pythagorean residuals.
 
-    All layers at once: their weight matrices (rows = units) are packed into one zero-padded
-    (L, units, fan-in) float64 tensor, padded units are NaN in the per-unit statistics, and every
-    statistic is one batched op over the layers (nanmean, nanmedian, quantiles from one sort); one
-    read-back per group of metrics. Values equal those of the per-layer formulas (up to summation order).
+    All layers (of all members, ``before_members``) at once: their weight matrices (rows = units) are
+    packed into one zero-padded (L, units, fan-in) float64 tensor, padded units are NaN in the
+    per-unit statistics, and every statistic is one batched op over the layers (nanmean, nanmedian,
+    quantiles from one sort); one read-back per group of metrics. Values equal those of the per-layer
+    formulas (up to summation order).
     """
 
     read_only = True  # reads weights and grads only
@@ -96,18 +97,28 @@ class Units(Probe):
         self.track = track
         self._before: dict = {}
         self._step = None
-        self._layers = (None, None)
+        self._layers: dict = {}
 
     def _unit_layers(self, model):
-        if self._layers[0] is not model:  # the engine hands the same model object at every call
-            self._layers = (model, unit_layers(model))
-        return self._layers[1]
+        if id(model) not in self._layers:  # the engine hands the same model objects at every call
+            self._layers[id(model)] = (model, unit_layers(model))
+        return self._layers[id(model)][1]
 
     def before_step(self, ctx):
-        layers = self._unit_layers(ctx.model)
-        names = [n for n, _ in layers]
-        ws = [m.weight.detach().flatten(1) for _, m in layers]
-        gs = [m.weight.grad for _, m in layers]
+        return self.before_members({0: ctx})[0]
+
+    def after_step(self, ctx):
+        return self.after_members({0: ctx}).get(0, {})
+
+    def before_members(self, ctxs: dict) -> dict:
+        """{member: metrics} for the contexts {member: ctx} of one step (same lr): one pass for all."""
+        keys = list(ctxs)
+        lr = ctxs[keys[0]].lr
+        per = [self._unit_layers(ctxs[e].model) for e in keys]  # [(name, layer)] per member
+        names = [n for n, _ in per[0]]
+        nl = len(names)
+        ws = [m.weight.detach().flatten(1) for layers in per for _, m in layers]
+        gs = [m.weight.grad for layers in per for _, m in layers]
         has_g = [g is not None for g in gs]
         n_u = [w.shape[0] for w in ws]
         rows, cols = max(n_u), max(w.shape[1] for w in ws)
@@ -116,7 +127,7 @@ class Units(Probe):
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=W.device)
         w2 = (W * W).sum(-1)
         w2n = torch.where(valid, w2, nan)
-        eff = ctx.lr / w2n
+        eff = lr / w2n
         stats = [w2n, w2n * w2n, eff]  # means: w2, w4, efflr
         qs = [w2n, eff]  # quantiles: w2, efflr
         if any(has_g):
@@ -135,32 +146,40 @@ class Units(Probe):
         n_t = torch.tensor(n_u, device=W.device)
         quant = _nanquantiles(torch.stack(qs), n_t).tolist()  # (q, stat, L)
         track = w2[:, :self.track].tolist()
-        out = {}
-        for i, name in enumerate(names):
-            p = f"units/{name}"
-            out.update({f"{p}/w2_mean": means[0][i], f"{p}/w4_mean": means[1][i], f"{p}/efflr_mean": means[2][i]})
-            for j, q in enumerate(QUANTILES):
-                out[f"{p}/w2_q{int(q * 100)}"] = quant[j][0][i]
-            for j, q in enumerate(QUANTILES):
-                out[f"{p}/efflr_q{int(q * 100)}"] = quant[j][1][i]
-            for u in range(min(self.track, n_u[i])):
-                out[f"{p}/unit{u}_w2"] = track[i][u]
-            if has_g[i]:
-                out.update({f"{p}/g2_mean": means[3][i], f"{p}/G2_mean": means[4][i], f"{p}/cos_wg_max": cosmax[i]})
-                for j, q in enumerate(QUANTILES):
-                    out[f"{p}/G_q{int(q * 100)}"] = quant[j][2][i]
-        self._before = {"names": names, "W": W, "w2": w2, "g2": g2, "has_g": has_g, "valid": valid,
-                        "shape": (rows, cols), "n": n_t}
-        self._step = ctx.step
-        return out
+        res = {}
+        for k, e in enumerate(keys):
+            out = res[e] = {}
+            for j, name in enumerate(names):
+                i = k * nl + j
+                p = f"units/{name}"
+                out.update({f"{p}/w2_mean": means[0][i], f"{p}/w4_mean": means[1][i], f"{p}/efflr_mean": means[2][i]})
+                for jq, q in enumerate(QUANTILES):
+                    out[f"{p}/w2_q{int(q * 100)}"] = quant[jq][0][i]
+                for jq, q in enumerate(QUANTILES):
+                    out[f"{p}/efflr_q{int(q * 100)}"] = quant[jq][1][i]
+                for u in range(min(self.track, n_u[i])):
+                    out[f"{p}/unit{u}_w2"] = track[i][u]
+                if has_g[i]:
+                    out.update({f"{p}/g2_mean": means[3][i], f"{p}/G2_mean": means[4][i],
+                                f"{p}/cos_wg_max": cosmax[i]})
+                    for jq, q in enumerate(QUANTILES):
+                        out[f"{p}/G_q{int(q * 100)}"] = quant[jq][2][i]
+        self._before = {"keys": keys, "names": names, "W": W, "w2": w2, "g2": g2, "has_g": has_g,
+                        "valid": valid, "shape": (rows, cols), "n": n_t}
+        self._step = ctxs[keys[0]].step
+        return res
 
-    def after_step(self, ctx):
-        if self._step != ctx.step:  # before_step did not run at this step (cannot happen in the engine)
-            return {}
+    def after_members(self, ctxs: dict) -> dict:
+        """{member: metrics} right after the update, for the members ``before_members`` saw."""
+        keys = list(ctxs)
         b = self._before
+        if not keys or self._step != ctxs[keys[0]].step or b["keys"] != keys:
+            return {}  # before_members did not run on these members at this step (cannot happen in the engine)
+        lr = ctxs[keys[0]].lr
         names, W0, w2, g2, has_g, valid = b["names"], b["W"], b["w2"], b["g2"], b["has_g"], b["valid"]
-        layers = self._unit_layers(ctx.model)
-        W1 = _pack([m.weight.detach().flatten(1) for _, m in layers], *b["shape"])
+        nl = len(names)
+        W1 = _pack([m.weight.detach().flatten(1) for e in keys for _, m in self._unit_layers(ctxs[e].model)],
+                   *b["shape"])
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=W1.device)
         D = W1 - W0
         dw2 = 2 * (W0 * D).sum(-1) + (D * D).sum(-1)
@@ -168,7 +187,7 @@ class Units(Probe):
         stats = [ang, ang * ang, torch.where(valid, dw2, nan)]
         ninf = torch.tensor(float("-inf"), dtype=torch.float64, device=W1.device)
         if g2 is not None:
-            inc = ctx.lr ** 2 * g2
+            inc = lr ** 2 * g2
             r = (dw2 - inc).abs()
             rel_inc = torch.where(valid, r / inc.clamp_min(1e-300), nan)
             stats.append(torch.where(valid, inc, nan))
@@ -176,15 +195,18 @@ class Units(Probe):
             med = torch.nanmedian(rel_inc, -1).values.tolist()
         means = torch.nanmean(torch.stack(stats), -1).tolist()
         quant = _nanquantiles(ang.unsqueeze(0), b["n"])[:, 0].tolist()
-        out = {}
-        for i, name in enumerate(names):
-            p = f"units/{name}"
-            out.update({f"{p}/angle_mean": means[0][i], f"{p}/angle_rms": means[1][i] ** 0.5,
-                        f"{p}/dw2_mean": means[2][i]})
-            for j, q in enumerate(QUANTILES):
-                out[f"{p}/angle_q{int(q * 100)}"] = quant[j][i]
-            if has_g[i]:
-                out.update({f"{p}/inc_mean": means[3][i], f"{p}/pyth_rel_w_max": maxes[0][i],
-                            f"{p}/pyth_rel_inc_med": med[i], f"{p}/pyth_rel_inc_max": maxes[1][i]})
+        res = {}
+        for k, e in enumerate(keys):
+            out = res[e] = {}
+            for j, name in enumerate(names):
+                i = k * nl + j
+                p = f"units/{name}"
+                out.update({f"{p}/angle_mean": means[0][i], f"{p}/angle_rms": means[1][i] ** 0.5,
+                            f"{p}/dw2_mean": means[2][i]})
+                for jq, q in enumerate(QUANTILES):
+                    out[f"{p}/angle_q{int(q * 100)}"] = quant[jq][i]
+                if has_g[i]:
+                    out.update({f"{p}/inc_mean": means[3][i], f"{p}/pyth_rel_w_max": maxes[0][i],
+                                f"{p}/pyth_rel_inc_med": med[i], f"{p}/pyth_rel_inc_max": maxes[1][i]})
         self._before, self._step = {}, None
-        return out
+        return res
