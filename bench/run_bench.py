@@ -342,11 +342,14 @@ def probe_entries(cfg: dict, default_every: int):
 
 def probe_costs(cfg: dict, workload: dict, tmp: Path, default_every: int, repeats: int, m: int) -> dict:
     """Per probe, its cost as a fraction of training at the cadence the study uses (``every``): over the
-    first ``n = min(study steps, max(2m, 4 every))`` steps of the study's job, (time with the probe - time
-    without) / training time, training time = 2 x (time of n steps - time of n/2 steps) (start-up and
-    evaluations cancel). The prefix holds the call at step 0, the dearest (curvature at initialization),
-    so the fraction over a whole run is at most this. A probe called only at listed steps (``at``) is
-    measured per call (runs of m and 2m steps, the probe at t = 0 and t = m) and charged len(at) calls."""
+    first ``n = min(study steps, max(2m, 10 every))`` steps of the study's job, the time the engine's loop
+    spent in the probe's calls (its summary's ``loop.probes_s``: the calls with their copies, snapshots and
+    restores) / the loop's time in training (``loop.wall_s`` - probes - evaluations); the run with the
+    smallest fraction of ``repeats`` counts. The prefix holds the call at step 0, the dearest (curvature at
+    initialization), so the fraction over a whole run is at most this. A probe called only at listed steps
+    (``at``) is measured per call (the probe at t = 0 and t = m of 2m steps) and charged len(at) calls.
+    ``fraction_by_difference``: the same from (time with the probe - time without) / training time,
+    training time = 2 x (time of n steps - time of n/2 steps) (noisier: a difference of short timings)."""
     names, used = probe_entries(cfg, default_every)
     out = {}
     for name in names:
@@ -357,24 +360,31 @@ def probe_costs(cfg: dict, workload: dict, tmp: Path, default_every: int, repeat
             if "at" in entry:
                 n, probed, calls = 2 * m, {**spec, "probes": [{**entry, "every": m}]}, 2
             else:
-                n = min(spec["train"]["steps"], max(2 * m, 4 * entry["every"]))
+                n = min(spec["train"]["steps"], max(2 * m, 10 * entry["every"]))
                 probed, calls = {**spec, "probes": [entry]}, n // entry["every"] + 1
             kw = {"eval_every": 10 * n, "ckpt_every": 10 * n}
-            short, base, with_p = [], [], []
+            short, base, with_p, inside = [], [], [], []
             for _ in range(repeats):
                 short.append(timed_cpu(partial(engine, plain, tmp, steps=n // 2, **kw))[1])
                 base.append(timed_cpu(partial(engine, plain, tmp, steps=n, **kw))[1])
-                with_p.append(timed_cpu(partial(engine, probed, tmp, steps=n, **kw))[1])
-            train_s = max(2 * (min(base) - min(short)), 1e-9)
-            probe_s = max(min(with_p) - min(base), 0.0)
-            if "at" in entry:
-                fraction = probe_s / calls * len(entry["at"]) / (train_s / n * spec["train"]["steps"])
-            else:
-                fraction = probe_s / train_s
+                _, dc, summaries = timed_cpu(partial(engine, probed, tmp, steps=n, **kw))
+                with_p.append(dc)
+                loop = summaries[0]["loop"]
+                inside.append((loop["probes_s"], max(loop["wall_s"] - loop["probes_s"] - loop["evals_s"], 1e-9)))
+            probe_s, train_s = min(inside, key=lambda pt: pt[0] / pt[1])
+            diff_train_s = max(2 * (min(base) - min(short)), 1e-9)
+            diff_probe_s = max(min(with_p) - min(base), 0.0)
+
+            def charged(p_s, t_s):
+                if "at" in entry:
+                    return p_s / calls * len(entry["at"]) / (t_s / n * spec["train"]["steps"])
+                return p_s / t_s
+            fraction = charged(probe_s, train_s)
             out[name] = {"status": "ok", "entry": entry, "study": spec["study"], "model": spec["model"],
                          "path": "ensemble", "seeds": len(spec["seeds"]), "steps_measured": n,
                          "calls_measured": calls, "train_step_s": train_s / n, "call_s": probe_s / calls,
-                         "call_s_per_seed": probe_s / calls / len(spec["seeds"]), "fraction_of_training": fraction}
+                         "call_s_per_seed": probe_s / calls / len(spec["seeds"]), "fraction_of_training": fraction,
+                         "fraction_by_difference": charged(diff_probe_s, diff_train_s)}
         except Exception as e:  # noqa: BLE001 - a probe that fails is reported, not fatal
             out[name] = {"status": f"error: {type(e).__name__}: {e}", "entry": entry}
     for name in ("ics", "landscape", "weight_norms", "units", "curvature"):
@@ -471,8 +481,8 @@ def table(res: dict) -> str:
         if p["status"] == "ok":
             when = f"at {len(p['entry']['at'])} steps" if "at" in p["entry"] else f"every {p['entry']['every']}"
             lines.append(f"| probe {name} ({when}, {p['study']}) | "
-                         f"{p['fraction_of_training']:.1%} of training ({p['call_s_per_seed'] * 1e3:.0f} ms"
-                         f"/call/seed) | <25% |")
+                         f"{p['fraction_of_training']:.1%} of training ({p['call_s_per_seed'] * 1e3:.1f} ms"
+                         f"/call/seed; by difference of runs {p['fraction_by_difference']:.1%}) | <25% |")
         else:
             lines.append(f"| probe {name} | {p['status']} | <25% |")
     for name, r in res.get("per_study", {}).items():

@@ -466,7 +466,10 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
                 if len(rows[e]) > before[e]:
                     trackers[e].log({m: v for _, m, v in rows[e][before[e]:]}, step=t)
 
+    spent = {"probes_s": 0.0, "evals_s": 0.0}  # this process's loop time in probes and in evaluations
+
     def log_eval(t):
+        t_in = time.perf_counter()
         before = [len(r) for r in rows]
         for split, (x, y) in {"train": (x_eval, y_eval), "test": (data.x_test, y_test)}.items():
             for e, (loss, acc) in evaluate_members(ens, x, y, loss_name, active(), prec=prec).items():
@@ -474,6 +477,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
                 if y.dim() == 2:
                     rows[e].append((t, f"{split}_acc", acc))
         log_new(t, before)
+        spent["evals_s"] += time.perf_counter() - t_in
 
     probe_models: dict[int, nn.Module] = {}
     probe_opts: dict[int, torch.optim.Optimizer] = {}
@@ -553,15 +557,19 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
         losses.sum().backward()
         losses = losses.detach()
         bad = torch.where((bad < 0) & ~torch.isfinite(losses), t, bad)  # no host-device sync
+        t_in = time.perf_counter()
         before = [len(r) for r in rows] if any_probes else None
         ctxs = probes_before(t, x, y, losses, lr) if any_probes else None
+        spent["probes_s"] += time.perf_counter() - t_in
         optimizer_step(optimizer)
         for c in constraints:
             for e in range(E):
                 c(ens.aliases[e])
         if ctxs:
+            t_in = time.perf_counter()
             probes_after(ctxs, lr)
             log_new(t, before)
+            spent["probes_s"] += time.perf_counter() - t_in
         if t % log_every == 0 or t == steps - 1:
             bad_l, loss_l = bad.tolist(), losses.tolist()
             acc_l = (out.detach().argmax(-1) == y).float().mean(1).tolist() if y.dim() == 2 else None
@@ -622,6 +630,8 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
                       "run_id": run_id(spec["study"], spec["version"], spec["variant"], seed)},
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "ensemble": {"size": E, "path": ens.path, "job_wall_s": wall},
+            # this process's training loop: its wall time, and the part of it spent in probes and evaluations
+            "loop": {"wall_s": elapsed, **spent},
         })
     # Final weights per seed (W&B setting save_weights, default on): <out>/seed<k>/weights.pt, the state
     # dict of the member's one-seed model (CPU tensors).
