@@ -361,7 +361,7 @@ def probe_costs(cfg: dict, workload: dict, tmp: Path, default_every: int, repeat
                 n, probed, calls = 2 * m, {**spec, "probes": [{**entry, "every": m}]}, 2
             else:
                 n = min(spec["train"]["steps"], max(2 * m, 10 * entry["every"]))
-                probed, calls = {**spec, "probes": [entry]}, n // entry["every"] + 1
+                probed, calls = {**spec, "probes": [entry]}, len(range(0, n, entry["every"]))  # steps 0..n-1
             kw = {"eval_every": 10 * n, "ckpt_every": 10 * n}
             short, base, with_p, inside = [], [], [], []
             for _ in range(repeats):
