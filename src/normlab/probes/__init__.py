@@ -66,7 +66,8 @@ class ProbeContext:
 class Probe:
     # A probe that only reads the model (weights, buffers, grads) and neither changes it, nor the RNG, nor
     # uses the optimizer declares ``read_only = True``: the engine then skips the snapshot/restore and the
-    # per-member optimizer it otherwise builds around each call.
+    # per-member optimizer it otherwise builds around each call, and ``ctx.model`` is the member's own
+    # tensors (views into the batched job: a write would change training) when every due probe reads only.
     read_only = False
 
     def __init__(self, every: int, **params):
