@@ -182,6 +182,28 @@ def test_landscape_on_a_quadratic():
     assert torch.equal(model[0].weight.detach().flatten(), w)
 
 
+@pytest.mark.parametrize("norm", ["none", "bn_pre", "noisy_bn"])
+def test_landscape_grid_in_one_batched_pass_equals_point_by_point(norm):
+    """The n + 1 points as stacked copies (one pass, each copy drawing the probe's fixed noise stream)
+    give the losses of the model evaluated point by point bitwise, the gradients to rounding."""
+    torch.set_num_threads(1)
+    model = _mlp(norm)
+    ctx = _ctx(model, lr=0.1, momentum=0.9)
+    entry = {"name": "landscape", "every": 1, "scales": [0.5, 4.0], "n": 4}
+    batched = build_probe(entry)
+    out = batched.before_step(ctx)
+    assert batched._stack[1] is not None and batched._stack[1].size == 5
+    alone = build_probe(entry)
+    alone._stack = (model, None)  # the point-by-point path
+    ref = alone.before_step(ctx)
+    for k in ("landscape/loss", "landscape/loss_min", "landscape/loss_max", "landscape/loss_range"):
+        assert out[k] == ref[k], k
+    for k in ("landscape/grad_diff_min", "landscape/grad_diff_max", "landscape/beta", "landscape/grad_norm",
+              "landscape/step_norm"):
+        assert out[k] == pytest.approx(ref[k], rel=1e-5), k
+    assert out == batched.before_step(ctx)  # the kept copies are refreshed: the same numbers again
+
+
 def _data_file(tmp_path):
     g = torch.Generator().manual_seed(0)
     blob = {"x_train": torch.randn(256, 1, 12, generator=g), "y_train": torch.randint(4, (256,), generator=g),
