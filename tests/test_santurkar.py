@@ -192,9 +192,9 @@ def test_landscape_grid_in_one_batched_pass_equals_point_by_point(norm):
     entry = {"name": "landscape", "every": 1, "scales": [0.5, 4.0], "n": 4}
     batched = build_probe(entry)
     out = batched.before_step(ctx)
-    assert batched._stack[1] is not None and batched._stack[1].size == 5
+    assert batched.stacked.stacked_model is not None and batched.stacked.stacked_model.size == 5
     alone = build_probe(entry)
-    alone._stack = (model, None)  # the point-by-point path
+    alone.stacked.point_by_point(model)
     ref = alone.before_step(ctx)
     for k in ("landscape/loss", "landscape/loss_min", "landscape/loss_max", "landscape/loss_range"):
         assert out[k] == ref[k], k
@@ -202,6 +202,25 @@ def test_landscape_grid_in_one_batched_pass_equals_point_by_point(norm):
               "landscape/step_norm"):
         assert out[k] == pytest.approx(ref[k], rel=1e-5), k
     assert out == batched.before_step(ctx)  # the kept copies are refreshed: the same numbers again
+
+
+@pytest.mark.parametrize("norm", ["none", "bn_pre", "noisy_bn"])
+def test_ics_in_one_batched_pass_equals_point_by_point(norm):
+    torch.set_num_threads(1)
+    model = _mlp(norm)
+    ctx = _ctx(model, lr=0.1, momentum=0.9)
+    w0 = [p.detach().clone() for p in model.parameters()]
+    entry = {"name": "ics", "every": 1, "layers": [0, 2, -1]}
+    batched = build_probe(entry)
+    out = batched.before_step(ctx)
+    assert batched.stacked.stacked_model is not None and batched.stacked.stacked_model.size == 4
+    alone = build_probe(entry)
+    alone.stacked.point_by_point(model)
+    ref = alone.before_step(ctx)
+    assert set(out) == set(ref)
+    for k in ref:
+        assert out[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k
+    assert all(torch.equal(p, w) for p, w in zip(model.parameters(), w0))
 
 
 def _data_file(tmp_path):

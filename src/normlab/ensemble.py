@@ -64,8 +64,15 @@ class StackedModel:
         self.training = True
         self.ops = None if force_vmap else self._layer_ops(self.template)
         self.path = "vmap" if self.ops is None else "layers"
-        # Per-member modules whose tensors are views of the stacked ones (for in-place constraints).
-        self.aliases = [self._alias(e) for e in range(self.size)]
+        self._aliases = None
+
+    @property
+    def aliases(self) -> list[nn.Module]:
+        """Per-member modules whose tensors are views of the stacked ones (for in-place constraints and
+        ``view``), built on first use."""
+        if self._aliases is None:
+            self._aliases = [self._alias(e) for e in range(self.size)]
+        return self._aliases
 
     # state ---------------------------------------------------------------------------------
     def state(self) -> dict:

@@ -51,6 +51,53 @@ def loss_and_grads(model, loss_fn, x, y, params, seed: int = GRAD_SEED):
     return loss.detach(), grads
 
 
+class StackedPoints:
+    """Training-mode loss and gradients of one model at k weight settings in one pass: k stacked copies
+    (``normlab.ensemble.StackedModel``, built once per model object and refreshed in place), each
+    drawing the fixed stream of ``loss_and_grads`` from its own generator. Each point's loss is bitwise
+    the one ``loss_and_grads`` gives for the model at those weights, its gradients equal to rounding.
+    Calling it returns None for models the stacked layer path does not know (use ``loss_and_grads``)."""
+
+    def __init__(self):
+        self._stack = (None, None)
+
+    @property
+    def stacked_model(self):
+        """The StackedModel of the last call (None: that model is evaluated point by point)."""
+        return self._stack[1]
+
+    def point_by_point(self, model) -> None:
+        """Evaluate ``model`` point by point from now on (the reference path)."""
+        self._stack = (model, None)
+
+    def __call__(self, model, loss_fn, x, y, values: dict, grad_names: list, seed: int = GRAD_SEED):
+        """``values``: {parameter name: (k, *shape) tensor} for the parameters that differ between the
+        points (the others as in ``model``) -> (losses (k,), [gradient (k, *shape) per grad_names])."""
+        k = len(next(iter(values.values())))
+        if self._stack[0] is not model or (self._stack[1] is not None and self._stack[1].size != k):
+            from ..ensemble import StackedModel
+
+            dev = next(model.parameters()).device
+            ens = StackedModel([copy.deepcopy(model) for _ in range(k)], [torch.Generator(dev) for _ in range(k)])
+            self._stack = (model, ens if ens.path == "layers" else None)
+        ens = self._stack[1]
+        if ens is None:
+            return None
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                ens.params[n].copy_(values[n] if n in values else p.detach().expand_as(ens.params[n]))
+            for n, b in model.named_buffers():
+                ens.buffers[n].copy_(b.expand_as(ens.buffers[n]))
+        for g in ens.generators:
+            g.manual_seed(seed)
+        ens.training = True
+        z = ens.forward(x, shared=True)
+        losses = torch.stack([loss_fn(z[j], y) for j in range(k)])
+        grads = torch.autograd.grad(losses.sum(), [ens.params[n] for n in grad_names], allow_unused=True)
+        grads = [torch.zeros_like(ens.params[n]) if g is None else g.detach() for n, g in zip(grad_names, grads)]
+        return losses.detach(), grads
+
+
 def params_before(model, layer) -> list[torch.nn.Parameter]:
     """Parameters of the modules that come before ``layer`` in module (forward) order."""
     out = []
@@ -72,11 +119,17 @@ def next_weights(ctx, params) -> list[torch.Tensor]:
     from ..optim import CONSTRAINTS
 
     w_t = [p.detach().clone() for p in params]
-    opt_state = copy.deepcopy(ctx.optimizer.state_dict())
-    ctx.optimizer.step()
+    opt = ctx.optimizer
+    state = {q: {k: (v.clone() if torch.is_tensor(v) else copy.deepcopy(v)) for k, v in st.items()}
+             for q, st in opt.state.items()}
+    groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in opt.param_groups]
+    opt.step()
     for c in ctx.spec.get("constraints", []):
         CONSTRAINTS[c](ctx.model)
-    ctx.optimizer.load_state_dict(opt_state)
+    opt.state.clear()  # the state as it was (what load_state_dict of a saved state_dict gives, without its cost)
+    opt.state.update(state)
+    for g, saved in zip(opt.param_groups, groups):
+        g.update(saved)
     w_next = [p.detach().clone() for p in params]
     with torch.no_grad():
         for p, w in zip(params, w_t):
@@ -88,6 +141,10 @@ def next_weights(ctx, params) -> list[torch.Tensor]:
 class ICS(Probe):
     """||G - G'|| and cos(G, G') of chosen layers (params: ``layers``, default [1, -2])."""
 
+    def __init__(self, every: int, **params):
+        super().__init__(every, **params)
+        self.stacked = StackedPoints()  # G and every G' in one stacked pass
+
     def before_step(self, ctx):
         from ..models import weight_layers
 
@@ -98,17 +155,29 @@ class ICS(Probe):
         w_t = [p.detach().clone() for p in params]
         w_next = {id(p): w for p, w in zip(params, next_weights(ctx, params))}
         targets = [wl[i].weight for i in idx]
-        _, G = loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, targets)
+        # point 0: w_t; point 1 + j: every parameter before layer idx[j] at w_{t+1}, the rest at w_t
+        names = {id(p): n for n, p in model.named_parameters()}
+        moved = [{id(p) for p in params_before(model, wl[i])} for i in idx]
+        values = {names[id(p)]: torch.stack([w] + [w_next[id(p)] if id(p) in mv else w for mv in moved])
+                  for p, w in zip(params, w_t)}
+        res = self.stacked(model, ctx.loss_fn, ctx.x, ctx.y, values, [names[id(t)] for t in targets])
+        if res is not None:
+            _, grads = res
+            G, G2 = [g[0] for g in grads], [g[1 + j] for j, g in enumerate(grads)]
+        else:  # point by point
+            _, G = loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, targets)
+            G2 = []
+            for i, mv in zip(idx, moved):
+                with torch.no_grad():
+                    for p in params:
+                        if id(p) in mv:
+                            p.copy_(w_next[id(p)])
+                G2 += loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, [wl[i].weight])[1]
+                with torch.no_grad():
+                    for p, w in zip(params, w_t):
+                        p.copy_(w)
         out = {}
-        for i, g in zip(idx, G):
-            moved = params_before(model, wl[i])
-            with torch.no_grad():
-                for p in moved:
-                    p.copy_(w_next[id(p)])
-            _, (g2,) = loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, [wl[i].weight])
-            with torch.no_grad():
-                for p, w in zip(params, w_t):
-                    p.copy_(w)
+        for i, g, g2 in zip(idx, G, G2):
             g, g2 = g.double(), g2.double()
             gn, diff = g.norm().item(), (g - g2).norm().item()
             denom = gn * g2.norm().item()

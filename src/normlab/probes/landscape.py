@@ -21,20 +21,18 @@ so every point is evaluated on the same loss function. A non-finite loss or grad
 grid (overflow) makes the band's metrics +inf. The engine restores model, optimizer and RNG after the call.
 
 Cost: w_t and the n grid points are one forward and backward pass of n + 1 stacked copies of the
-model (``normlab.ensemble.StackedModel``, kept between calls; each copy draws the fixed stream from
-its own generator): each point's loss is bitwise the one of the model alone, its gradient equal to
-rounding. Models the stacked layer path does not know are evaluated point by point.
+model (``ics.StackedPoints``): each point's loss is bitwise the one of the model alone, its gradient
+equal to rounding. Models the stacked layer path does not know are evaluated point by point.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 
 from . import Probe, register
-from .ics import GRAD_SEED, flat, loss_and_grads, next_weights
+from .ics import StackedPoints, flat, loss_and_grads, next_weights
 
 
 def step_grid(scales=(0.5, 4.0), n: int = 8, spacing: str = "linear") -> list[float]:
@@ -54,52 +52,27 @@ class Landscape(Probe):
 
     def __init__(self, every: int, **params):
         super().__init__(every, **params)
-        self._stack = (None, None)  # (model, StackedModel of its n + 1 copies)
-
-    def _stacked(self, model, k: int):
-        """k stacked copies of ``model`` (built once per model object), or None off the layer path."""
-        if self._stack[0] is not model:
-            from ..ensemble import StackedModel
-
-            dev = next(model.parameters()).device
-            ens = StackedModel([copy.deepcopy(model) for _ in range(k)], [torch.Generator(dev) for _ in range(k)])
-            self._stack = (model, ens if ens.path == "layers" else None)
-        return self._stack[1]
+        self.stacked = StackedPoints()  # w_t and the grid points in one stacked pass
 
     def _points(self, ctx, params, w0, step, grid):
-        """(losses, gradients as rows) at w_t and at w_t + a d for a in ``grid``: one batched pass."""
+        """(losses, gradients as rows) at w_t and at w_t + a d for a in ``grid``."""
         model = ctx.model
-        ens = self._stacked(model, len(grid) + 1)
-        if ens is None:  # point by point
-            out = []
-            for a in [0.0] + list(grid):
-                with torch.no_grad():
-                    for p, w, d in zip(params, w0, step):
-                        p.copy_(w if a == 0.0 else w + a * d)
-                out.append(loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, params))
+        names = {id(p): n for n, p in model.named_parameters()}
+        values = {names[id(p)]: torch.stack([w] + [w + a * d for a in grid]) for p, w, d in zip(params, w0, step)}
+        res = self.stacked(model, ctx.loss_fn, ctx.x, ctx.y, values, [names[id(p)] for p in params])
+        if res is not None:
+            losses, grads = res
+            return losses, torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1)
+        out = []  # point by point
+        for a in [0.0] + list(grid):
             with torch.no_grad():
-                for p, w in zip(params, w0):
-                    p.copy_(w)
-            return torch.stack([lo for lo, _ in out]), torch.stack([flat(g) for _, g in out])
-        trained = {id(p) for p in params}
-        names = []
-        with torch.no_grad():  # member 0 holds w_t, member k the point w_t + a_k d (same arithmetic as alone)
-            for n, w, d in zip((n for n, p in model.named_parameters() if id(p) in trained), w0, step):
-                ens.params[n].copy_(torch.stack([w] + [w + a * d for a in grid]))
-                names.append(n)
-            for n, p in model.named_parameters():
-                if id(p) not in trained:
-                    ens.params[n].copy_(p.detach().expand_as(ens.params[n]))
-            for n, b in model.named_buffers():
-                ens.buffers[n].copy_(b.expand_as(ens.buffers[n]))
-        for g in ens.generators:  # every copy draws the stream loss_and_grads fixes
-            g.manual_seed(GRAD_SEED)
-        ens.training = True
-        z = ens.forward(ctx.x, shared=True)
-        losses = torch.stack([ctx.loss_fn(z[k], ctx.y) for k in range(z.shape[0])])
-        grads = torch.autograd.grad(losses.sum(), [ens.params[n] for n in names], allow_unused=True)
-        grads = [torch.zeros_like(ens.params[n]) if g is None else g for n, g in zip(names, grads)]
-        return losses.detach(), torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1)
+                for p, w, d in zip(params, w0, step):
+                    p.copy_(w if a == 0.0 else w + a * d)
+            out.append(loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, params))
+        with torch.no_grad():
+            for p, w in zip(params, w0):
+                p.copy_(w)
+        return torch.stack([lo for lo, _ in out]), torch.stack([flat(g) for _, g in out])
 
     def before_step(self, ctx):
         model = ctx.model
