@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models.layers import BatchCenter, Noise
+from .models.shifted import FixedAffine
 from .optim import build_optimizer
 
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus)
@@ -222,8 +223,6 @@ class StackedModel:
                     mean = rm
                 return x - mean.view(shape)
             return center_op
-        from .models.shifted import FixedAffine
-
         if isinstance(m, FixedAffine):  # a -> scale * a + shift with per-member (fixed) buffers
             scale, shift = Bf[key("scale")], Bf[key("shift")]
 

@@ -52,11 +52,12 @@ def loss_and_grads(model, loss_fn, x, y, params, seed: int = GRAD_SEED):
 
 
 class StackedPoints:
-    """Training-mode loss and gradients of one model at k weight settings in one pass: k stacked copies
-    (``normlab.ensemble.StackedModel``, built once per model object and refreshed in place), each
-    drawing the fixed stream of ``loss_and_grads`` from its own generator. Each point's loss is bitwise
-    the one ``loss_and_grads`` gives for the model at those weights, its gradients equal to rounding.
-    Calling it returns None for models the stacked layer path does not know (use ``loss_and_grads``)."""
+    """Training-mode loss and gradients of one model at k weight settings ("points"), each under the
+    fixed stream of ``loss_and_grads``. In one pass where the stacked layer path knows the model: k
+    stacked copies (``normlab.ensemble.StackedModel``, built once per model object and refreshed in
+    place), each drawing that stream from its own generator; each point's loss is then bitwise the one
+    ``loss_and_grads`` gives for the model at those weights, its gradients equal to rounding. Otherwise
+    point by point with ``loss_and_grads`` on the model itself (its weights put back afterwards)."""
 
     def __init__(self):
         self._stack = (None, None)
@@ -82,7 +83,7 @@ class StackedPoints:
             self._stack = (model, ens if ens.path == "layers" else None)
         ens = self._stack[1]
         if ens is None:
-            return None
+            return self._one_by_one(model, loss_fn, x, y, values, grad_names, seed)
         with torch.no_grad():
             for n, p in model.named_parameters():
                 ens.params[n].copy_(values[n] if n in values else p.detach().expand_as(ens.params[n]))
@@ -96,6 +97,23 @@ class StackedPoints:
         grads = torch.autograd.grad(losses.sum(), [ens.params[n] for n in grad_names], allow_unused=True)
         grads = [torch.zeros_like(ens.params[n]) if g is None else g.detach() for n, g in zip(grad_names, grads)]
         return losses.detach(), grads
+
+    @staticmethod
+    def _one_by_one(model, loss_fn, x, y, values, grad_names, seed):
+        params = dict(model.named_parameters())
+        saved = {n: params[n].detach().clone() for n in values}
+        losses, grads = [], []
+        for j in range(len(next(iter(values.values())))):
+            with torch.no_grad():
+                for n, v in values.items():
+                    params[n].copy_(v[j])
+            loss, g = loss_and_grads(model, loss_fn, x, y, [params[n] for n in grad_names], seed)
+            losses.append(loss)
+            grads.append(g)
+        with torch.no_grad():
+            for n, w in saved.items():
+                params[n].copy_(w)
+        return torch.stack(losses), [torch.stack(gs) for gs in zip(*grads)]
 
 
 def params_before(model, layer) -> list[torch.nn.Parameter]:
@@ -160,22 +178,8 @@ class ICS(Probe):
         moved = [{id(p) for p in params_before(model, wl[i])} for i in idx]
         values = {names[id(p)]: torch.stack([w] + [w_next[id(p)] if id(p) in mv else w for mv in moved])
                   for p, w in zip(params, w_t)}
-        res = self.stacked(model, ctx.loss_fn, ctx.x, ctx.y, values, [names[id(t)] for t in targets])
-        if res is not None:
-            _, grads = res
-            G, G2 = [g[0] for g in grads], [g[1 + j] for j, g in enumerate(grads)]
-        else:  # point by point
-            _, G = loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, targets)
-            G2 = []
-            for i, mv in zip(idx, moved):
-                with torch.no_grad():
-                    for p in params:
-                        if id(p) in mv:
-                            p.copy_(w_next[id(p)])
-                G2 += loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, [wl[i].weight])[1]
-                with torch.no_grad():
-                    for p, w in zip(params, w_t):
-                        p.copy_(w)
+        _, grads = self.stacked(model, ctx.loss_fn, ctx.x, ctx.y, values, [names[id(t)] for t in targets])
+        G, G2 = [g[0] for g in grads], [g[1 + j] for j, g in enumerate(grads)]
         out = {}
         for i, g, g2 in zip(idx, G, G2):
             g, g2 = g.double(), g2.double()

@@ -22,7 +22,7 @@ grid (overflow) makes the band's metrics +inf. The engine restores model, optimi
 
 Cost: w_t and the n grid points are one forward and backward pass of n + 1 stacked copies of the
 model (``ics.StackedPoints``): each point's loss is bitwise the one of the model alone, its gradient
-equal to rounding. Models the stacked layer path does not know are evaluated point by point.
+equal to rounding (models the stacked layer path does not know: point by point).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import math
 import torch
 
 from . import Probe, register
-from .ics import StackedPoints, flat, loss_and_grads, next_weights
+from .ics import StackedPoints, flat, next_weights
 
 
 def step_grid(scales=(0.5, 4.0), n: int = 8, spacing: str = "linear") -> list[float]:
@@ -54,26 +54,6 @@ class Landscape(Probe):
         super().__init__(every, **params)
         self.stacked = StackedPoints()  # w_t and the grid points in one stacked pass
 
-    def _points(self, ctx, params, w0, step, grid):
-        """(losses, gradients as rows) at w_t and at w_t + a d for a in ``grid``."""
-        model = ctx.model
-        names = {id(p): n for n, p in model.named_parameters()}
-        values = {names[id(p)]: torch.stack([w] + [w + a * d for a in grid]) for p, w, d in zip(params, w0, step)}
-        res = self.stacked(model, ctx.loss_fn, ctx.x, ctx.y, values, [names[id(p)] for p in params])
-        if res is not None:
-            losses, grads = res
-            return losses, torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1)
-        out = []  # point by point
-        for a in [0.0] + list(grid):
-            with torch.no_grad():
-                for p, w, d in zip(params, w0, step):
-                    p.copy_(w if a == 0.0 else w + a * d)
-            out.append(loss_and_grads(model, ctx.loss_fn, ctx.x, ctx.y, params))
-        with torch.no_grad():
-            for p, w in zip(params, w0):
-                p.copy_(w)
-        return torch.stack([lo for lo, _ in out]), torch.stack([flat(g) for _, g in out])
-
     def before_step(self, ctx):
         model = ctx.model
         params = [p for p in model.parameters() if p.requires_grad]
@@ -82,8 +62,11 @@ class Landscape(Probe):
         w0 = [p.detach().clone() for p in params]
         step = [w1 - w for w1, w in zip(next_weights(ctx, params), w0)]  # the actual update d
         step_norm = flat(step).double().norm().item()
-        all_losses, G = self._points(ctx, params, w0, step, grid)
-        G = G.double()
+        # w_t (point 0) and w_t + a d for a in the grid, in one stacked pass
+        names = {id(p): n for n, p in model.named_parameters()}
+        values = {names[id(p)]: torch.stack([w] + [w + a * d for a in grid]) for p, w, d in zip(params, w0, step)}
+        all_losses, grads = self.stacked(model, ctx.loss_fn, ctx.x, ctx.y, values, [names[id(p)] for p in params])
+        G = torch.cat([g.reshape(g.shape[0], -1) for g in grads], 1).double()
         gnorm = G[0].norm().item()
         diffs = (G[1:] - G[0]).norm(dim=1).tolist()
         loss0, losses = all_losses[0], all_losses[1:].tolist()

@@ -53,6 +53,13 @@ def _angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 2 * torch.atan2((u - v).norm(dim=-1), (u + v).norm(dim=-1))
 
 
+def _slots(keys: list, names: list) -> tuple[dict, list]:
+    """({member: {}}, [(that member's metrics dict, packed index, metric prefix)] per (member, layer)):
+    the layers of all members are packed member-major."""
+    res = {e: {} for e in keys}
+    return res, [(res[e], k * len(names) + j, f"units/{name}") for k, e in enumerate(keys) for j, name in enumerate(names)]
+
+
 def _pack(mats: list[torch.Tensor], rows: int, cols: int) -> torch.Tensor:
     """(L, rows, cols) float64: matrix i in the top-left corner of slice i, zeros elsewhere (zero
     rows and columns change no sum, norm or dot product)."""
@@ -116,7 +123,6 @@ class Units(Probe):
         lr = ctxs[keys[0]].lr
         per = [self._unit_layers(ctxs[e].model) for e in keys]  # [(name, layer)] per member
         names = [n for n, _ in per[0]]
-        nl = len(names)
         ws = [m.weight.detach().flatten(1) for layers in per for _, m in layers]
         gs = [m.weight.grad for layers in per for _, m in layers]
         has_g = [g is not None for g in gs]
@@ -146,24 +152,19 @@ class Units(Probe):
         n_t = torch.tensor(n_u, device=W.device)
         quant = _nanquantiles(torch.stack(qs), n_t).tolist()  # (q, stat, L)
         track = w2[:, :self.track].tolist()
-        res = {}
-        for k, e in enumerate(keys):
-            out = res[e] = {}
-            for j, name in enumerate(names):
-                i = k * nl + j
-                p = f"units/{name}"
-                out.update({f"{p}/w2_mean": means[0][i], f"{p}/w4_mean": means[1][i], f"{p}/efflr_mean": means[2][i]})
+        res, slots = _slots(keys, names)
+        for out, i, p in slots:
+            out.update({f"{p}/w2_mean": means[0][i], f"{p}/w4_mean": means[1][i], f"{p}/efflr_mean": means[2][i]})
+            for jq, q in enumerate(QUANTILES):
+                out[f"{p}/w2_q{int(q * 100)}"] = quant[jq][0][i]
+            for jq, q in enumerate(QUANTILES):
+                out[f"{p}/efflr_q{int(q * 100)}"] = quant[jq][1][i]
+            for u in range(min(self.track, n_u[i])):
+                out[f"{p}/unit{u}_w2"] = track[i][u]
+            if has_g[i]:
+                out.update({f"{p}/g2_mean": means[3][i], f"{p}/G2_mean": means[4][i], f"{p}/cos_wg_max": cosmax[i]})
                 for jq, q in enumerate(QUANTILES):
-                    out[f"{p}/w2_q{int(q * 100)}"] = quant[jq][0][i]
-                for jq, q in enumerate(QUANTILES):
-                    out[f"{p}/efflr_q{int(q * 100)}"] = quant[jq][1][i]
-                for u in range(min(self.track, n_u[i])):
-                    out[f"{p}/unit{u}_w2"] = track[i][u]
-                if has_g[i]:
-                    out.update({f"{p}/g2_mean": means[3][i], f"{p}/G2_mean": means[4][i],
-                                f"{p}/cos_wg_max": cosmax[i]})
-                    for jq, q in enumerate(QUANTILES):
-                        out[f"{p}/G_q{int(q * 100)}"] = quant[jq][2][i]
+                    out[f"{p}/G_q{int(q * 100)}"] = quant[jq][2][i]
         self._before = {"keys": keys, "names": names, "W": W, "w2": w2, "g2": g2, "has_g": has_g,
                         "valid": valid, "shape": (rows, cols), "n": n_t}
         self._step = ctxs[keys[0]].step
@@ -177,7 +178,6 @@ class Units(Probe):
             return {}  # before_members did not run on these members at this step (cannot happen in the engine)
         lr = ctxs[keys[0]].lr
         names, W0, w2, g2, has_g, valid = b["names"], b["W"], b["w2"], b["g2"], b["has_g"], b["valid"]
-        nl = len(names)
         W1 = _pack([m.weight.detach().flatten(1) for e in keys for _, m in self._unit_layers(ctxs[e].model)],
                    *b["shape"])
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=W1.device)
@@ -195,18 +195,14 @@ class Units(Probe):
             med = torch.nanmedian(rel_inc, -1).values.tolist()
         means = torch.nanmean(torch.stack(stats), -1).tolist()
         quant = _nanquantiles(ang.unsqueeze(0), b["n"])[:, 0].tolist()
-        res = {}
-        for k, e in enumerate(keys):
-            out = res[e] = {}
-            for j, name in enumerate(names):
-                i = k * nl + j
-                p = f"units/{name}"
-                out.update({f"{p}/angle_mean": means[0][i], f"{p}/angle_rms": means[1][i] ** 0.5,
-                            f"{p}/dw2_mean": means[2][i]})
-                for jq, q in enumerate(QUANTILES):
-                    out[f"{p}/angle_q{int(q * 100)}"] = quant[jq][i]
-                if has_g[i]:
-                    out.update({f"{p}/inc_mean": means[3][i], f"{p}/pyth_rel_w_max": maxes[0][i],
-                                f"{p}/pyth_rel_inc_med": med[i], f"{p}/pyth_rel_inc_max": maxes[1][i]})
+        res, slots = _slots(keys, names)
+        for out, i, p in slots:
+            out.update({f"{p}/angle_mean": means[0][i], f"{p}/angle_rms": means[1][i] ** 0.5,
+                        f"{p}/dw2_mean": means[2][i]})
+            for jq, q in enumerate(QUANTILES):
+                out[f"{p}/angle_q{int(q * 100)}"] = quant[jq][i]
+            if has_g[i]:
+                out.update({f"{p}/inc_mean": means[3][i], f"{p}/pyth_rel_w_max": maxes[0][i],
+                            f"{p}/pyth_rel_inc_med": med[i], f"{p}/pyth_rel_inc_max": maxes[1][i]})
         self._before, self._step = {}, None
         return res
