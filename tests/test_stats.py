@@ -184,6 +184,17 @@ def test_mean_ci_against_hand_computation():
         mean_ci([a], [b], paired=True)
 
 
+def test_figure_band_is_the_one_sample_t_interval():
+    """Figures' bands (seaborn errorbar=t_band) are mean_ci's interval, not seaborn's bootstrap."""
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 5, 8):
+        v = rng.normal(size=n)
+        e = mean_ci([v], ci=0.9)
+        lo, hi = stats.t_band(0.9)(np.append(v, np.nan))  # non-finite values dropped, as in mean_ci
+        assert (lo, hi) == (pytest.approx(e.low), pytest.approx(e.high))
+    assert stats.t_band()([1.5]) == (1.5, 1.5)  # one seed: no band
+
+
 # ---------------------------------------------------------------------------- holm
 def test_holm_hand_worked():
     # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> monotone: 0.06

@@ -7,7 +7,7 @@ Default output: ``results/compare/<study>/<A>_vs_<B>/`` with
   (headline / cell / check), value, interval, verdict and Holm-adjusted p-value of each, and whether
   the verdict changed (claims.csv of old versions without ``kind`` count as cells);
 - ``figures/claims.png``: each claim's value and interval for A and B on one forest plot;
-- ``figures/curves_<metric>.png``: the learning curves of both versions overlaid (mean and 95% CI
+- ``figures/curves_<metric>.png``: the learning curves of both versions overlaid (mean and 95% Student t interval
   over seeds), one panel per variant, for the evaluation metrics both versions logged;
 - ``figures.md``: each figure of the study from A and B side by side.
 The same comes from Snakemake: ``snakemake results/compare/<study>/<A>_vs_<B>/claims.md``.
@@ -25,6 +25,7 @@ import pandas as pd
 
 from .io import atomic_write, write_csv
 from .scorecard import fmt, md_cell, normalize_claims, rel
+from .stats import t_band
 
 KEY_METRICS = ["test_acc", "train_acc", "test_loss", "train_loss"]
 SKIP_METRICS = {"lr", "diverged", "batch_loss", "batch_acc"}
@@ -148,11 +149,11 @@ def plot(df: pd.DataFrame, a: dict, b: dict, fig_dir: Path) -> list[Path]:
     for metric in curve_metrics(ma, mb) if variants else []:
         d = both[both.metric == metric]
         g = sns.relplot(data=d, x="step", y="value", hue="version", col="variant", col_order=variants,
-                        col_wrap=min(4, len(variants)), kind="line", errorbar=("ci", 95), n_boot=200, height=2.2, aspect=1.3,
+                        col_wrap=min(4, len(variants)), kind="line", errorbar=t_band(0.95), height=2.2, aspect=1.3,
                         facet_kws={"sharey": False})
         g.set_titles("{col_name}")
         g.set_axis_labels("step", metric)
-        g.figure.suptitle(f"{a['study']}: {metric}, A vs B (mean and 95% CI over seeds)", y=1.02)
+        g.figure.suptitle(f"{a['study']}: {metric}, A vs B (mean and 95% Student t interval over seeds)", y=1.02)
         save(g.figure, f"curves_{metric}")
     return written
 

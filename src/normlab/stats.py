@@ -74,6 +74,24 @@ def _tq(ci: float, df: float) -> float:
     return float(st.t.ppf(0.5 + ci / 2, df)) if np.isfinite(df) and df > 0 else math.nan
 
 
+def t_band(ci: float = 0.95):
+    """A seaborn ``errorbar`` callable: the Student t interval of the mean of the values it gets (one
+    per seed), as ``mean_ci`` gives for one group. Figures use it instead of seaborn's default
+    percentile bootstrap ``("ci", 95)``, which at 3-5 seeds covers far less than its nominal level;
+    fewer than 2 finite values give no band."""
+
+    def interval(values):
+        v = np.asarray(values, dtype=float)
+        v = v[np.isfinite(v)]
+        m = float(v.mean()) if len(v) else math.nan
+        if len(v) < 2:
+            return m, m
+        h = _tq(ci, len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+        return m - h, m + h
+
+    return interval
+
+
 def mean_ci(groups_a, groups_b=None, *, ci: float = 0.95, paired: bool = False, log: bool = False) -> Estimate:
     """Mean over strata of (mean(a) - mean(b)) (or of mean(a) alone) with a Student t interval.
 

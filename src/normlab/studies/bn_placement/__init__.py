@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ...plotting import save_figure
-from ...stats import claim_from, mean_ci
+from ...stats import claim_from, mean_ci, t_band
 from .. import Figure
 
 TITLE = "S4: BN before or after the activation (Ioffe & Szegedy 2015; Lecture 5; public benchmarks)"
@@ -209,21 +209,21 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
 
     curves = metrics[metrics.metric.isin(["test_acc", "train_acc"])]
     g = sns.relplot(data=curves[curves.metric == "test_acc"], x="step", y="value", hue="norm", hue_order=order,
-                    palette=palette, col="act", row="lr", kind="line", errorbar=("ci", 95), height=2.4, aspect=1.3,
+                    palette=palette, col="act", row="lr", kind="line", errorbar=t_band(0.95), height=2.4, aspect=1.3,
                     facet_kws={"margin_titles": True})
     g.set_axis_labels("step", "test accuracy")
-    g.figure.suptitle(f"Test accuracy over training (mean, 95% CI over seeds; {setup})", y=1.02)
+    g.figure.suptitle(f"Test accuracy over training (mean, 95% t interval over seeds; {setup})", y=1.02)
     save(g.figure, "learning_curves")
 
     runs = run_table(metrics, summary, cfg)
     g = sns.catplot(data=runs, x="lr", y="test_acc", hue="norm", hue_order=order, palette=palette, col="act",
-                    kind="point", errorbar=("ci", 95), dodge=0.3, height=2.8, aspect=1.0)
+                    kind="point", errorbar=t_band(0.95), dodge=0.3, height=2.8, aspect=1.0)
     g.set_axis_labels("learning rate", "final test accuracy")
-    g.figure.suptitle(f"Final test accuracy per cell (mean, 95% CI over seeds; diverged = chance; {setup})", y=1.04)
+    g.figure.suptitle(f"Final test accuracy per cell (mean, 95% t interval over seeds; diverged = chance; {setup})", y=1.04)
     save(g.figure, "final_accuracy")
 
     g = sns.catplot(data=runs, x="lr", y="steps_to_target", hue="norm", hue_order=order, palette=palette, col="act",
-                    kind="bar", errorbar=("ci", 95), height=2.8, aspect=1.0)
+                    kind="bar", errorbar=t_band(0.95), height=2.8, aspect=1.0)
     g.set_axis_labels("learning rate", f"steps to {cfg['claims']['acc_target']:.0%} train acc")
     for ax in g.axes.flat:
         ax.axhline(t["steps"], color="grey", ls=":", lw=1)

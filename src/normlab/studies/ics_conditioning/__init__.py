@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from ...plotting import save_figure
-from ...stats import claim, claim_from, exact, mean_ci, verdict_above
+from ...stats import claim, claim_from, exact, mean_ci, t_band, verdict_above
 from .. import Figure, SideJob
 
 TITLE = "S5: the ICS conditioning hypothesis (Lecture 5's class project: do BN's gains come from removing outlier eigenvalues?)"
@@ -732,12 +732,12 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     if len(tr):
         order = sorted(tr.condition.unique())
         g = sns.relplot(data=tr, x="step", y="value", hue="condition", hue_order=order, col="norm", col_order=norms,
-                        kind="line", errorbar=("ci", 95), height=3.0, aspect=1.2)
+                        kind="line", errorbar=t_band(0.95), height=3.0, aspect=1.2)
         g.set(yscale="log")
         for ax in g.axes.flat:
             tidy_log(ax, "y")
         g.set_axis_labels("step", "train loss")
-        g.figure.suptitle(f"Training curves (mean, 95% CI over seeds; {setup})", y=1.03)
+        g.figure.suptitle(f"Training curves (mean, 95% t interval over seeds; {setup})", y=1.03)
         save(g.figure, "training_curves")
 
     # 5. top eigenvalue along training
@@ -772,7 +772,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         for norm, centered, label, colr in styles:
             d = tr[(tr.norm == norm) & (tr.condition == (cen if centered else unc))]
             if len(d):
-                sns.lineplot(data=d, x="step", y="value", ax=ax, color=colr, label=label, errorbar=("ci", 95))
+                sns.lineplot(data=d, x="step", y="value", ax=ax, color=colr, label=label, errorbar=t_band(0.95))
         ax.axvline(step, color="grey", ls=":", lw=1)
         ax.set_yscale("log")
         tidy_log(ax, "y")
@@ -801,7 +801,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     ax.set_xlabel(f"share of BN's advantage recovered (step {step})", fontsize=8)
     ax.set_title("(L_unc - L_cen) / (L_unc - L_BN), Fieller 95% CI\n0: none, 1: all; dotted: threshold", fontsize=8)
     fig.suptitle(f"S5.e: does explicit centering without BN recover BN's training speed? ({cfg['dataset']}, "
-                 f"{cfg['model']['depth']}x{cfg['model']['width']} MLP, SGD lr {cfg['lr']:g}; mean, 95% CI over seeds)",
+                 f"{cfg['model']['depth']}x{cfg['model']['width']} MLP, SGD lr {cfg['lr']:g}; mean, 95% t interval over seeds)",
                  fontsize=9, y=1.03)
     fig.tight_layout()
     save(fig, "bn_advantage_share")

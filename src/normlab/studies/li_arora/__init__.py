@@ -85,7 +85,7 @@ import pandas as pd
 from ...config import ConfigError
 from ...plotting import save_figure
 from ...schedules import build_schedule, li_arora_alpha
-from ...stats import claim, claim_from, exact, judge, mean_ci
+from ...stats import claim, claim_from, exact, judge, mean_ci, t_band
 from .. import Figure, SideJob
 
 SOURCE = "Li & Arora, ICLR 2020 (Thm. 2.12, TEXP)"
@@ -551,7 +551,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     hue_order = [LABELS[v] for v in ORDER if v in set(nt.variant)]
     fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), layout="constrained")
     line = {"hue": "schedule", "hue_order": hue_order, "style": "schedule", "style_order": hue_order,
-            "dashes": {h: DASHES[h] for h in hue_order}, "errorbar": ("ci", 95)}
+            "dashes": {h: DASHES[h] for h in hue_order}, "errorbar": t_band(0.95)}
     sns.lineplot(data=nt, x="step", y="norm", ax=axes[0], **line)
     axes[0].set(yscale="log", ylabel="||w_t|| (trained layers, log)", title="Weight norm")
     sns.move_legend(axes[0], "upper left", fontsize=7, title=None)
@@ -573,7 +573,7 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
         axes[2].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes[2].set(xscale="log", yscale="log", xlabel="eta_t (log)", ylabel="||w_t||^2 (log)",
                     title="Exponential: ||w||^2 vs eta (per seed; fit right of grey)")
-    fig.suptitle("Norms over training (mean, 95% CI over seeds; constant/exponential use the larger "
+    fig.suptitle("Norms over training (mean, 95% t interval over seeds; constant/exponential use the larger "
                  "growth.weight_decay)" + note)
     save(fig, "norms")
 
@@ -582,10 +582,10 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [2, 1]})
     sns.lineplot(data=curves, x="step", y="value", ax=axes[0], **line)
     axes[0].set(ylabel="test accuracy", ylim=(0.5, 1.0),
-                title="Test accuracy over training (mean, 95% CI over seeds; from 0.5)")
+                title="Test accuracy over training (mean, 95% t interval over seeds; from 0.5)")
     sns.pointplot(data=runs, x="schedule", y="test_acc", order=hue_order, hue="schedule", hue_order=hue_order,
-                  errorbar=("ci", 95), ax=axes[1], legend=False)
-    axes[1].set(xlabel="", ylabel="final test accuracy", title=f"Final ({runs.groupby('variant').seed.nunique().min()} seeds; 95% CI, unpaired;\n"
+                  errorbar=t_band(0.95), ax=axes[1], legend=False)
+    axes[1].set(xlabel="", ylabel="final test accuracy", title=f"Final ({runs.groupby('variant').seed.nunique().min()} seeds; 95% t interval, unpaired;\n"
                 "the claims use per-seed paired differences)")
     axes[1].tick_params(axis="x", rotation=30)
     if note:
