@@ -110,6 +110,25 @@ def test_first_step_matches_separate_models(mnist1d, model):
     assert not torch.equal(out[0], out[1])  # members differ (different seeds)
 
 
+@pytest.mark.parametrize("k,length", [(2, 40), (2, 41), (3, 30), (3, 32), (1, 9)])
+def test_window_max_is_max_pool1d_bitwise(k, length):
+    """The stacked path's 1-D max pool (WindowMax): F.max_pool1d's values and gradient, bitwise, with
+    ties (ReLU zeros: the first maximum gets the gradient) and NaNs (the last NaN of a window wins)."""
+    from normlab.ensemble import WindowMax, window_max_applies
+
+    torch.manual_seed(0)
+    x = torch.randint(-2, 3, (6, 5, length)).float().relu()
+    x[0, 0, :4] = float("nan")
+    x[0, 1, 3:9] = float("nan")
+    x.requires_grad_()
+    ref, out = F.max_pool1d(x, k), WindowMax.apply(x, k)
+    g = torch.randn_like(ref)
+    assert torch.equal(ref.nan_to_num(7.0), out.nan_to_num(7.0))
+    assert torch.equal(torch.autograd.grad(ref, x, g)[0], torch.autograd.grad(out, x, g)[0])
+    assert window_max_applies(torch.nn.MaxPool1d(k)) and not window_max_applies(torch.nn.MaxPool1d(3, 2))
+    assert not window_max_applies(torch.nn.MaxPool2d(2)) and not window_max_applies(torch.nn.MaxPool1d(2, padding=1))
+
+
 def test_vmap_fallback_matches_layer_path(mnist1d):
     torch.set_num_threads(1)
     d = data_mod.load(mnist1d)

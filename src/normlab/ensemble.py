@@ -50,6 +50,59 @@ def _unfold(x, e):
     return x.view(x.shape[0], e, x.shape[1] // e, *x.shape[2:]).transpose(0, 1)
 
 
+def window_max_applies(m: nn.Module) -> bool:
+    """Whether ``m`` is a MaxPool1d over non-overlapping windows (stride = kernel, no padding, dilation
+    or ceil mode): the case ``WindowMax`` computes."""
+    if not isinstance(m, nn.MaxPool1d):
+        return False
+    one = (lambda v: v if isinstance(v, int) else (v[0] if len(v) == 1 else None))
+    k = one(m.kernel_size)
+    return (k is not None and one(m.stride if m.stride is not None else k) == k
+            and one(m.padding) == 0 and one(m.dilation) == 1 and not m.ceil_mode and not m.return_indices)
+
+
+class WindowMax(torch.autograd.Function):
+    """1-D max pooling over non-overlapping windows of ``k`` (stride ``k``), with nn.MaxPool1d's
+    gradient: all of it to the first maximum of each window (a NaN wins, the last one if several).
+    The same numbers as ``F.max_pool1d``, bitwise (tests/test_ensemble.py), without its CPU path that
+    computes indices (needed for its gradient; it runs as a 2-D pool of height 1, about 12x slower
+    than the forward without indices): the backward finds each window's winner by comparing its k
+    values. (2-D pools keep ``F.max_pool2d``, whose indices path is fast.)"""
+
+    @staticmethod
+    def forward(ctx, x, k: int):
+        ctx.save_for_backward(x)
+        ctx.k = k
+        return F.max_pool1d(x, k)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        k, lo = ctx.k, g.shape[-1]
+        if k == 1:  # no pooling: the gradient passes through
+            return g, None
+        xw = x[..., :lo * k].unflatten(-1, (lo, k))  # (..., Lo, k): whole windows
+        # nn.MaxPool1d's rule, position by position: a later value takes over if larger than the best
+        # so far, or NaN; the winner is the last position that took over (position 0 if none did)
+        best, takes = xw[..., 0], []
+        for j in range(1, k):
+            v = xw[..., j]
+            takes.append((v > best) | v.isnan())
+            best = torch.maximum(best, v)  # propagates NaN, as the pooled value does
+        mask = torch.empty(xw.shape, dtype=g.dtype, device=g.device)
+        later = None  # some position after j took over
+        for j in range(k - 1, -1, -1):
+            take = takes[j - 1] if j else None
+            mask[..., j].copy_(~later if take is None else (take if later is None else take & ~later))
+            later = take if later is None else (later if take is None else later | take)
+        gw = (g.unsqueeze(-1) * mask).flatten(-2)
+        if gw.shape[-1] == x.shape[-1]:
+            return gw, None
+        gx = torch.zeros_like(x)
+        gx[..., :lo * k].copy_(gw)
+        return gx, None
+
+
 class StackedModel:
     """E copies of one architecture with stacked tensors; ``forward(x)`` maps (E, B, ...) -> (E, B, out)."""
 
@@ -162,6 +215,9 @@ class StackedModel:
         if isinstance(m, nn.Flatten):
             end = m.end_dim if m.end_dim < 0 else m.end_dim + 1
             return lambda x: x.flatten(m.start_dim + 1, end)
+        if window_max_applies(m):
+            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+            return lambda x: _unfold(WindowMax.apply(_fold(x), k), E)  # pools each channel: members stay apart
         if isinstance(m, POOLS):
             return lambda x: m(x.flatten(0, 1)).unflatten(0, x.shape[:2])
         if isinstance(m, nn.Linear):
