@@ -182,20 +182,26 @@ def test_landscape_on_a_quadratic():
     assert torch.equal(model[0].weight.detach().flatten(), w)
 
 
+def _batched_and_point_by_point(norm, entry, points, model=None):
+    """(ctx, the batched probe, its metrics, the metrics point by point) of one call on an MLP; the
+    batched probe must have stacked ``points`` copies."""
+    torch.set_num_threads(1)
+    model = _mlp(norm) if model is None else model
+    ctx = _ctx(model, lr=0.1, momentum=0.9)
+    batched = build_probe(entry)
+    out = batched.before_step(ctx)
+    assert batched.stacked.stacked_model is not None and batched.stacked.stacked_model.size == points
+    alone = build_probe(entry)
+    alone.stacked.point_by_point(model)
+    return ctx, batched, out, alone.before_step(ctx)
+
+
 @pytest.mark.parametrize("norm", ["none", "bn_pre", "noisy_bn"])
 def test_landscape_grid_in_one_batched_pass_equals_point_by_point(norm):
     """The n + 1 points as stacked copies (one pass, each copy drawing the probe's fixed noise stream)
     give the losses of the model evaluated point by point bitwise, the gradients to rounding."""
-    torch.set_num_threads(1)
-    model = _mlp(norm)
-    ctx = _ctx(model, lr=0.1, momentum=0.9)
     entry = {"name": "landscape", "every": 1, "scales": [0.5, 4.0], "n": 4}
-    batched = build_probe(entry)
-    out = batched.before_step(ctx)
-    assert batched.stacked.stacked_model is not None and batched.stacked.stacked_model.size == 5
-    alone = build_probe(entry)
-    alone.stacked.point_by_point(model)
-    ref = alone.before_step(ctx)
+    ctx, batched, out, ref = _batched_and_point_by_point(norm, entry, points=5)
     for k in ("landscape/loss", "landscape/loss_min", "landscape/loss_max", "landscape/loss_range"):
         assert out[k] == ref[k], k
     for k in ("landscape/grad_diff_min", "landscape/grad_diff_max", "landscape/beta", "landscape/grad_norm",
@@ -206,17 +212,10 @@ def test_landscape_grid_in_one_batched_pass_equals_point_by_point(norm):
 
 @pytest.mark.parametrize("norm", ["none", "bn_pre", "noisy_bn"])
 def test_ics_in_one_batched_pass_equals_point_by_point(norm):
-    torch.set_num_threads(1)
-    model = _mlp(norm)
-    ctx = _ctx(model, lr=0.1, momentum=0.9)
-    w0 = [p.detach().clone() for p in model.parameters()]
     entry = {"name": "ics", "every": 1, "layers": [0, 2, -1]}
-    batched = build_probe(entry)
-    out = batched.before_step(ctx)
-    assert batched.stacked.stacked_model is not None and batched.stacked.stacked_model.size == 4
-    alone = build_probe(entry)
-    alone.stacked.point_by_point(model)
-    ref = alone.before_step(ctx)
+    model = _mlp(norm)
+    w0 = [p.detach().clone() for p in model.parameters()]
+    _, _, out, ref = _batched_and_point_by_point(norm, entry, points=4, model=model)
     assert set(out) == set(ref)
     for k in ref:
         assert out[k] == pytest.approx(ref[k], rel=1e-5, abs=1e-7), k

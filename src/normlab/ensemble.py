@@ -90,11 +90,11 @@ class WindowMax(torch.autograd.Function):
             takes.append((v > best) | v.isnan())
             best = torch.maximum(best, v)  # propagates NaN, as the pooled value does
         mask = torch.empty(xw.shape, dtype=g.dtype, device=g.device)
-        later = None  # some position after j took over
-        for j in range(k - 1, -1, -1):
-            take = takes[j - 1] if j else None
-            mask[..., j].copy_(~later if take is None else (take if later is None else take & ~later))
-            later = take if later is None else (later if take is None else later | take)
+        later = torch.zeros_like(takes[0])  # some position after j took over
+        for j in range(k - 1, 0, -1):
+            mask[..., j].copy_(takes[j - 1] & ~later)
+            later |= takes[j - 1]
+        mask[..., 0].copy_(~later)
         gw = (g.unsqueeze(-1) * mask).flatten(-2)
         if gw.shape[-1] == x.shape[-1]:
             return gw, None

@@ -81,13 +81,8 @@ def t_band(ci: float = 0.95):
     fewer than 2 finite values give no band."""
 
     def interval(values):
-        v = np.asarray(values, dtype=float)
-        v = v[np.isfinite(v)]
-        m = float(v.mean()) if len(v) else math.nan
-        if len(v) < 2:
-            return m, m
-        h = _tq(ci, len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
-        return m - h, m + h
+        e = mean_ci([values], ci=ci)
+        return (e.low, e.high) if np.isfinite(e.low) else (e.value, e.value)
 
     return interval
 
