@@ -114,7 +114,7 @@ def test_first_step_matches_separate_models(mnist1d, model):
 def test_window_max_is_max_pool1d_bitwise(k, length):
     """The stacked path's 1-D max pool (WindowMax): F.max_pool1d's values and gradient, bitwise, with
     ties (ReLU zeros: the first maximum gets the gradient) and NaNs (the last NaN of a window wins)."""
-    from normlab.ensemble import WindowMax, window_max_applies
+    from normlab.ensemble import WindowMax, window_max_kernel
 
     torch.manual_seed(0)
     x = torch.randint(-2, 3, (6, 5, length)).float().relu()
@@ -125,8 +125,8 @@ def test_window_max_is_max_pool1d_bitwise(k, length):
     g = torch.randn_like(ref)
     assert torch.equal(ref.nan_to_num(7.0), out.nan_to_num(7.0))
     assert torch.equal(torch.autograd.grad(ref, x, g)[0], torch.autograd.grad(out, x, g)[0])
-    assert window_max_applies(torch.nn.MaxPool1d(k)) and not window_max_applies(torch.nn.MaxPool1d(3, 2))
-    assert not window_max_applies(torch.nn.MaxPool2d(2)) and not window_max_applies(torch.nn.MaxPool1d(2, padding=1))
+    assert window_max_kernel(torch.nn.MaxPool1d(k)) == k and window_max_kernel(torch.nn.MaxPool1d(3, 2)) is None
+    assert window_max_kernel(torch.nn.MaxPool2d(2)) is None and window_max_kernel(torch.nn.MaxPool1d(2, padding=1)) is None
 
 
 def test_vmap_fallback_matches_layer_path(mnist1d):

@@ -50,15 +50,16 @@ def _unfold(x, e):
     return x.view(x.shape[0], e, x.shape[1] // e, *x.shape[2:]).transpose(0, 1)
 
 
-def window_max_applies(m: nn.Module) -> bool:
-    """Whether ``m`` is a MaxPool1d over non-overlapping windows (stride = kernel, no padding, dilation
-    or ceil mode): the case ``WindowMax`` computes."""
+def window_max_kernel(m: nn.Module) -> int | None:
+    """The window ``k`` when ``m`` is a MaxPool1d over non-overlapping windows (stride = kernel, no
+    padding, dilation or ceil mode): the case ``WindowMax`` computes; else None."""
     if not isinstance(m, nn.MaxPool1d):
-        return False
+        return None
     one = (lambda v: v if isinstance(v, int) else (v[0] if len(v) == 1 else None))
     k = one(m.kernel_size)
-    return (k is not None and one(m.stride if m.stride is not None else k) == k
-            and one(m.padding) == 0 and one(m.dilation) == 1 and not m.ceil_mode and not m.return_indices)
+    whole = (k is not None and one(m.stride if m.stride is not None else k) == k
+             and one(m.padding) == 0 and one(m.dilation) == 1 and not m.ceil_mode and not m.return_indices)
+    return k if whole else None
 
 
 class WindowMax(torch.autograd.Function):
@@ -215,8 +216,7 @@ class StackedModel:
         if isinstance(m, nn.Flatten):
             end = m.end_dim if m.end_dim < 0 else m.end_dim + 1
             return lambda x: x.flatten(m.start_dim + 1, end)
-        if window_max_applies(m):
-            k = m.kernel_size if isinstance(m.kernel_size, int) else m.kernel_size[0]
+        if (k := window_max_kernel(m)) is not None:
             return lambda x: _unfold(WindowMax.apply(_fold(x), k), E)  # pools each channel: members stay apart
         if isinstance(m, POOLS):
             return lambda x: m(x.flatten(0, 1)).unflatten(0, x.shape[:2])
