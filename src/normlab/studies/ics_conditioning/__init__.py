@@ -166,10 +166,10 @@ def check(cfg: dict) -> None:
 def side_jobs(cfg: dict) -> dict:
     return {
         "invariance": SideJob("normlab.studies.ics_conditioning.checks", "checks/invariance.parquet",
-                              args=("invariance",), data=True,
+                              args=("invariance",), data=True, reads=("invariance",),
                               doc="S5: float64 check that BN makes the trajectory invariant to input shifts."),
         "centering": SideJob("normlab.studies.ics_conditioning.checks", "checks/centering.json",
-                             args=("centering",), data=True,
+                             args=("centering",), data=True, reads=("centering_check",),
                              doc="S5: float64 check of the batch-centering identity."),
     }
 

@@ -207,6 +207,7 @@ def side_jobs(cfg: dict) -> dict:
     """One exactness job per dtype of the config (``extra["exact_float64"]``, ``extra["exact_float32"]``)."""
     return {f"exact_{d}": SideJob("normlab.studies.li_arora.exactness", f"exactness/{d}.parquet",
                                   args=("--dtype", d), data=True, gpu=True,
+                                  reads=("exactness", "step_decay"),
                                   doc=f"S2: paired runs (constant lr + WD vs exponential lr, step decay vs TEXP) "
                                       f"in {d}, for exactness and drift.")
             for d in cfg["exactness"]["dtypes"]}

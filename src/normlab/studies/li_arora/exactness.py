@@ -199,20 +199,11 @@ def main(argv=None):
     resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
     torch.set_num_threads(a.threads)
     from ...io import write_parquet
-    from ...schedules import growth_per_epoch
     from ...train import resolve_device
 
+    # The job's spec holds only the sections it reads (exactness, step_decay): see side_jobs.
     cfg = resolved["study_config"]
     device = resolve_device(resolved.get("device", "cpu"))
-    from ... import data as data_mod
-
-    n_train = len(data_mod.load(a.data).x_train)
-    bs = cfg["train"]["batch_size"]
-    spe = math.ceil(n_train / bs)
-    print(f"[exactness] accuracy runs: growth of the exponential rate per epoch ({spe} steps of {bs}) = "
-          f"{growth_per_epoch(cfg['lr'], cfg['growth']['weight_decay'], cfg['momentum'], spe):.3f} (S2.c, lambda "
-          f"{cfg['growth']['weight_decay']:g}); TEXP phase 0: "
-          f"{growth_per_epoch(cfg['lr'], cfg['weight_decay'], cfg['momentum'], spe):.3f}", file=sys.stderr)
     write_parquet(run(cfg, a.data, a.dtype, device), a.out)
 
 

@@ -197,6 +197,7 @@ def _is_plain(v: dict) -> bool:
 
 def side_jobs(cfg: dict) -> dict:
     return {"invariance": SideJob("normlab.studies.norm_growth.invariance", "invariance.parquet", data=True,
+                                  reads=("invariance", "model"),
                                   doc="S3: float64 checks of the scale-invariance identities and the "
                                       "Pythagorean recursion.")}
 

@@ -192,7 +192,7 @@ def hist_steps(cfg: dict, net: str) -> list[int]:
 
 
 def side_jobs(cfg: dict) -> dict:
-    return {"dln": SideJob("normlab.studies.santurkar.dln", "dln", directory=True,
+    return {"dln": SideJob("normlab.studies.santurkar.dln", "dln", directory=True, reads=("dln",),
                            doc="S1: the deep linear network (full-batch GD) with and without BN, with ICS and "
                                "landscape probes.")}
 
