@@ -111,7 +111,7 @@ def _image_spec(tmp_path, **train):
     root.mkdir()
     make_cifar10_archive(root, n_per_batch=8, n_test=8)
     D.prepare("cifar10", {"root": str(root), "download": False}, tmp_path / "c.pt")
-    return {"study": "t", "version": "t-00000000", "variant": "v", "keys": {}, "seeds": [0],
+    return {"study": "t", "key": "v/s0-0-00000000", "variant": "v", "keys": {}, "seeds": [0],
             "data": str(tmp_path / "c.pt"), "device": "cpu", "wandb": {"mode": "disabled"},
             "model": {"arch": "vgg", "channels": [4, 4], "norm": "bn_pre", "act": "relu"}, "lr": 0.05,
             "optimizer": {"name": "sgd", "momentum": 0.9}, "schedule": {"name": "constant"}, "probes": [],

@@ -6,7 +6,8 @@ import pytest
 import yaml
 from conftest import ROOT, snakemake
 
-from normlab.config import ConfigError, study_version, validate
+from normlab.config import ConfigError, validate
+from normlab.plan import version as study_version
 
 
 def base():

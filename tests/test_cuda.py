@@ -116,7 +116,7 @@ def test_engine_prints_throughput_and_peak_gpu_memory(tmp_path, capsys):
     x, y = synthetic((3, 32, 32))
     xt, yt = synthetic((3, 32, 32), n=128, seed=1)
     data = Data(x, y, xt, yt, 10, "synthetic")
-    spec = {"study": "t", "version": "t-00000000", "variant": "v", "keys": {}, "seeds": [0, 1],
+    spec = {"study": "t", "key": "v/s0-0-00000000", "variant": "v", "keys": {}, "seeds": [0, 1],
             "wandb": {"mode": "disabled", "save_weights": False},
             "model": {"arch": "vgg", "channels": [16, 16, 32, 32], "norm": "bn_pre", "act": "relu"}, "lr": 0.02,
             "optimizer": {"name": "sgd", "momentum": 0.9}, "schedule": {"name": "constant"}, "probes": [],

@@ -25,7 +25,7 @@ def mnist1d(tmp_path_factory):
 
 
 def spec(data, **over):
-    s = {"study": "t", "version": "v-00000000", "variant": "a", "keys": {"norm": "bn_pre"}, "seeds": [0],
+    s = {"study": "t", "key": "a/s0-0-00000000", "variant": "a", "keys": {"norm": "bn_pre"}, "seeds": [0],
          "data": str(data), "device": "cpu",
          "model": {"arch": "mlp", "depth": 2, "width": 32, "norm": "bn_pre", "act": "relu"},
          "optimizer": {"name": "sgd", "momentum": 0.9}, "lr": 0.1, "schedule": {"name": "constant"},

@@ -28,7 +28,7 @@ def mnist1d(tmp_path_factory):
 
 
 def spec(data, model=None, train=None, seeds=(0, 1, 2), **over):
-    s = {"study": "t", "version": "v-00000000", "variant": "a", "keys": {}, "seeds": list(seeds),
+    s = {"study": "t", "key": "a/s0-0-00000000", "variant": "a", "keys": {}, "seeds": list(seeds),
          "data": str(data), "device": "cpu",
          "model": model or {"arch": "mlp", "depth": 2, "width": 32, "norm": "bn_pre", "act": "relu"},
          "optimizer": {"name": "sgd", "momentum": 0.9}, "lr": 0.1, "schedule": {"name": "constant"},

@@ -1,45 +1,100 @@
-"""The run plan (normlab.plan): config in, jobs and specs out, written once into the version folder."""
+"""The run plan (normlab.plan): every job keyed by what its numbers depend on, nothing written."""
 
-import json
+import copy
 
 import yaml
 from conftest import ROOT
 
 from normlab import plan
-from normlab.config import resolved_study_config, validate
+from normlab.config import validate
+from normlab.numerics import NUMERICS
 
 
-def cfg():
+def cfg(**studies):
     full = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for s, over in studies.items():
+        full["studies"][s].update(over)
     return validate(full)
 
 
-def test_train_specs_are_complete_and_versioned():
+def edited(c, fn):
+    c = copy.deepcopy(c)
+    fn(c)
+    return validate(c)
+
+
+def test_train_specs_are_complete_and_keyed():
     c = cfg()
     for study in plan.enabled(c):
-        specs = plan.train_specs(c, study)
-        assert specs, study
-        for name, spec in specs.items():
-            assert spec["variant"] == name and spec["study"] == study
-            assert spec["version"] == plan.version(c, study)
-            assert spec["seeds"] == list(range(c["studies"][study]["seeds"]))
-            assert spec["data"] == plan.data_file(c, study)
-            assert {"model", "train"} <= set(spec)
+        p = plan.build(c, study)
+        assert p.runs, study
+        for d, spec in p.runs.items():
+            assert d == f"results/{study}/runs/{spec['key']}" and spec["study"] == study
+            assert spec["data"] == plan.data_file(c, study) and spec["device"] in ("cpu", "cuda")
+            assert spec["numerics"] == NUMERICS and {"model", "train"} <= set(spec)
+        for variant, dirs in p.by_variant.items():  # a variant's blocks hold each seed once
+            seeds = [s for d in dirs for s in p.runs[d]["seeds"]]
+            assert seeds == list(range(c["studies"][study]["seeds"])), (study, variant)
 
 
-def test_write_is_idempotent_and_changes_with_the_config(tmp_path, monkeypatch):
+def test_seed_blocks():
+    assert plan.seed_blocks(5, 5) == [[0, 1, 2, 3, 4]]
+    assert plan.seed_blocks(6, 5) == [[0, 1, 2, 3, 4], [5]]
+    assert plan.seed_blocks(3, 8) == [[0, 1, 2]]
+    assert plan.seed_blocks(7, 3) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def diff(a, b, study):
+    """(runs only in b, side jobs only in b, whether the version changed) between two configs."""
+    pa, pb = plan.build(a, study), plan.build(b, study)
+    return (set(pb.runs) - set(pa.runs), {p for _, _, p in pb.side.values()} - {p for _, _, p in pa.side.values()},
+            pa.version != pb.version)
+
+
+def test_edits_change_only_what_they_touch():
+    c = cfg()
+    # a claim threshold: no run, no side job; a new analysis version
+    new_runs, new_side, v = diff(c, edited(c, lambda x: x["studies"]["santurkar"]["claims"].update(equiv_margin=0.04)),
+                                 "santurkar")
+    assert not new_runs and not new_side and v
+    # the config's name: the same runs and side jobs, a new version name
+    renamed = edited(c, lambda x: x.update(name="renamed"))
+    for s in plan.enabled(c):
+        assert diff(c, renamed, s)[:2] == (set(), set()) and plan.version(renamed, s).startswith("renamed-")
+    # W&B: nothing at all
+    assert diff(c, edited(c, lambda x: x["wandb"].update(mode="disabled")), "bn_placement") == (set(), set(), False)
+    # one more lr: its 9 variants only
+    new_runs, _, _ = diff(c, edited(c, lambda x: x["studies"]["bn_placement"].update(lrs=[0.02, 0.1, 0.2, 0.5])),
+                          "bn_placement")
+    assert len(new_runs) == 9 and all("lr0.2/" in r for r in new_runs)
+    # one more seed (blocks of 5): seed 5 alone, one block per variant
+    new_runs, _, _ = diff(c, edited(c, lambda x: x["studies"]["bn_placement"].update(seeds=6)), "bn_placement")
+    assert len(new_runs) == 27 and all("/s5-5-" in r for r in new_runs)
+    # one variant's lr: that variant
+    new_runs, _, _ = diff(c, edited(c, lambda x: x["studies"]["norm_growth"]["variants"]["adam"].update(lr=0.02)),
+                          "norm_growth")
+    assert [r.split("/")[3] for r in new_runs] == ["adam"]
+    # a side job's setting: that side job only
+    new_runs, new_side, v = diff(c, edited(c, lambda x: x["studies"]["santurkar"]["dln"].update(steps=5000)),
+                                 "santurkar")
+    assert not new_runs and len(new_side) == 1 and "/side/dln-" in new_side.pop() and v
+    # another study's edit: nothing here
+    assert diff(c, edited(c, lambda x: x["studies"]["li_arora"].update(lr=0.2)), "bn_placement") == (set(), set(), False)
+
+
+def test_device_kind_not_name():
+    c = cfg()
+    cpu = edited(c, lambda x: x.update(device="cpu"))
+    if plan.device_kind(c) == "cpu":  # auto on a host without a GPU: the same runs as device cpu
+        assert set(plan.build(c, "bn_placement").runs) == set(plan.build(cpu, "bn_placement").runs)
+
+
+def test_build_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     c = cfg()
-    plan.write(c, "bn_placement")
-    p = tmp_path / plan.config_path(c, "bn_placement")
-    assert json.loads(p.read_text()) == json.loads(json.dumps(resolved_study_config(c, "bn_placement")))
-    spec_files = sorted((p.parent / "specs").glob("*.json"))
-    assert len(spec_files) == len(plan.train_specs(c, "bn_placement"))
-    mtimes = [f.stat().st_mtime_ns for f in [p, *spec_files]]
-    plan.write(c, "bn_placement")  # same content: files untouched
-    assert [f.stat().st_mtime_ns for f in [p, *spec_files]] == mtimes
-    c["studies"]["bn_placement"]["lrs"] = [0.05]
-    assert plan.version_dir(c, "bn_placement") != str(p.parent.relative_to(tmp_path))
+    for s in plan.enabled(c):
+        plan.build(c, s)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_prints_the_version_folder(monkeypatch, capsys):
@@ -47,3 +102,6 @@ def test_cli_prints_the_version_folder(monkeypatch, capsys):
     plan.main(["santurkar", "config/smoke.yaml"])
     out = capsys.readouterr().out.strip()
     assert out.startswith("results/santurkar/smoke-") and len(out.rsplit("-", 1)[1]) == 8
+    plan.main(["bn_placement", "config/smoke.yaml", "--runs"])
+    runs = capsys.readouterr().out.split()
+    assert runs and all(r.startswith("results/bn_placement/runs/") for r in runs)

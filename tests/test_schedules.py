@@ -111,7 +111,7 @@ def test_engine_sets_the_initial_buffer(tmp_path):
     torch.set_num_threads(1)
     path = tmp_path / "d.pt"
     data_mod.prepare("mnist1d", {"num_samples": 600}, path)
-    base = {"study": "t", "version": "v-00000000", "keys": {}, "seeds": [0], "data": str(path), "device": "cpu",
+    base = {"study": "t", "key": "a/s0-0-00000000", "keys": {}, "seeds": [0], "data": str(path), "device": "cpu",
             "model": {"arch": "mlp", "depth": 2, "width": 16, "norm": "bn_pre", "act": "relu", "scale_invariant": True,
                       "bn_eps": 1e-30},
             "lr": 0.1, "train": {"steps": 300, "batch_size": 32, "eval_every": 300, "log_every": 5, "dtype": "float64"},

@@ -1,8 +1,12 @@
 """Per-study analysis driver: runs in, claims, figures, manifest and the ``latest`` link out.
 
     python -m normlab.analyze --study bn_placement --version-dir results/bn_placement/<version> \
-        --config results/bn_placement/<version>/config.json
+        --config '{analysis spec JSON}' | results/bn_placement/<version>/config.json
 
+The analysis spec (``normlab.plan``: the study's resolved config, ``runs``: {variant: [run folders]},
+``side``: {side job: output path}) is written as ``config.json`` into the version folder, which then
+links what it reads: ``runs/<variant>/seed<k>`` -> the seed's folder in its run folder, and each side
+job's declared output path -> that job's output (relative links: the results folder can move).
 Reads every ``runs/<variant>/seed<k>/{metrics.parquet,summary.json}`` under the version folder,
 and the outputs of the study's declared side jobs (``extra``: name -> path in the version folder),
 calls the study's ``analyze`` and ``figures`` (which must write exactly the declared ``FIGURES``), writes ``summary.parquet``, ``claims.csv``,
@@ -40,6 +44,44 @@ def load_runs(version_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return m, pd.DataFrame(rows)
 
 
+def _link(target: Path, link: Path) -> None:
+    """Atomically make ``link`` a relative symlink to ``target``."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    rel = os.path.relpath(target, link.parent)
+    if link.is_symlink() and os.readlink(link) == rel:
+        return
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(rel, tmp)
+    os.replace(tmp, link)
+
+
+def link_inputs(study: str, resolved: dict, vdir: Path) -> None:
+    """Link the runs (every seed of every run folder of each variant) and the side jobs' outputs that the
+    analysis spec lists into the version folder (see the module docstring)."""
+    runs = resolved.get("runs") or {}
+    wanted = set()
+    for variant, dirs in runs.items():
+        for d in dirs:
+            seeds = sorted(p for p in Path(d).glob("seed*") if p.is_dir())
+            if not seeds:
+                raise SystemExit(f"error: run folder {d} holds no seed<k>/ folder (did its train job finish?)")
+            for s in seeds:
+                _link(s, vdir / "runs" / variant / s.name)
+                wanted.add((variant, s.name))
+    for link in vdir.glob("runs/*/seed*"):  # links of an earlier attempt that the spec no longer lists
+        if link.is_symlink() and (link.parent.name, link.name) not in wanted:
+            link.unlink()
+    jobs = studies.side_jobs(study, resolved["study_config"])
+    for name, path in (resolved.get("side") or {}).items():
+        _link(Path(path), vdir / jobs[name].output)
+
+
+def run_block(vdir: Path, variant: str, seed: int) -> str:
+    """The run folder name (block) a linked seed of the version folder was trained in."""
+    return Path(os.path.realpath(vdir / "runs" / variant / f"seed{seed}")).parent.name
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", required=True)
@@ -50,6 +92,9 @@ def main(argv=None):
     cfg = resolved["study_config"]
     study = studies.get(a.study)
     vdir = a.version_dir
+    if "runs" in resolved:  # the plan's analysis spec (not an old version's config.json)
+        link_inputs(a.study, resolved, vdir)
+        write_json(resolved, vdir / "config.json")
     extra = studies.extra_inputs(a.study, cfg, vdir)
 
     metrics, summary = load_runs(vdir)
@@ -76,12 +121,13 @@ def main(argv=None):
                       tags=[a.study, vdir.name], id=wid)
     if tracker.run is not None:  # lineage: the training runs' outputs are this run's inputs
         for r in summary[["variant", "seed"]].itertuples():
-            tracker.use_artifact(run_artifact(a.study, vdir.name, r.variant, r.seed), "run",
+            tracker.use_artifact(run_artifact(a.study, run_block(vdir, r.variant, r.seed), r.variant, r.seed), "run",
                                  run_files(vdir / "runs" / r.variant / f"seed{r.seed}"))
     tracker.log_table("claims", claims.astype({"value": float, "ci_low": float, "ci_high": float}))
     tracker.log_images([f for f in figs if str(f).endswith(".png")])
     tracker.summary({f"verdict/{r.claim_id}": r.verdict for r in claims.itertuples()})
     write_json(manifest(resolved, started, {"study": a.study, "version": vdir.name, "n_runs": len(summary),
+                                            "runs": resolved.get("runs"), "side": resolved.get("side"),
                                             "figures": [Path(f).name for f in figs],
                                             "wandb_mode": tracker.mode, "wandb_run_id": wid}), vdir / "manifest.json")
     # The results of this version as one versioned artifact (one artifact per study, aliased by version).

@@ -1,4 +1,4 @@
-"""Config validation (JSON schema with defaults) and study versioning.
+"""Config validation (JSON schema with defaults), the hash that keys jobs, the config merge.
 
 The schema lives in ``workflow/schemas/``: ``config.schema.yaml`` for the top level and
 ``studies/<study>.schema.yaml`` for each study's section. Validation fills defaults in place
@@ -120,5 +120,8 @@ def config_hash(obj) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
-def study_version(config: dict, study: str) -> str:
-    return f"{config.get('name', 'default')}-{config_hash(resolved_study_config(config, study))}"
+def merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` (in place) as Snakemake merges ``--configfile`` files: dicts key by key."""
+    for k, v in over.items():
+        base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return base

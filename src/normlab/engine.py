@@ -3,10 +3,14 @@
 Knows nothing of any study. A run spec (JSON, built by the study module and passed by the
 Snakemake rule) says what to train:
 
-    {study, version, variant, keys: {...}, seeds: [0, 1, ...], data: "resources/data/....pt",
+    {study, variant, key, keys: {...}, seeds: [0, 1, ...], data: "resources/data/....pt",
      model: {...}, optimizer: {...}, lr: 0.1, schedule: {...}, train: {...}, probes: [...],
      loss: "cross_entropy" | "mse", random_labels: false | true | "fresh", constraints: [],
-     device: "auto", wandb: {...}}
+     device: "auto", numerics: 1, wandb: {...}}
+
+``key`` names the run (``<variant>/<block>``, the folder ``normlab.plan`` names by the spec's hash);
+``numerics`` is the numerics version the spec was planned for (``normlab.numerics``): a spec planned
+for other numerics is refused.
 
 The seeds of a spec are the members of one stacked model (``normlab.ensemble.StackedModel``):
 each member is the model ``torch.manual_seed(seed); build_model(...)`` gives, with its own data
@@ -16,7 +20,8 @@ W&B run. One seed is the same loop with one member. ``train.ensemble`` is accept
 (tests/test_ensemble.py).
 
 Per seed it writes ``<out>/seed<k>/metrics.parquet`` (tidy: step, metric, value + the run's keys)
-and ``<out>/seed<k>/summary.json``, both atomically (``write_run``). Checkpoints: one atomic file
+and ``<out>/seed<k>/summary.json``, both atomically (``write_run``), and ``<out>/run.json`` (the spec
+and the engine's numerics version). Checkpoints: one atomic file
 ``<ckpt_dir>/ensemble.pt`` every ``train.ckpt_every`` steps; a rerun resumes from it and gives the
 same numbers as an uninterrupted run. A member whose loss becomes non-finite ends as ``diverged``
 (its step recorded) while the others train on.
@@ -47,6 +52,7 @@ from . import data as data_mod
 from .accel import Precision, augment, to_device
 from .ensemble import StackedModel, member_optimizer
 from .io import atomic_torch_save, now, package_versions, write_json, write_parquet
+from .numerics import NUMERICS
 from .models import build_model
 from .optim import CONSTRAINTS, build_optimizer
 from .probes import ProbeContext, build_probe
@@ -301,11 +307,11 @@ def throughput_text(tp: dict) -> str:
     return txt
 
 
-def wandb_settings(spec: dict, version_dir: Path) -> dict:
+def wandb_settings(spec: dict, run_dir: Path) -> dict:
     """W&B settings: the spec's, else those the Snakefile exports in NORMLAB_WANDB (kept out of rule
-    params so that switching W&B mode does not rerun training). Runs go under the version folder."""
+    params so that switching W&B mode does not rerun training). Offline runs go under the run folder."""
     w = spec.get("wandb") or json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
-    return {"dir": str(version_dir), **w}
+    return {"dir": str(run_dir), **w}
 
 
 def metrics_frame(spec: dict, seed: int, rows):
@@ -420,7 +426,9 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
                     if ck.get("weights"):
                         (out_dir / f"seed{s}").mkdir(parents=True, exist_ok=True)
                         atomic_torch_save(ck["weights"][e], out_dir / f"seed{s}" / "weights.pt")
-                return [write_run(spec, s, ck["rows"][e], ck["summaries"][e], out_dir) for e, s in enumerate(seeds)]
+                written = [write_run(spec, s, ck["rows"][e], ck["summaries"][e], out_dir) for e, s in enumerate(seeds)]
+                write_json({"spec": spec, "numerics": NUMERICS, "seeds": seeds}, out_dir / "run.json")
+                return written
             with torch.no_grad():
                 for k, v in ens.state().items():
                     v.copy_(ck["state"][k])
@@ -432,13 +440,15 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
             start_step, wall_before = ck["step"], ck["wall_s"]
             print(f"[train] seeds {seeds}: resumed from step {start_step}", file=sys.stderr)
 
-    w = wandb_settings(spec, out_dir.parent.parent)
-    # One W&B run per seed, its id from (study, version, variant, seed): a rerun resumes it.
+    w = wandb_settings(spec, out_dir)
+    # One W&B run per seed, its id from (study, run key, seed): a rerun resumes it, and a run reused by
+    # other configs and versions is one W&B run.
+    key, block = spec["key"], spec["key"].rsplit("/", 1)[-1]
     trackers = [Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
-                        group=f"{spec['study']}/{spec['version']}", name=f"{spec['variant']}/seed{s}",
+                        group=f"{spec['study']}/{spec['variant']}", name=f"{spec['variant']}/seed{s}",
                         job_type="train", config={**spec, "seed": s}, dir=w.get("dir", out_dir),
-                        init_timeout=w.get("init_timeout", 20), tags=[spec["study"], spec["version"]],
-                        id=run_id(spec["study"], spec["version"], spec["variant"], s))
+                        init_timeout=w.get("init_timeout", 20), tags=[spec["study"], spec["variant"], block],
+                        id=run_id(spec["study"], key, s))
                 for s in seeds]
     tracking = any(t.run is not None for t in trackers)
     if tracking and spec.get("data"):  # lineage: the dataset artifact prepare_data logged
@@ -617,7 +627,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
                 if m in ("train_loss", "train_acc", "test_loss", "test_acc"):
                     final[m] = v
         summaries.append({
-            "study": spec["study"], "version": spec["version"], "variant": spec["variant"], "seed": seed,
+            "study": spec["study"], "key": key, "variant": spec["variant"], "seed": seed,
             "keys": spec.get("keys", {}), "status": status[e],
             "diverged_step": first_bad[e] if status[e] == "diverged" else None,
             "steps": steps, "final": final, "wall_s": wall / E,
@@ -627,7 +637,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
             "amp": prec.amp, "augment": aug or None, "started": started, "finished": now(),
             "resumed_from": start_step or None, "startup_s": startup_s,
             "wandb": {"mode": trackers[e].mode, "dir": trackers[e].run_dir,
-                      "run_id": run_id(spec["study"], spec["version"], spec["variant"], seed)},
+                      "run_id": run_id(spec["study"], key, seed)},
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "ensemble": {"size": E, "path": ens.path, "job_wall_s": wall},
             # this process's training loop: its wall time, and the part of it spent in probes and evaluations
@@ -645,14 +655,15 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
         atomic_torch_save({"spec_key": spec_key, "seeds": seeds, "done": True, "rows": rows,
                            "summaries": summaries, "weights": weights}, ckpt)
     written = [write_run(spec, s, rows[e], summaries[e], out_dir) for e, s in enumerate(seeds)]
+    write_json({"spec": spec, "numerics": NUMERICS, "seeds": seeds}, out_dir / "run.json")
     for e, s in enumerate(seeds):  # outputs as artifacts: the analysis run uses the "run" ones
         d, tk = out_dir / f"seed{s}", trackers[e]
         tk.summary({"status": status[e], **summaries[e]["final"]})
         if tk.run is not None and hasattr(tk, "log_artifact"):  # (test doubles may have no artifacts)
-            tk.log_artifact(run_artifact(spec["study"], spec["version"], spec["variant"], s), "run",
+            tk.log_artifact(run_artifact(spec["study"], block, spec["variant"], s), "run",
                             run_files(d), metadata={"status": status[e], **summaries[e]["final"]})
             if weights is not None:
-                tk.log_artifact(artifact_name("model", spec["study"], spec["version"], spec["variant"], f"seed{s}"),
+                tk.log_artifact(artifact_name("model", spec["study"], block, spec["variant"], f"seed{s}"),
                                 "model", {"weights.pt": d / "weights.pt"},
                                 metadata={"model": spec["model"], "seed": s, "status": status[e]})
         tk.finish()
@@ -661,6 +672,9 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
 
 def run(spec: dict, out: Path, ckpt_dir: Path | None = None) -> list[dict]:
     """Load the spec's data, train all its seeds, write their outputs; return the summaries."""
+    if spec.get("numerics", NUMERICS) != NUMERICS:
+        raise SystemExit(f"error: the spec was planned for numerics version {spec['numerics']}, this engine is "
+                         f"version {NUMERICS} (normlab.numerics): plan the run again")
     device = resolve_device(spec.get("device", "auto"))
     dtype = torch.float64 if spec["train"].get("dtype") == "float64" else torch.float32
     data = data_mod.load(spec["data"], device=device, dtype=dtype)

@@ -1,39 +1,44 @@
-"""The run plan: a validated config in, the jobs of each study and their specs out.
+"""The run plan: a validated config in, every job of each study and its spec out, each keyed by what
+its numbers depend on (so that an edit reruns only the jobs whose numbers it changes).
 
 Torch-free (called at DAG parse time by ``workflow/rules/common.smk``, and by the benchmark and the
-tests). For each enabled study:
+tests). Nothing here writes a file: each job receives its spec from its rule (a param, which Snakemake
+tracks) and writes it into its own output folder.
 
-- ``version(config, study)``: ``<config name>-<hash of the study's resolved config>``;
-- ``version_dir(config, study)``: ``results/<study>/<version>``;
-- ``data_file(config, study)``: the prepared dataset the study's jobs read;
-- ``train_specs(config, study)``: ``{variant: run spec}``, the full spec each ``train`` job runs
-  (the study's partial spec from ``variants(cfg)`` plus study, version, variant, seeds, data, device);
-- ``write(config, study)``: writes ``<version dir>/config.json`` (the resolved study config, read by
-  the analysis and side jobs) and ``<version dir>/specs/<variant>.json`` (read by ``train``), each only
-  when its content differs (so a dry run never changes a file's content and earlier versions are
-  never touched: the folder name is the hash of what is written).
+- **Runs** (``train`` jobs): one per variant and block of seeds (``seed_block``: seeds 0..b-1,
+  b..2b-1, ...; a seed's numbers do not depend on its block). The spec is the study's partial spec
+  from ``variants(cfg)`` plus study, variant, seeds, the dataset file (named by its parameters), the
+  device kind it runs on (cpu or cuda) and the engine's numerics version (``normlab.numerics``). Its
+  folder is ``results/<study>/runs/<variant>/s<first>-<last>-<hash of the spec>``: the same spec is
+  the same folder, whatever the config's name, W&B settings, claims or other variants.
+- **Side jobs** (checks, the deep linear network, ...): keyed the same way by the sections of the
+  study's config they read (``SideJob.reads``): ``results/<study>/side/<name>-<hash>/<output>``.
+- **The analysis** (claims, figures, manifest): ``results/<study>/<config name>-<hash>``, the hash of
+  its inputs (the run and side-job folders it reads) and of the study's config (claims, figures).
+  Its spec lists the runs; the analysis links them into the version folder (``runs/<variant>/seed<k>``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+import copy
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from . import studies
-from .config import config_hash, resolved_study_config, study_version
+from .config import config_hash, resolved_study_config
+from .gpu import will_use_cuda
+from .numerics import NUMERICS
+
+RESULTS = "results"
 
 
 def enabled(config: dict) -> list[str]:
     return [s for s in studies.STUDIES if config["studies"].get(s, {}).get("enabled", False)]
 
 
-def version(config: dict, study: str) -> str:
-    return study_version(config, study)
-
-
-def version_dir(config: dict, study: str, results: str = "results") -> str:
-    return f"{results}/{study}/{version(config, study)}"
+def device_kind(config: dict) -> str:
+    """The kind of device the jobs run on: ``cuda`` (device cuda, or auto on a host with a GPU) or ``cpu``."""
+    return "cuda" if will_use_cuda(config.get("device", "auto")) else "cpu"
 
 
 def data_file(config: dict, study: str) -> str:
@@ -46,63 +51,107 @@ def variants(config: dict, study: str) -> dict:
     return studies.get(study).variants(config["studies"][study])
 
 
-def train_specs(config: dict, study: str) -> dict[str, dict]:
+def seed_blocks(n_seeds: int, block: int) -> list[list[int]]:
+    """Seeds 0..n-1 in fixed blocks of ``block`` (the last one partial when ``block`` does not divide n)."""
+    return [list(range(lo, min(lo + block, n_seeds))) for lo in range(0, n_seeds, block)]
+
+
+@dataclass
+class StudyPlan:
+    """Every job of one study: run folders and their specs, side jobs, the analysis and its version."""
+
+    study: str
+    version: str
+    runs: dict[str, dict] = field(default_factory=dict)  # run folder -> train spec
+    by_variant: dict[str, list[str]] = field(default_factory=dict)  # variant -> its run folders
+    side: dict[str, tuple] = field(default_factory=dict)  # side job name -> (SideJob, spec, output path)
+    analysis: dict = field(default_factory=dict)  # the analysis spec (written as <version dir>/config.json)
+
+    @property
+    def version_dir(self) -> str:
+        return f"{RESULTS}/{self.study}/{self.version}"
+
+
+def run_specs(config: dict, study: str) -> dict[str, dict]:
+    """{run folder: full train spec} of a study: one per variant and block of seeds."""
     cfg = config["studies"][study]
     out = {}
     for name, partial in variants(config, study).items():
-        spec = dict(partial)
-        spec.update(study=study, version=version(config, study), variant=name, seeds=list(range(cfg["seeds"])),
-                    data=data_file(config, study), device=config["device"])
-        out[name] = spec
+        for seeds in seed_blocks(cfg["seeds"], cfg["seed_block"]):
+            spec = copy.deepcopy(partial)
+            spec.update(study=study, variant=name, seeds=seeds, data=data_file(config, study),
+                        device=device_kind(config), numerics=NUMERICS)
+            block = f"s{seeds[0]}-{seeds[-1]}-{config_hash(spec)}"
+            spec["key"] = f"{name}/{block}"
+            out[f"{RESULTS}/{study}/runs/{name}/{block}"] = spec
     return out
 
 
-def config_path(config: dict, study: str) -> str:
-    return f"{version_dir(config, study)}/config.json"
+def side_specs(config: dict, study: str) -> dict[str, tuple]:
+    """{side job name: (SideJob, spec, output path)}: each spec holds only the config sections it reads."""
+    cfg = config["studies"][study]
+    out = {}
+    for name, job in studies.side_jobs(study, cfg).items():
+        spec = {"study": study, "job": name, "module": job.module, "args": list(job.args), "device": device_kind(config),
+                "data": data_file(config, study) if job.data else None, "numerics": NUMERICS,
+                "study_config": {k: copy.deepcopy(cfg[k]) for k in job.reads}}
+        out[name] = (job, spec, f"{RESULTS}/{study}/side/{name}-{config_hash(spec)}/{job.output}")
+    return out
 
 
-def spec_path(config: dict, study: str, variant: str) -> str:
-    return f"{version_dir(config, study)}/specs/{variant}.json"
+def build(config: dict, study: str) -> StudyPlan:
+    runs = run_specs(config, study)
+    side = side_specs(config, study)
+    by_variant: dict[str, list[str]] = {}
+    for d, spec in runs.items():
+        by_variant.setdefault(spec["variant"], []).append(d)
+    analysis = {**resolved_study_config(config, study), "device": device_kind(config), "runs": by_variant,
+                "side": {name: path for name, (_, _, path) in side.items()}}
+    version = f"{config.get('name', 'default')}-{config_hash(analysis)}"
+    analysis = {**analysis, "name": config.get("name", "default"), "version": version}
+    return StudyPlan(study, version, runs, by_variant, side, analysis)
 
 
-def _write_if_changed(path: str, obj) -> None:
-    text = json.dumps(obj, indent=1, sort_keys=True) + "\n"
-    p = Path(path)
-    if p.exists() and p.read_text() == text:
-        return
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, p)
+@lru_cache(maxsize=64)
+def _cached(blob: str, study: str) -> StudyPlan:
+    import json
+
+    return build(json.loads(blob), study)
 
 
-def write(config: dict, study: str) -> None:
-    _write_if_changed(config_path(config, study), resolved_study_config(config, study))
-    for name, spec in train_specs(config, study).items():
-        _write_if_changed(spec_path(config, study, name), spec)
+def study_plan(config: dict, study: str) -> StudyPlan:
+    """``build``, computed once per config content (the Snakefile asks for it per rule and wildcard)."""
+    import json
+
+    return _cached(json.dumps(config, sort_keys=True, default=str), study)
+
+
+def version(config: dict, study: str) -> str:
+    return study_plan(config, study).version
+
+
+def version_dir(config: dict, study: str, results: str = RESULTS) -> str:
+    return f"{results}/{study}/{version(config, study)}"
 
 
 def main(argv=None):
     """``python -m normlab.plan STUDY [CONFIG ...]``: print the study's version folder for config/config.yaml
     merged with the given config files (as ``--configfile`` merges them), e.g.
-    ``snakemake --cores 2 "$(python -m normlab.plan santurkar)/claims.csv"``."""
+    ``snakemake --cores 2 "$(python -m normlab.plan santurkar)/claims.csv"``. With ``--runs``: its run
+    folders, one per line."""
     import argparse
     import sys
+    from pathlib import Path
 
     import yaml
 
-    from .config import ConfigError, validate
+    from .config import ConfigError, merge, validate
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("study")
     ap.add_argument("configs", nargs="*", help="config files merged over config/config.yaml")
+    ap.add_argument("--runs", action="store_true", help="print the study's run folders instead")
     a = ap.parse_args(argv)
-
-    def merge(base, over):
-        for k, v in over.items():
-            base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-        return base
-
     cfg = yaml.safe_load(Path("config/config.yaml").read_text())
     for f in a.configs:
         cfg = merge(cfg, yaml.safe_load(Path(f).read_text()) or {})
@@ -112,7 +161,8 @@ def main(argv=None):
         sys.exit(f"Config error: {e}")
     if a.study not in studies.STUDIES:
         sys.exit(f"unknown study {a.study!r} (known: {', '.join(studies.STUDIES)})")
-    print(version_dir(cfg, a.study))
+    p = study_plan(cfg, a.study)
+    print("\n".join(p.runs) if a.runs else p.version_dir)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,9 @@ import sys
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from normlab import gpu as _gpu
 from normlab import plan as _plan
 from normlab import studies as _studies
-from normlab.config import (
-    ConfigError,
-    resolved_study_config,
-    validate,
-)
+from normlab.config import ConfigError, validate
 
 try:
     validate(config)
@@ -37,67 +32,58 @@ if os.environ.get("PATH", "").split(os.pathsep)[0] != _bindir:
 # so that changing the W&B mode never reruns training.
 
 os.environ.update(NORMLAB_WANDB=json.dumps(config["wandb"]))
-VERSIONS = {s: _plan.version(config, s) for s in _studies.STUDIES}
 ENABLED = _plan.enabled(config)
-# The run plan (normlab.plan) writes each enabled study's resolved config and run specs into its
-# version folder once; jobs read those files (no JSON on command lines).
-for _s in ENABLED:
-    _plan.write(config, _s)
+# The run plan (normlab.plan): every job keyed by what its numbers depend on. Nothing is written at
+# parse time (a dry run writes nothing): each job gets its spec as a param and writes it itself.
+PLANS = {}
+for _s in _studies.STUDIES:  # disabled studies too: `snakemake <study>` runs one on its defaults
+    try:
+        PLANS[_s] = _plan.build(config, _s)
+    except ConfigError as _e:  # a study's cross-key check raised while its variants were made
+        if _s in ENABLED:
+            print(f"Config error: {_e}", file=sys.stderr)
+            sys.exit(1)
 
 
 def vdir(study):
-    """results/<study>/<version>: the version folder of the current config."""
-    return f"results/{study}/{VERSIONS[study]}"
-
-
-def resolved(study):
-    return resolved_study_config(config, study)
-
-
-def _variants(study):
-    return _plan.variants(config, study)
+    """results/<study>/<config name>-<hash of the analysis inputs>: the study's version folder."""
+    return PLANS[study].version_dir
 
 
 def data_file(study):
     return _plan.data_file(config, study)
 
 
-def run_dirs(study):
-    return [f"{vdir(study)}/runs/{v}" for v in _variants(study)]
-
-
 def gpus(study):
     """1 when the study's jobs will use CUDA (device cuda, or auto on a host with a GPU), else 0."""
-    return 1 if _gpu.will_use_cuda(config["device"]) else 0
+    return 1 if _plan.device_kind(config) == "cuda" else 0
+
+
+def _run_spec(wildcards):
+    d = f"results/{wildcards.study}/runs/{wildcards.variant}/{wildcards.block}"
+    spec = PLANS[wildcards.study].runs.get(d) if wildcards.study in PLANS else None
+    if spec is None:
+        raise WorkflowError(f"{d} is not a run of the current config (normlab.plan lists them)")
+    return spec
 
 
 def train_spec(wildcards):
-    """The path of one training job's run spec (written by the plan)."""
-    study = wildcards.study
-    if wildcards.version != VERSIONS[study]:
-        raise WorkflowError(
-            f"{vdir(study)} is the version of the current config; {wildcards.version} belongs to another config"
-        )
-    return _plan.spec_path(config, study, wildcards.variant)
+    """One training job's run spec (JSON): what its numbers depend on, hashed into its folder name."""
+    return json.dumps(_run_spec(wildcards), sort_keys=True)
 
 
 def train_data(wildcards):
-    return data_file(wildcards.study)
+    return _run_spec(wildcards)["data"]
 
 
 def train_gpus(wildcards):
-    return gpus(wildcards.study)
+    return 1 if _run_spec(wildcards)["device"] == "cuda" else 0
 
 
 def dataset_params(wildcards):
     return shlex.quote(
         json.dumps(config["datasets"].get(wildcards.dataset, {}), sort_keys=True)
     )
-
-
-def study_config_arg(study):
-    """The path of the study's resolved config (config.json in its version folder)."""
-    return _plan.config_path(config, study)
 
 
 def study_targets(study):

@@ -6,6 +6,7 @@
 
 
 wildcard_constraints:
+    version="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
     a="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
     b="[A-Za-z0-9_.-]+-[0-9a-f]{8}",
 

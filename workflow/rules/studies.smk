@@ -1,46 +1,49 @@
-# Every study's rules, made from its package's declarations (normlab.studies): one job per side job,
-# `<study>_analyze` (claims, figures with their captions, manifest) and the target `<study>`.
-# Nothing here names a study. A study with needs the declarations cannot express adds
-# workflow/rules/<study>.smk, which the Snakefile includes.
+# Every study's rules, made from its package's declarations (normlab.studies) and its run plan
+# (normlab.plan): one job per side job, `<study>_analyze` (claims, figures with their captions,
+# manifest) and the target `<study>`. Nothing here names a study. A study with needs the declarations
+# cannot express adds workflow/rules/<study>.smk, which the Snakefile includes.
 
-for _s in _studies.STUDIES:
+for _s, _p in PLANS.items():
     _mod = _studies.get(_s)
-    _v = vdir(_s)
-    _jobs = _studies.side_jobs(_s, config["studies"][_s])
+    _v = _p.version_dir
 
-    for _name, _job in _jobs.items():
+    # A side job's folder is named by the hash of its spec (the config sections it reads): it reruns
+    # only when those change. It writes its spec beside its output (spec.json) and reads it.
+    for _name, (_job, _spec, _out) in _p.side.items():
+        _dir = _out[: -len(_job.output) - 1]
 
         rule:
             name:
                 f"{_s}_{_name}"
             input:
-                data_file(_s) if _job.data else [],
+                _spec["data"] or [],
             output:
-                directory(f"{_v}/{_job.output}")
-                if _job.directory
-                else f"{_v}/{_job.output}",
+                out=directory(_out) if _job.directory else _out,
+                spec=f"{_dir}/spec.json",
             log:
-                f"{_v}/logs/{_name}.log",
+                f"results/{_s}/logs/side/{Path(_dir).name}.log",
             benchmark:
-                f"{_v}/benchmarks/{_name}.tsv"
+                f"results/{_s}/benchmarks/side/{Path(_dir).name}.tsv"
             threads: 1
             resources:
                 gpu=gpus(_s) if _job.gpu else 0,
             params:
                 module=_job.module,
                 args=" ".join(_job.args),
-                cfg=study_config_arg(_s),
-                data=f"--data {data_file(_s)}" if _job.data else "",
+                spec=json.dumps(_spec, sort_keys=True),
+                data=f"--data {_spec['data']}" if _job.data else "",
             shell:
-                "python -m {params.module} {params.args} --config {params.cfg} {params.data} --out {output}"
-                " --threads {threads} > {log} 2>&1"
+                "printf '%s\\n' {params.spec:q} > {output.spec} && python -m {params.module} {params.args}"
+                " --config {output.spec} {params.data} --out {output.out} --threads {threads} > {log} 2>&1"
 
+    # The version folder: named by the config's name and the hash of the analysis's inputs (run and side
+    # folders) and of the study's config; the job writes config.json and links the runs it read.
     rule:
         name:
             f"{_s}_analyze"
         input:
-            **{_name: f"{_v}/{_job.output}" for _name, _job in _jobs.items()},
-            runs=run_dirs(_s),
+            **{_name: _out for _name, (_job, _spec, _out) in _p.side.items()},
+            runs=list(_p.runs),
         output:
             **{
                 f"fig_{_f.stem}": report(
@@ -66,10 +69,10 @@ for _s in _studies.STUDIES:
         threads: 1
         params:
             study=_s,
-            cfg=study_config_arg(_s),
+            spec=json.dumps(_p.analysis, sort_keys=True),
         shell:
             "python -m normlab.analyze --study {params.study} --version-dir $(dirname {output.manifest})"
-            " --config {params.cfg} > {log} 2>&1"
+            " --config {params.spec:q} > {log} 2>&1"
 
     rule:
         name:
@@ -79,7 +82,7 @@ for _s in _studies.STUDIES:
         localrule: True
 
     # `snakemake --list-rules` shows these (a rule made in a loop cannot carry a literal docstring)
-    for _name, _job in _jobs.items():
+    for _name, (_job, _spec, _out) in _p.side.items():
         workflow.get_rule(f"{_s}_{_name}").docstring = _job.doc
     workflow.get_rule(f"{_s}_analyze").docstring = (
         f"{_mod.TITLE}: claims, figures, manifest."
