@@ -69,8 +69,9 @@ def study_specs(cfg: dict):
     """(study, variant, spec) of every enabled study's training jobs, from the run plan (normlab.plan),
     as the Snakemake rules run them; device cpu and W&B off for the benchmark."""
     for name in plan.enabled(cfg):
-        for v, spec in plan.train_specs(cfg, name).items():
-            spec = {**copy.deepcopy(spec), "version": "bench-00000000", "device": "cpu",
+        for spec in plan.run_specs(cfg, name).values():
+            v = spec["variant"]
+            spec = {**copy.deepcopy(spec), "device": "cpu",
                     "dataset": cfg["studies"][name].get("dataset", "mnist1d"), "wandb": {"mode": "disabled"}}
             spec.setdefault("keys", {})
             yield name, v, spec
@@ -429,6 +430,27 @@ def startup(workload: dict, tmp: Path) -> dict:
             "load_average": os.getloadavg()[0], "note": "wall times grow with the machine's load; CPU seconds less so"}
 
 
+def version_benchmarks(vdir: Path) -> tuple[list[Path], list[Path]]:
+    """(every benchmark .tsv of a version's jobs, those of its train jobs): its analysis's, and those of the
+    run and side-job folders its config.json lists (results/<study>/benchmarks/{train,side}/...)."""
+    study = vdir.parent
+    tsv = list((vdir / "benchmarks").rglob("*.tsv"))
+    train = []
+    try:
+        spec = json.loads((vdir / "config.json").read_text())
+    except (OSError, ValueError):
+        spec = {}
+    for dirs in (spec.get("runs") or {}).values():
+        for d in dirs:
+            variant, block = Path(d).parts[-2:]
+            train.append(study / "benchmarks" / "train" / variant / f"{block}.tsv")
+    side = [study / "benchmarks" / "side" / f"{Path(p).parts[3]}.tsv" for p in (spec.get("side") or {}).values()]
+    train = [t for t in train if t.exists()]
+    if not spec.get("runs"):  # a version made before runs were keyed: its train jobs' files are inside it
+        train = [t for t in tsv if "train" in t.parts[len(vdir.parts):-1]]
+    return tsv + [t for t in train + side if t.exists() and t not in tsv], train
+
+
 def dag_overhead() -> dict:
     """Per result version: sum of Snakemake's job wall times (benchmark .tsv) minus training compute."""
     import pandas as pd
@@ -437,8 +459,7 @@ def dag_overhead() -> dict:
     for vdir in sorted(ROOT.glob("results/*/*-*")):
         if vdir.is_symlink() or not (vdir / "benchmarks").is_dir():
             continue
-        tsv = list((vdir / "benchmarks").rglob("*.tsv"))
-        train_tsv = [t for t in tsv if "train" in t.parts[len(vdir.parts):-1]]
+        tsv, train_tsv = version_benchmarks(vdir)
         jobs_s = sum(float(pd.read_csv(t, sep="\t")["s"].iloc[0]) for t in tsv)
         train_jobs_s = sum(float(pd.read_csv(t, sep="\t")["s"].iloc[0]) for t in train_tsv)
         compute = sum(json.loads(p.read_text())["wall_s"] for p in vdir.glob("runs/*/seed*/summary.json"))
@@ -448,9 +469,9 @@ def dag_overhead() -> dict:
             "overhead_s": jobs_s - compute, "overhead_fraction": (jobs_s - compute) / jobs_s if jobs_s else None}
     default = {k: v for k, v in found.items() if v["config"] == "default"}
     return {"versions": found, "default_present": bool(default),
-            "how": "sum over a version's jobs of the 's' column of results/<study>/<version>/benchmarks/**/*.tsv, "
-                   "minus the sum of wall_s over runs/*/seed*/summary.json (training compute); for the whole "
-                   "default DAG run `make run` and then `make bench`"}
+            "how": "sum over a version's jobs (its analysis, and the train and side jobs of the runs it links) of "
+                   "the 's' column of their benchmark .tsv, minus the sum of wall_s over runs/*/seed*/summary.json "
+                   "(training compute); for the whole default DAG run `make run` and then `make bench`"}
 
 
 # -----------------------------------------------------------------------------------------------

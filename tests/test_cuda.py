@@ -2,7 +2,7 @@
 channels_last, to a finite and decreasing loss; the engine prints its throughput (images/s, peak GPU memory).
 
 The models are read the way the pipeline reads them: config/config.yaml with config/paper.yaml merged over it,
-validated (defaults filled), then each enabled study's run plan (``normlab.plan.train_specs``) plus the models
+validated (defaults filled), then each enabled study's run plan (``normlab.plan.run_specs``) plus the models
 of the side jobs (S2's exactness pairs, S3's invariance checks). The data are synthetic images of the paper
 config's dataset shape (CIFAR-10: 3 x 32 x 32, 10 classes), class prototypes plus noise, so the loss must fall
 within a few steps and no download is needed.
@@ -50,8 +50,8 @@ def paper_models() -> dict[str, tuple[dict, str]]:
 
     for study in plan.enabled(cfg):
         sc = cfg["studies"][study]
-        for variant, spec in plan.train_specs(cfg, study).items():
-            add(f"{study}/{variant}", spec["model"], sc["dataset"])
+        for spec in plan.run_specs(cfg, study).values():
+            add(f"{study}/{spec['variant']}", spec["model"], sc["dataset"])
         if study == "li_arora":
             ex = sc["exactness"]
             add("li_arora/exactness", {**ex["model"], "bn_eps": ex["bn_eps"]}, sc["dataset"])

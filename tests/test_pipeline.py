@@ -23,13 +23,7 @@ def files_digest(folder):
 
 def job_stats(plan: str) -> set:
     """Rule names in the 'Job stats' table of a dry run."""
-    lines = plan.split("Job stats:")[1].splitlines()[3:]
-    names = []
-    for line in lines:
-        if not line.strip() or line.split()[0] == "total":
-            break
-        names.append(line.split()[0])
-    return set(names)
+    return set(job_counts(plan))
 
 
 def test_bn_placement_layout(smoke_workdir):
@@ -38,13 +32,21 @@ def test_bn_placement_layout(smoke_workdir):
     assert latest.is_symlink() and os.readlink(latest).startswith("smoke-")
     v = latest.resolve()
     man = json.loads((v / "manifest.json").read_text())
-    for key in ("resolved_config", "git", "packages", "started", "finished", "command"):
+    for key in ("resolved_config", "git", "packages", "started", "finished", "command", "runs"):
         assert key in man
     assert set(man["git"]) == {"commit", "dirty"}
     cfg = yaml.safe_load((smoke_workdir / "config" / "smoke.yaml").read_text())["studies"]["bn_placement"]
     n_variants = 3 * len(cfg["activations"]) * len(cfg["lrs"])
     runs = sorted(v.glob("runs/*/seed*/metrics.parquet"))
     assert len(runs) == n_variants * cfg["seeds"]
+    # the version folder links its runs; each run folder is keyed by its spec and records it
+    for link in v.glob("runs/*/seed*"):
+        assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+        run = link.resolve().parent
+        assert run.parent.parent == (study / "runs").resolve()
+        rec = json.loads((run / "run.json").read_text())
+        assert rec["spec"]["key"] == f"{run.parent.name}/{run.name}" and rec["numerics"] == rec["spec"]["numerics"]
+        assert list(run.glob("wandb/offline-run-*")), "each run's offline W&B runs are under its folder"
     m = pd.read_parquet(runs[0])
     assert {"step", "metric", "value", "variant", "seed", "norm", "act", "lr"} <= set(m.columns)
     summary = pd.read_parquet(v / "summary.parquet")
@@ -56,7 +58,7 @@ def test_bn_placement_layout(smoke_workdir):
     for fig in ("learning_curves", "final_accuracy", "steps_to_target", "placement_difference"):
         assert (v / "figures" / f"{fig}.png").stat().st_size > 5000
         assert (v / "figures" / f"{fig}.pdf").exists()
-    assert list(v.glob("wandb/offline-run-*")), "offline W&B runs are written under the version folder"
+    assert list(v.glob("wandb/offline-run-*")), "the analysis's offline W&B run is under the version folder"
 
 
 def test_second_dry_run_plans_nothing(smoke_workdir):
@@ -64,24 +66,77 @@ def test_second_dry_run_plans_nothing(smoke_workdir):
     assert "Nothing to be done" in p.stdout + p.stderr
 
 
-def test_config_change_makes_new_version_and_keeps_old(smoke_workdir):
+def job_counts(plan: str) -> dict:
+    """{rule: jobs} from the 'Job stats' table of a dry run (empty when nothing is to be done)."""
+    if "Job stats:" not in plan:
+        return {}
+    out = {}
+    for line in plan.split("Job stats:")[1].splitlines()[3:]:
+        if not line.strip() or line.split()[0] == "total":
+            break
+        out[line.split()[0]] = int(line.split()[1])
+    return out
+
+
+ANALYSIS = {"claims_table": 1, "scorecard": 1, "all": 1}
+# (edit merged over config/smoke.yaml, the jobs a dry run must plan): README "Change one thing"
+EDITS = [
+    ("a claim threshold", {"studies": {"santurkar": {"claims": {"equiv_margin": 0.04}}}},
+     {"santurkar_analyze": 1, **ANALYSIS}),
+    ("a CI level", {"studies": {"li_arora": {"claims": {"ci": 0.9}}}}, {"li_arora_analyze": 1, **ANALYSIS}),
+    ("the config's name", {"name": "renamed"},
+     {**{f"{s}_analyze": 1 for s in ("bn_placement", "ics_conditioning", "li_arora", "norm_growth", "santurkar")},
+      "claims_table": 5, "scorecard": 1, "all": 1}),
+    ("a W&B setting", {"wandb": {"mode": "disabled", "project": "elsewhere"}}, {}),
+    ("one more lr", {"studies": {"bn_placement": {"lrs": [0.1, 0.2]}}},
+     {"train": 6, "bn_placement_analyze": 1, **ANALYSIS}),
+    ("one more seed (blocks of 2)", {"studies": {"bn_placement": {"seeds": 3}}},
+     {"train": 6, "bn_placement_analyze": 1, **ANALYSIS}),
+    ("one variant's lr", {"studies": {"norm_growth": {"variants": {"adam": {"lr": 0.02}}}}},
+     {"train": 1, "norm_growth_analyze": 1, **ANALYSIS}),
+    ("a side job's setting", {"studies": {"santurkar": {"dln": {"steps": 50}}}},
+     {"santurkar_dln": 1, "santurkar_analyze": 1, **ANALYSIS}),
+    ("a float32 exactness setting", {"studies": {"li_arora": {"exactness": {"float32_seeds": 3}}}},
+     {"li_arora_exact_float32": 1, "li_arora_analyze": 1, **ANALYSIS}),
+]
+
+
+def test_edits_replan_only_what_they_change(smoke_workdir):
+    wrong = []
+    for what, edit, expected in EDITS:
+        (smoke_workdir / "edit.yaml").write_text(yaml.safe_dump(edit))
+        p = snakemake(smoke_workdir, "-n", "--configfile", "config/smoke.yaml", "edit.yaml")
+        got = job_counts(p.stdout + p.stderr)
+        if got != expected:
+            wrong.append(f"{what}: planned {got}, expected {expected}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_one_more_seed_trains_its_block_alone_and_keeps_the_old_version(smoke_workdir):
     study = smoke_workdir / "results" / "bn_placement"
     old = study / os.readlink(study / "latest")
     before = files_digest(old)
-    cfg = yaml.safe_load((smoke_workdir / "config" / "smoke.yaml").read_text())
-    cfg["studies"]["bn_placement"]["lrs"] = [0.05]
-    (smoke_workdir / "changed.yaml").write_text(yaml.safe_dump(cfg))
-    plan = snakemake(smoke_workdir, "-n", "--configfile", "changed.yaml").stdout
-    # only the changed study's jobs are planned
-    planned = job_stats(plan) - {"all"}
-    assert planned <= {"train", "bn_placement_analyze", "bn_placement", "claims_table", "scorecard"}, planned
+    (smoke_workdir / "more_seeds.yaml").write_text(yaml.safe_dump({"studies": {"bn_placement": {"seeds": 3}}}))
     try:
-        snakemake(smoke_workdir, "bn_placement", "--cores", "2", "--configfile", "changed.yaml")
+        snakemake(smoke_workdir, "bn_placement", "--cores", "2", "--configfile", "config/smoke.yaml", "more_seeds.yaml")
         new = study / os.readlink(study / "latest")
         assert new != old and new.name.startswith("smoke-")
         assert files_digest(old) == before
+        # seeds 0-1 are the old runs (linked, not retrained), seed 2 a block of its own; read as one set
+        for variant in (p.name for p in (old / "runs").iterdir()):
+            for seed in (0, 1):
+                assert (new / "runs" / variant / f"seed{seed}").resolve() == (old / "runs" / variant / f"seed{seed}").resolve()
+            assert (new / "runs" / variant / "seed2").resolve().parent.name.startswith("s2-2-")
+        summary = pd.read_parquet(new / "summary.parquet")
+        assert sorted(summary.seed.unique()) == [0, 1, 2] and len(summary) == 3 * len(list((old / "runs").iterdir()))
     finally:  # leave the shared smoke results as the other tests expect them
         point_latest(old)
+
+
+def test_dry_run_on_a_fresh_clone_writes_nothing(workdir):
+    p = snakemake(workdir, "-n", "--configfile", "config/smoke.yaml")
+    assert "Job stats:" in p.stdout + p.stderr
+    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
 
 
 def test_forcerun_reruns_the_analysis_only(smoke_workdir):

@@ -78,6 +78,10 @@ def test_edits_change_only_what_they_touch():
     new_runs, new_side, v = diff(c, edited(c, lambda x: x["studies"]["santurkar"]["dln"].update(steps=5000)),
                                  "santurkar")
     assert not new_runs and len(new_side) == 1 and "/side/dln-" in new_side.pop() and v
+    # a float32 exactness setting: the float32 exactness job only (float64 runs one seed)
+    pa, pb = plan.build(c, "li_arora"), plan.build(
+        edited(c, lambda x: x["studies"]["li_arora"]["exactness"].update(float32_seeds=3)), "li_arora")
+    assert [n for n in pa.side if pa.side[n][2] != pb.side[n][2]] == ["exact_float32"]
     # another study's edit: nothing here
     assert diff(c, edited(c, lambda x: x["studies"]["li_arora"].update(lr=0.2)), "bn_placement") == (set(), set(), False)
 

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -126,15 +127,16 @@ def dataset(tmp_path_factory):
     return out
 
 
-def job(spec, vdir: Path, kill_at: int = -1) -> subprocess.CompletedProcess:
+def job(spec, study_dir: Path, kill_at: int = -1) -> subprocess.CompletedProcess:
+    """The train job of ``spec`` as its rule runs it: into ``<study>/runs/<key>``, checkpoints in ``<study>/.ckpt``."""
     env = {**os.environ, "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, "-c", JOB, json.dumps(spec), str(vdir / "runs" / spec["variant"]),
-                           str(vdir / ".ckpt" / spec["variant"]), str(kill_at)], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-c", JOB, json.dumps(spec), str(study_dir / "runs" / spec["key"]),
+                           str(study_dir / ".ckpt" / spec["key"]), str(kill_at)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=180)
 
 
 def tiny_spec(data, **train):
-    return {"study": "t", "version": "v-00000000", "variant": "a", "keys": {}, "seeds": [0, 1], "data": str(data),
+    return {"study": "t", "key": "a/s0-1-00000000", "variant": "a", "keys": {}, "seeds": [0, 1], "data": str(data),
             "device": "cpu", "model": {"arch": "mlp", "depth": 2, "width": 16, "norm": "bn_pre", "act": "relu"},
             "optimizer": {"name": "sgd"}, "lr": 0.1, "schedule": {"name": "constant"},
             "train": {"steps": 200, "batch_size": 32, "eval_every": 25, "log_every": 10, "ckpt_every": 50, **train},
@@ -150,28 +152,28 @@ def test_dataset_artifact_is_logged(dataset):
 def test_killed_job_resumes_one_run_with_continuous_steps(dataset, tmp_path):
     from normlab.tracking import run_id, sync_dirs
 
-    vdir = tmp_path / "t" / "v-00000000"
-    vdir.mkdir(parents=True)
+    study = tmp_path / "t"
     spec = tiny_spec(dataset)
-    p = job(spec, vdir, kill_at=100)
+    run_dir = study / "runs" / "a" / "s0-1-00000000"
+    p = job(spec, study, kill_at=100)
     assert p.returncode == -signal.SIGKILL, p.stderr[-3000:]
     assert "[progress] t/a seeds [0, 1]: step 20/200 (10%)" in p.stderr  # every 10% of the steps
-    p = job(spec, vdir)
+    p = job(spec, study)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "resumed from step 50" in p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("[progress]")]
     assert lines[-1].startswith("[progress] t/a seeds [0, 1]: step 200/200 (100%) loss ")
     assert " acc " in lines[-1] and " steps/s | ETA " in lines[-1]
 
-    folders = sorted(vdir.glob("wandb/offline-run-*"))
-    ids = {run_id("t", "v-00000000", "a", seed) for seed in (0, 1)}
+    folders = sorted(run_dir.glob("wandb/offline-run-*"))  # a run's W&B runs live in its folder
+    ids = {run_id("t", "a/s0-1-00000000", seed) for seed in (0, 1)}
     assert len(folders) == 4 and {f.name.rsplit("-", 1)[1] for f in folders} == ids  # two processes, two ids
-    newest = sync_dirs([vdir])  # what `make sync` uploads: the resumed run's folder of each id
+    newest = sync_dirs([run_dir])  # what `make sync` uploads: the resumed run's folder of each id
     assert len(newest) == 2 and set(newest) <= set(folders)
     for seed in (0, 1):
-        (run,) = [read_run(d) for d in newest if d.name.endswith(run_id("t", "v-00000000", "a", seed))]
-        assert run["name"] == f"a/seed{seed}" and run["run_id"] == run_id("t", "v-00000000", "a", seed)
-        m = pd.read_parquet(vdir / "runs" / "a" / f"seed{seed}" / "metrics.parquet")
+        (run,) = [read_run(d) for d in newest if d.name.endswith(run_id("t", "a/s0-1-00000000", seed))]
+        assert run["name"] == f"a/seed{seed}" and run["run_id"] == run_id("t", "a/s0-1-00000000", seed)
+        m = pd.read_parquet(run_dir / f"seed{seed}" / "metrics.parquet")
         want = {(int(r.step), r.metric): r.value for r in m.itertuples()}
         got = run["history"]  # read_run fails on a (step, key) logged twice
         assert got.keys() == want.keys()  # every step of the run, once: continuous across the kill
@@ -184,12 +186,75 @@ def test_killed_job_resumes_one_run_with_continuous_steps(dataset, tmp_path):
         (prep,) = runs_in(dataset.parent.parent)  # the same version as prepare_data's (the lineage link)
         assert run["digests"][("dataset", "mnist1d-test0000", True)] == prep["digests"][("dataset", "mnist1d-test0000",
                                                                                           False)]
-        assert arts[("run", f"run-t-v-00000000-a-seed{seed}", False)] == ["metrics.parquet", "summary.json"]
-        assert arts[("model", f"model-t-v-00000000-a-seed{seed}", False)] == ["weights.pt"]
-        assert (vdir / "runs" / "a" / f"seed{seed}" / "weights.pt").exists()
+        assert arts[("run", f"run-t-s0-1-00000000-a-seed{seed}", False)] == ["metrics.parquet", "summary.json"]
+        assert arts[("model", f"model-t-s0-1-00000000-a-seed{seed}", False)] == ["weights.pt"]
+        assert (run_dir / f"seed{seed}" / "weights.pt").exists()
+    # `make sync` of a version folder: the W&B runs of the run folders it links (and its own)
+    vdir = study / "v-00000000"
+    for seed in (0, 1):
+        (vdir / "runs" / "a").mkdir(parents=True, exist_ok=True)
+        os.symlink(f"../../../runs/a/s0-1-00000000/seed{seed}", vdir / "runs" / "a" / f"seed{seed}")
     listed = subprocess.run([sys.executable, "-m", "normlab.tracking", str(vdir)], capture_output=True, text=True,
                             check=True, timeout=60).stdout.split()
-    assert listed == [str(d) for d in newest]
+    assert listed == [str(d.resolve()) for d in newest]
+
+
+# W&B online, server unreachable: one Tracker per seed, all started before any is finished (as the engine
+# does), each logs a metric and finishes
+SEEDS = textwrap.dedent("""
+    import json, sys, time
+    from normlab.tracking import Tracker
+    out, ids, value = sys.argv[1], json.loads(sys.argv[2]), float(sys.argv[3])
+    trackers, took = [], []
+    for seed, i in enumerate(ids):
+        t0 = time.monotonic()
+        trackers.append(Tracker(mode="online", project="t", group="t/v", name=f"a/seed{seed}",
+                                job_type="train", config={"seed": seed}, dir=out, init_timeout=3, id=i))
+        took.append(time.monotonic() - t0)
+    for tk in trackers:
+        tk.log({"loss": value}, step=0)
+        tk.finish()
+    print(json.dumps({"modes": [tk.mode for tk in trackers], "took": took}))
+""")
+
+
+def test_unreachable_server_falls_back_to_offline_runs_with_their_ids(tmp_path, monkeypatch):
+    """Online against a closed local port (fake key): a failed online start leaves its run id taken in the
+    process's W&B service; each seed's run still becomes an offline run with its own id (ready for
+    `wandb sync`), within init_timeout plus a few seconds, said in one line each; a second process
+    resumes the same runs offline."""
+    from normlab.tracking import run_id, sync_dirs
+
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens on port 9 (discard)
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789abcdef" * 2 + "01234567")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    ids = [run_id("t", "v", "a", seed) for seed in range(3)]
+    for value in (0.5, 0.25):  # the first process, then a rerun resuming the same runs
+        t0 = time.monotonic()
+        p = subprocess.run([sys.executable, "-c", SEEDS, str(tmp_path), json.dumps(ids), str(value)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=90)
+        assert p.returncode == 0, p.stderr[-3000:]
+        out = json.loads(p.stdout.splitlines()[-1])
+        assert out["modes"] == ["offline"] * 3, p.stderr[-3000:]
+        assert out["took"][0] < 3 + 5 and max(out["took"][1:]) < 3, out  # one wait of init_timeout in all
+        assert time.monotonic() - t0 < 40
+        lines = [ln for ln in p.stderr.splitlines() if ln.startswith("[tracking]")]
+        assert len(lines) == 3, p.stderr[-3000:]  # one line a run
+        assert lines[0].startswith("[tracking] wandb.init(online) failed: ")
+        assert lines[0].endswith("; falling back to offline")
+        assert lines[1:] == [f"[tracking] wandb.init(online) failed earlier in this process: run a/seed{s} "
+                             "starts offline" for s in (1, 2)]
+
+    folders = sorted(tmp_path.glob("wandb/offline-run-*"))
+    assert sorted(f.name.rsplit("-", 1)[1] for f in folders) == sorted(ids * 2)  # two processes, own ids
+    newest = sync_dirs([tmp_path])  # what `make sync` uploads: the rerun's folder of each id
+    assert len(newest) == 3
+    for d in folders:
+        run = read_run(d)  # (exactly one run-*.wandb file in the folder)
+        seed = ids.index(run["run_id"])
+        assert d.name.endswith(run["run_id"]) and run["name"] == f"a/seed{seed}"
+        assert run["config"]["seed"] == seed
+        assert run["history"] == {(0, "loss"): 0.25 if d in newest else 0.5}
 
 
 def test_weights_switch_and_no_wandb_import_when_disabled(dataset, tmp_path):
@@ -227,8 +292,9 @@ def test_analysis_run_uses_run_artifacts_and_logs_one_analysis_artifact(tmp_path
     from normlab.tracking import run_id
 
     vdir = tmp_path / "results" / "fake" / "v-11111111"
+    run_dir = tmp_path / "results" / "fake" / "runs" / "a" / "s0-1-0000000a"
     for seed in (0, 1):
-        d = vdir / "runs" / "a" / f"seed{seed}"
+        d = run_dir / f"seed{seed}"
         d.mkdir(parents=True)
         pd.DataFrame({"step": [0], "metric": ["test_acc"], "value": [0.5]}).to_parquet(d / "metrics.parquet")
         (d / "summary.json").write_text(json.dumps({"variant": "a", "seed": seed, "status": "ok", "final": {}}))
@@ -256,7 +322,8 @@ def test_analysis_run_uses_run_artifacts_and_logs_one_analysis_artifact(tmp_path
         studies.get = lambda name: Fake
         analyze.main(sys.argv[1:])
     """)
-    cfg = json.dumps({"study_config": {}, "wandb": {"mode": "offline", "project": "t"}})
+    cfg = json.dumps({"study_config": {}, "runs": {"a": ["results/fake/runs/a/s0-1-0000000a"]}, "side": {},
+                      "wandb": {"mode": "offline", "project": "t"}})
     p = subprocess.run([sys.executable, "-c", code, "--study", "fake", "--version-dir", str(vdir), "--config", cfg],
                        cwd=tmp_path, env={**os.environ, "WANDB_MODE": "offline"}, capture_output=True, text=True,
                        timeout=120)
@@ -265,7 +332,7 @@ def test_analysis_run_uses_run_artifacts_and_logs_one_analysis_artifact(tmp_path
     assert run["job_type"] == "analysis" and run["run_id"] == run_id("fake", "v-11111111", "analysis")
     arts = {(t, n, used): files for t, n, used, files in run["artifacts"]}
     for seed in (0, 1):
-        assert arts[("run", f"run-fake-v-11111111-a-seed{seed}", True)] == ["metrics.parquet", "summary.json"]
+        assert arts[("run", f"run-fake-s0-1-0000000a-a-seed{seed}", True)] == ["metrics.parquet", "summary.json"]
     assert arts[("analysis", "analysis-fake", False)] == ["claims.csv", "figures/fig.png", "manifest.json",
                                                           "summary.parquet"]
     assert json.loads((vdir / "manifest.json").read_text())["wandb_run_id"] == run["run_id"]

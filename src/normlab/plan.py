@@ -87,6 +87,18 @@ def run_specs(config: dict, study: str) -> dict[str, dict]:
     return out
 
 
+def section(cfg: dict, keys) -> dict:
+    """The part of ``cfg`` named by ``keys`` (``"dln"``, or ``"exactness.steps"`` for one key of a section)."""
+    out: dict = {}
+    for key in keys:
+        *parents, last = key.split(".")
+        src, dst = cfg, out
+        for k in parents:
+            src, dst = src[k], dst.setdefault(k, {})
+        dst[last] = copy.deepcopy(src[last])
+    return out
+
+
 def side_specs(config: dict, study: str) -> dict[str, tuple]:
     """{side job name: (SideJob, spec, output path)}: each spec holds only the config sections it reads."""
     cfg = config["studies"][study]
@@ -94,7 +106,7 @@ def side_specs(config: dict, study: str) -> dict[str, tuple]:
     for name, job in studies.side_jobs(study, cfg).items():
         spec = {"study": study, "job": name, "module": job.module, "args": list(job.args), "device": device_kind(config),
                 "data": data_file(config, study) if job.data else None, "numerics": NUMERICS,
-                "study_config": {k: copy.deepcopy(cfg[k]) for k in job.reads}}
+                "study_config": section(cfg, job.reads)}
         out[name] = (job, spec, f"{RESULTS}/{study}/side/{name}-{config_hash(spec)}/{job.output}")
     return out
 

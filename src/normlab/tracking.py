@@ -3,17 +3,19 @@
 ``mode``: auto (online when logged in, else offline) | online | offline | disabled. wandb is
 imported only when a run starts in a mode other than disabled. Offline runs are written under
 ``dir/wandb/`` (the result version's folder) and uploaded later with ``make sync`` (``wandb sync``).
-If an online run cannot start (server unreachable, timeout), the run falls back to offline and says
-so in the log; any other W&B error disables tracking for that run instead of failing the job.
+If an online run cannot start (server unreachable, timeout), the run falls back to offline (same id)
+and says so in one log line, and the process's later runs start offline at once; any other W&B error
+disables tracking for that run instead of failing the job.
 
-Runs have deterministic ids (``run_id``: from study, version, variant, seed) and start with
+Runs have deterministic ids (``run_id``: from study, run key, seed) and start with
 ``resume="allow"``, so a job killed and rerun continues the same W&B run. Offline, W&B writes one
 ``offline-run-<time>-<id>`` folder per process; a killed process's folder holds at most part of
 its records (W&B's service does not flush them on a kill), so a resumed training run re-logs the
 checkpoint's history and its folder alone holds the whole run. ``sync_dirs`` (``make sync``) picks
 the newest folder of each run id:
 
-    python -m normlab.tracking results/*/latest resources    # the folders to `wandb sync`
+    python -m normlab.tracking results/*/latest resources    # the folders to `wandb sync` (a version
+                                                              # folder brings the run folders it links)
 
 Lineage: ``log_artifact`` records an output, ``use_artifact`` an input. Offline, an input is
 recorded as the artifact itself (same name, same files, hence same digest) marked
@@ -51,7 +53,7 @@ def resolve_mode(mode: str) -> str:
 
 
 def run_id(*parts) -> str:
-    """A deterministic W&B run id from its identity, e.g. (study, version, variant, seed)."""
+    """A deterministic W&B run id from its identity, e.g. (study, run key, seed)."""
     return hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
@@ -88,6 +90,15 @@ def sync_dirs(roots) -> list[Path]:
     return sorted(newest.values())
 
 
+# A failed wandb.init leaves its run id registered in this process's W&B service (wandb-core's stream
+# mux: only Run.finish unregisters an id), so a second wandb.init with that id fails ("run ID ... is in
+# use"). The offline fallback therefore first shuts the service down (wandb.teardown), which also ends
+# every other run of the process: only done while none of ours is running. Once an online start has
+# failed, the process's later runs start offline at once (no more waits of init_timeout).
+_running: set = set()  # runs started by Trackers and not finished
+_online_failed = False
+
+
 class Tracker:
     """One W&B run; every method is a no-op when disabled or after an error."""
 
@@ -106,14 +117,30 @@ class Tracker:
         kwargs = dict(project=project, entity=entity, group=group, name=name, job_type=job_type,
                       config=config, dir=str(dir), tags=tags, reinit="create_new", id=id,
                       resume=resume if id is not None else None)
+        global _online_failed
+        if self.mode == "online" and _online_failed:
+            print(f"[tracking] wandb.init(online) failed earlier in this process: run {name} starts offline",
+                  file=sys.stderr)
+            self.mode = "offline"
         for attempt in ("online", "offline") if self.mode == "online" else (self.mode,):
             try:  # git info and system metrics on (GPU charts on CUDA); the console is not captured
                 self.run = wandb.init(mode=attempt, settings=wandb.Settings(
                     init_timeout=init_timeout, silent=True, console="off", save_code=False), **kwargs)
                 self.mode = attempt
+                _running.add(self.run)
                 return
             except Exception as e:  # never let tracking fail a job
-                print(f"[tracking] wandb.init({attempt}) failed: {type(e).__name__}: {e}", file=sys.stderr)
+                fallback = "; falling back to offline" if attempt == "online" else ""
+                msg = " ".join(str(e).split())  # one line
+                print(f"[tracking] wandb.init({attempt}) failed: {type(e).__name__}: {msg}{fallback}",
+                      file=sys.stderr)
+                if attempt == "online":
+                    _online_failed = True
+                    if not _running:  # frees the run id for the offline run (see _running)
+                        try:
+                            wandb.teardown()
+                        except (Exception, SystemExit):  # (it may sys.exit with the service's exit code)
+                            pass
         self.mode = "disabled"
 
     @property
@@ -205,6 +232,7 @@ class Tracker:
                 self.run.finish(exit_code=exit_code)
             except Exception as e:
                 print(f"[tracking] finish failed: {e}", file=sys.stderr)
+            _running.discard(self.run)
             self.run = None
 
 
@@ -214,8 +242,20 @@ def main(argv=None):
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("roots", nargs="*", type=Path, help="folders holding a wandb/ folder (result versions, resources)")
-    for d in sync_dirs(ap.parse_args(argv).roots):
+    for d in sync_dirs(with_runs(ap.parse_args(argv).roots)):
         print(d)
+
+
+def with_runs(roots) -> list[Path]:
+    """``roots`` and, for a version folder, the run folders it links (``runs/<variant>/seed<k>`` -> a seed of
+    ``<study>/runs/<variant>/<block>``, whose W&B runs live in ``<block>/wandb/``), each once."""
+    out = []
+    for root in map(Path, roots):
+        out.append(root)
+        for link in sorted(root.glob("runs/*/seed*")):
+            if link.is_symlink():
+                out.append(link.resolve().parent)
+    return list(dict.fromkeys(out))
 
 
 if __name__ == "__main__":

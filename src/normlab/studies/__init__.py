@@ -60,8 +60,9 @@ class SideJob:
     data: bool = False  # reads the study's prepared dataset (``--data``)
     directory: bool = False  # the output is a folder
     gpu: bool = False  # may use the GPU (reserves one when the config's device does)
-    # The keys of the study's config section the job reads: its spec (``study_config``) holds only these,
-    # so its output is keyed by them (an edit elsewhere does not rerun it; reading another key fails).
+    # The keys of the study's config section the job reads (``"dln"``, or ``"exactness.steps"``: one key of a
+    # section): its spec (``study_config``) holds only these, so its output is keyed by them (an edit elsewhere
+    # does not rerun it; reading another key fails).
     reads: tuple[str, ...] = ()
 
 
