@@ -235,7 +235,7 @@ def _data_file(tmp_path):
 def test_probes_leave_training_bit_identical(tmp_path):
     from normlab.train import run
 
-    base = {"study": "t", "version": "v", "variant": "x", "seeds": [0], "data": str(_data_file(tmp_path)),
+    base = {"study": "t", "key": "x/s0-0-00000000", "variant": "x", "seeds": [0], "data": str(_data_file(tmp_path)),
             "model": {"arch": "mlp", "depth": 3, "width": 16, "norm": "noisy_bn", "act": "relu"},
             "optimizer": {"name": "sgd", "momentum": 0.9}, "lr": 0.1, "device": "cpu",
             "train": {"steps": 30, "batch_size": 32, "eval_every": 10, "log_every": 1},

@@ -204,10 +204,13 @@ def check_config(cfg: dict) -> list[str]:
 
 
 def side_jobs(cfg: dict) -> dict:
-    """One exactness job per dtype of the config (``extra["exact_float64"]``, ``extra["exact_float32"]``)."""
+    """One exactness job per dtype of the config (``extra["exact_float64"]``, ``extra["exact_float32"]``).
+    float64 runs one seed: it does not read ``exactness.float32_seeds``."""
+    def reads(d):
+        return ("step_decay", *(f"exactness.{k}" for k in cfg["exactness"] if (d, k) != ("float64", "float32_seeds")))
+
     return {f"exact_{d}": SideJob("normlab.studies.li_arora.exactness", f"exactness/{d}.parquet",
-                                  args=("--dtype", d), data=True, gpu=True,
-                                  reads=("exactness", "step_decay"),
+                                  args=("--dtype", d), data=True, gpu=True, reads=reads(d),
                                   doc=f"S2: paired runs (constant lr + WD vs exponential lr, step decay vs TEXP) "
                                       f"in {d}, for exactness and drift.")
             for d in cfg["exactness"]["dtypes"]}
