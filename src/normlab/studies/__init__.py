@@ -13,9 +13,10 @@ A study package declares (module level, torch-free: read at DAG parse time):
   with its ``kind``: headline, cell or check);
 - ``figures(metrics, summary, claims, cfg, fig_dir, extra) -> list of written figure paths``.
 
-Optional: ``side_jobs(cfg) -> {name: SideJob}`` (jobs other than training: each runs
-``python -m <module> <args> --config <version>/config.json [--data <dataset>] --out <version>/<output>
---threads N`` and ``extra[name]`` is its output's path in ``analyze``/``figures``), ``PAPERS`` (list of
+Optional: ``side_jobs(cfg) -> {name: SideJob}`` (jobs other than training, keyed by the config sections
+they read (``SideJob.reads``): each runs ``python -m <module> <args> --config <its spec.json> [--data
+<dataset>] --out results/<study>/side/<name>-<hash>/<output> --threads N`` and ``extra[name]`` is
+``<version>/<output>``, a link to it, in ``analyze``/``figures``), ``PAPERS`` (list of
 {"cite", "url"}), ``HEADLINES`` ({claim_id: {"statement", "departures", "figures"}}, in order),
 ``headlines(cfg)`` (the departures of the setup ``cfg`` describes, ``setup_text.headlines_for``),
 ``CLAIM_FIGURES`` ({claim_id: [figure stems]}) and ``check_config(cfg) -> [error lines]`` (cross-key
