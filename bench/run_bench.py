@@ -49,9 +49,9 @@ sys.path.insert(0, str(ROOT / "src"))
 from normlab import data as data_mod
 from normlab import plan
 from normlab.config import config_hash, validate
-from normlab.engine import deterministic
+from normlab.engine import run as engine_run
 from normlab.models import build_model
-from normlab.train import run as engine_run
+from normlab.startup import deterministic
 
 INPUT_SHAPES = {"mnist1d": (1, 40), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 

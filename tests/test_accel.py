@@ -12,7 +12,7 @@ from torch import nn
 
 from normlab import data as D
 from normlab import engine as Eng
-from normlab import train as T
+from normlab import engine as T
 from normlab.accel import Precision, augment
 from normlab.models.layers import BatchCenter, Noise
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from normlab import data as data_mod
+from normlab.engine import batch_indices, run
 from normlab.schedules import build_schedule
-from normlab.train import batch_indices, run
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +199,8 @@ def test_engine_hash_is_the_config_hash():
                                  {"name": "sgd"}, {"name": "adam", "weight_decay": 1e-4}, {"name": "adamw"}])
 def test_optimizer_step_is_bitwise_the_public_step(opt):
     """The engine's optimizer_step (no torch._dynamo import) makes exactly optimizer.step()'s update."""
-    from normlab.engine import optimizer_step
     from normlab.optim import build_optimizer
+    from normlab.startup import optimizer_step
 
     torch.manual_seed(0)
     w = [torch.randn(3, 4, 5, requires_grad=True), torch.randn(3, 7, requires_grad=True)]

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from normlab import data as data_mod
+from normlab.engine import batch_indices, run
 from normlab.ensemble import StackedModel
 from normlab.models import build_model
 from normlab.probes import Probe, register
-from normlab.train import batch_indices, run
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from normlab import data as data_mod
+from normlab.engine import run
 from normlab.numerics import NUMERICS
-from normlab.train import run
 
 STORED = Path(__file__).parent / "data" / "numerics.json"
 TOL = {"float64": 1e-9, "float32": 1e-4}

@@ -233,7 +233,7 @@ def _data_file(tmp_path):
 
 
 def test_probes_leave_training_bit_identical(tmp_path):
-    from normlab.train import run
+    from normlab.engine import run
 
     base = {"study": "t", "key": "x/s0-0-00000000", "variant": "x", "seeds": [0], "data": str(_data_file(tmp_path)),
             "model": {"arch": "mlp", "depth": 3, "width": 16, "norm": "noisy_bn", "act": "relu"},

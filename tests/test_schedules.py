@@ -106,7 +106,7 @@ def test_engine_sets_the_initial_buffer(tmp_path):
     """Through the training engine (float64, BN eps ~ 0): constant + WD and exponential without WD give the
     same batch losses (batch statistics) at every logged step, thanks to the schedule's init hook."""
     from normlab import data as data_mod
-    from normlab.train import run
+    from normlab.engine import run
 
     torch.set_num_threads(1)
     path = tmp_path / "d.pt"

@@ -52,11 +52,12 @@ from . import data as data_mod
 from .accel import Precision, augment, to_device
 from .ensemble import StackedModel, member_optimizer
 from .io import atomic_torch_save, now, package_versions, write_json, write_parquet
-from .numerics import NUMERICS
 from .models import build_model
+from .numerics import NUMERICS
 from .optim import CONSTRAINTS, build_optimizer
 from .probes import ProbeContext, build_probe
 from .schedules import build_schedule
+from .startup import lean_optimizers, optimizer_step, process_age
 from .tracking import Tracker, artifact_name, run_artifact, run_files, run_id
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
@@ -66,71 +67,6 @@ def config_hash(obj) -> str:
     """``normlab.config.config_hash`` (same value), without importing the config validator at start-up."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
-
-
-def deterministic() -> None:
-    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of
-    ``torch._inductor`` (which pulls in ``torch._dynamo``: seconds of start-up). The public call also
-    sets inductor's flag, which only compiled code reads; the engine compiles nothing.
-
-    Uninitialized memory is not filled with NaN (``torch.utils.deterministic.fill_uninitialized_memory``,
-    on by default with deterministic algorithms): no correct op reads it, and filling every ``torch.empty``
-    cost a quarter of a small model's training step on CPU (``make bench`` profile)."""
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if setter is None or "torch._inductor.config" in sys.modules:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        setter(True, warn_only=True)
-    torch.utils.deterministic.fill_uninitialized_memory = False  # (imported by torch itself)
-
-
-def lean_optimizers() -> None:
-    """Keep ``torch.optim`` from importing ``torch._dynamo`` (seconds of start-up) on first use.
-
-    Optimizer methods are wrapped by ``torch._compile._disable_dynamo``, which imports torch._dynamo
-    on the first call to build ``torch._dynamo.disable(fn)`` and caches it as ``fn.__dynamo_disable``.
-    The engine never compiles, so the cache is filled with ``fn`` itself (what the wrapper does when
-    dynamo is off). A no-op once torch._dynamo is imported (then the real wrapper is used)."""
-    if "torch._dynamo" in sys.modules:
-        return
-    try:
-        from torch._compile import _disable_dynamo
-
-        inner = _disable_dynamo(lambda: None).__code__  # the wrapper's code, shared by every wrapped method
-    except (ImportError, AttributeError, TypeError):
-        return
-    for cls in (torch.optim.Optimizer, torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW):
-        for f in vars(cls).values():
-            fn = getattr(f, "__wrapped__", None)
-            if (fn is not None and getattr(f, "__code__", None) is inner
-                    and getattr(fn, "__dynamo_disable", None) is None):
-                fn.__dynamo_disable = fn
-
-
-def optimizer_step(optimizer, lean: bool | None = None) -> None:
-    """``optimizer.step()`` without its wrapper's ``import torch._dynamo`` (the wrapper only turns grad
-    off and marks a graph break for compiled code): the undecorated step under ``torch.no_grad()``.
-    Same update, bitwise; step hooks are not run (the engine registers none). ``lean`` (default: while
-    torch._dynamo is not imported) chooses the undecorated step; otherwise the public one runs."""
-    lean = "torch._dynamo" not in sys.modules if lean is None else lean
-    raw = type(optimizer).step
-    while hasattr(raw, "__wrapped__"):  # the profile-hook wrapper, then _use_grad_for_differentiable
-        raw = raw.__wrapped__
-    if not lean or raw is type(optimizer).step or optimizer.defaults.get("differentiable"):
-        optimizer.step()
-        return
-    with torch.no_grad():
-        raw(optimizer)
-
-
-def process_age() -> float | None:
-    """Seconds since this process started (Linux ``/proc``; 10 ms resolution), else None."""
-    try:
-        fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -168,24 +104,6 @@ def fresh_labels(seed: int, step: int, size: int, n_classes: int, device) -> tor
     gradient never vanishes. Stateless, from (seed, step) alone, so resume is exact."""
     g = torch.Generator().manual_seed(104_729 * (seed + 1) + 7 * step + 3)
     return to_device(torch.randint(n_classes, (size,), generator=g), device)
-
-
-@torch.no_grad()
-def evaluate(model, x, y, loss_fn, chunk: int = 4096, prec: Precision | None = None) -> tuple[float, float]:
-    """(mean loss, accuracy) of one ``nn.Module`` on (x, y), in eval mode (for side jobs and probes)."""
-    was_training = model.training
-    model.eval()
-    prec = prec or Precision(False, x.device)
-    total = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.long, device=x.device)
-    for i in range(0, len(x), chunk):
-        with prec.autocast():
-            out = model(prec.batch(x[i:i + chunk]))
-            total += loss_fn(out, y[i:i + chunk]).double() * len(out)
-        if y.dim() == 1:
-            correct += (out.argmax(1) == y[i:i + chunk]).sum()
-    model.train(was_training)
-    return total.item() / len(x), (correct.item() / len(x) if y.dim() == 1 else float("nan"))
 
 
 def _save_optimizer(optimizer) -> tuple:
@@ -365,308 +283,414 @@ def evaluate_members(ens: StackedModel, x, y, loss_name: str, members, chunk: in
     return {e: (tl[e], cl[e] / len(x) if cls else float("nan")) for e in members}
 
 
-def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
-          force_vmap: bool = False) -> list[dict]:
-    """Train every seed of ``spec`` (batched); write each seed's outputs; return the summaries."""
-    out_dir = Path(out_dir)
-    tr = spec["train"]
-    dtype = torch.float64 if tr.get("dtype") == "float64" else torch.float32
-    steps, bs = tr["steps"], tr["batch_size"]
-    log_every, eval_every, ckpt_every = tr.get("log_every", 10), tr.get("eval_every", 100), tr.get("ckpt_every", 500)
-    seeds = list(spec["seeds"])
-    E = len(seeds)
-    loss_name = spec.get("loss", "cross_entropy")
-    loss_fn = LOSSES[loss_name]
-    spec_key = config_hash({k: v for k, v in spec.items() if k not in ("wandb", "seeds")})
-    constraints = [CONSTRAINTS[c] for c in spec.get("constraints", [])]
-    aug = {k: v for k, v in (tr.get("augment") or {}).items() if v}  # on-device flips / crops, per member
-    prec = Precision(tr.get("amp", False), device, dtype)  # bf16 autocast, fp32 normalization: CUDA only
-    lean_optimizers()
+class Job:
+    """One batched training job's state: the stacked members, optimizer, schedule, labels, and per member
+    its metric rows, status and first non-finite step. The loop in ``train`` drives it step by step."""
 
-    # Members exactly as a one-seed run builds them; each keeps the RNG state it would continue from.
-    models, gens, probes = [], [], []
-    for seed in seeds:
-        torch.manual_seed(seed)
-        m = build_model(spec["model"], data.input_shape, data.n_classes, dtype=dtype).to(device)
-        probes.append([build_probe(p) for p in spec.get("probes", [])])
-        for c in constraints:
-            c(m)
-        models.append(m)
-        gens.append(torch.Generator(device).set_state(torch.get_rng_state() if device.type == "cpu"
-                                                      else torch.cuda.get_rng_state(device)))
-    torch.manual_seed(1_000_003 * E + sum(seeds))  # the job-level stream (vmap path's noise, probes)
-    ens = StackedModel(models, gens, force_vmap=force_vmap, fp32_norm=prec.amp)
-    del models
-    optimizer = build_optimizer(ens.trainable(), spec["optimizer"], spec["lr"])
-    lr_at = build_schedule(spec.get("schedule"), spec["lr"], spec["optimizer"])
-    any_probes = bool(spec.get("probes"))
+    def __init__(self, spec: dict, data, device, force_vmap: bool = False):
+        self.spec, self.data, self.device = spec, data, device
+        tr = spec["train"]
+        self.dtype = torch.float64 if tr.get("dtype") == "float64" else torch.float32
+        self.steps, self.bs = tr["steps"], tr["batch_size"]
+        self.log_every, self.eval_every = tr.get("log_every", 10), tr.get("eval_every", 100)
+        self.ckpt_every = tr.get("ckpt_every", 500)
+        self.seeds = list(spec["seeds"])
+        E = self.E = len(self.seeds)
+        self.loss_name = spec.get("loss", "cross_entropy")
+        self.loss_fn = LOSSES[self.loss_name]
+        self.ckpt_key = config_hash({k: v for k, v in spec.items() if k not in ("wandb", "seeds")})
+        self.constraints = [CONSTRAINTS[c] for c in spec.get("constraints", [])]
+        self.aug = {k: v for k, v in (tr.get("augment") or {}).items() if v}  # on-device flips / crops, per member
+        self.prec = Precision(tr.get("amp", False), device, self.dtype)  # bf16 autocast, fp32 norm: CUDA only
+        lean_optimizers()
 
-    n = len(data.x_train)
-    rl = spec.get("random_labels")
-    fresh = rl == "fresh"
-    if rl and not fresh:
-        y_train = torch.stack([random_labels(data.y_train, data.n_classes, s) for s in seeds])
-    else:
-        y_train = data.y_train.unsqueeze(0).expand(E, *data.y_train.shape)
-    n_eval = min(tr.get("eval_train_max", 5000), n)
-    x_eval, y_eval = data.x_train[:n_eval], y_train[:, :n_eval]
-    y_test = data.y_test.unsqueeze(0).expand(E, *data.y_test.shape)
-    rows_of = torch.arange(E, device=device).unsqueeze(1)
+        # Members exactly as a one-seed run builds them; each keeps the RNG state it would continue from.
+        models, self.gens, self.probes = [], [], []
+        for seed in self.seeds:
+            torch.manual_seed(seed)
+            m = build_model(spec["model"], data.input_shape, data.n_classes, dtype=self.dtype).to(device)
+            self.probes.append([build_probe(p) for p in spec.get("probes", [])])
+            for c in self.constraints:
+                c(m)
+            models.append(m)
+            self.gens.append(torch.Generator(device).set_state(torch.get_rng_state() if device.type == "cpu"
+                                                               else torch.cuda.get_rng_state(device)))
+        torch.manual_seed(1_000_003 * E + sum(self.seeds))  # the job-level stream (vmap path's noise, probes)
+        self.ens = StackedModel(models, self.gens, force_vmap=force_vmap, fp32_norm=self.prec.amp)
+        self.optimizer = build_optimizer(self.ens.trainable(), spec["optimizer"], spec["lr"])
+        self.lr_at = build_schedule(spec.get("schedule"), spec["lr"], spec["optimizer"])
 
-    rows: list[list] = [[] for _ in seeds]
-    status, first_bad = ["ok"] * E, [-1] * E
-    start_step, wall_before = 0, 0.0
-    ckpt = Path(ckpt_dir) / "ensemble.pt" if ckpt_dir is not None else None
-    bad = torch.full((E,), -1, dtype=torch.long, device=device)
-    if ckpt is not None and ckpt.exists():
-        ck = torch.load(ckpt, map_location=device, weights_only=False)
-        if ck["spec_key"] == spec_key and ck["seeds"] == seeds:
-            if ck.get("done"):
-                for e, s in enumerate(seeds):
-                    if ck.get("weights"):
-                        (out_dir / f"seed{s}").mkdir(parents=True, exist_ok=True)
-                        atomic_torch_save(ck["weights"][e], out_dir / f"seed{s}" / "weights.pt")
-                written = [write_run(spec, s, ck["rows"][e], ck["summaries"][e], out_dir) for e, s in enumerate(seeds)]
-                write_json({"spec": spec, "numerics": NUMERICS, "seeds": seeds}, out_dir / "run.json")
-                return written
-            with torch.no_grad():
-                for k, v in ens.state().items():
-                    v.copy_(ck["state"][k])
-            optimizer.load_state_dict(ck["optimizer"])
-            for g, st in zip(gens, ck["gens"]):
-                g.set_state(st)
-            torch.set_rng_state(ck["rng"])
-            rows, status, first_bad, bad = ck["rows"], ck["status"], ck["first_bad"], ck["bad"]
-            start_step, wall_before = ck["step"], ck["wall_s"]
-            print(f"[train] seeds {seeds}: resumed from step {start_step}", file=sys.stderr)
+        self.n = len(data.x_train)
+        rl = spec.get("random_labels")
+        self.fresh = rl == "fresh"
+        if rl and not self.fresh:
+            self.y_train = torch.stack([random_labels(data.y_train, data.n_classes, s) for s in self.seeds])
+        else:
+            self.y_train = data.y_train.unsqueeze(0).expand(E, *data.y_train.shape)
+        n_eval = min(tr.get("eval_train_max", 5000), self.n)
+        self.x_eval, self.y_eval = data.x_train[:n_eval], self.y_train[:, :n_eval]
+        self.y_test = data.y_test.unsqueeze(0).expand(E, *data.y_test.shape)
+        self.rows_of = torch.arange(E, device=device).unsqueeze(1)
 
-    w = wandb_settings(spec, out_dir)
-    # One W&B run per seed, its id from (study, run key, seed): a rerun resumes it, and a run reused by
-    # other configs and versions is one W&B run.
-    key, block = spec["key"], spec["key"].rsplit("/", 1)[-1]
-    trackers = [Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
-                        group=f"{spec['study']}/{spec['variant']}", name=f"{spec['variant']}/seed{s}",
-                        job_type="train", config={**spec, "seed": s}, dir=w.get("dir", out_dir),
-                        init_timeout=w.get("init_timeout", 20), tags=[spec["study"], spec["variant"], block],
-                        id=run_id(spec["study"], key, s))
-                for s in seeds]
-    tracking = any(t.run is not None for t in trackers)
-    if tracking and spec.get("data"):  # lineage: the dataset artifact prepare_data logged
-        for tk in (tk for tk in trackers if hasattr(tk, "use_artifact")):  # (test doubles may have none)
-            tk.use_artifact(Path(spec["data"]).stem, "dataset", {Path(spec["data"]).name: spec["data"]})
-    if tracking and start_step:
-        # A resumed run (same id) first logs the checkpoint's history, so that its W&B run alone holds
-        # every step, continuous: a killed process's W&B records are lost or partial (its folder is
-        # superseded: ``make sync`` uploads the newest folder of each run id). Online, W&B keeps the
-        # steps the server already has (the same numbers: resume is exact) and drops the repeats.
-        for e in range(E):
+        self.rows: list[list] = [[] for _ in self.seeds]
+        self.status, self.first_bad = ["ok"] * E, [-1] * E
+        self.bad = torch.full((E,), -1, dtype=torch.long, device=device)  # first non-finite step, on the device
+        self.start_step, self.wall_before = 0, 0.0
+        self.spent = {"probes_s": 0.0, "evals_s": 0.0}  # this process's loop time in probes and in evaluations
+
+    def active(self) -> list[int]:
+        return [e for e in range(self.E) if self.status[e] == "ok"]
+
+    def state(self, step: int, wall: float) -> dict:
+        """A checkpoint of the job after ``step`` steps (everything a resumed job continues from)."""
+        return {"spec_key": self.ckpt_key, "seeds": self.seeds, "step": step, "state": self.ens.state(),
+                "optimizer": self.optimizer.state_dict(), "gens": [g.get_state() for g in self.gens],
+                "rng": torch.get_rng_state(), "rows": self.rows, "status": self.status,
+                "first_bad": self.first_bad, "bad": self.bad, "wall_s": wall}
+
+    def restore(self, ck: dict) -> None:
+        with torch.no_grad():
+            for k, v in self.ens.state().items():
+                v.copy_(ck["state"][k])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        for g, st in zip(self.gens, ck["gens"]):
+            g.set_state(st)
+        torch.set_rng_state(ck["rng"])
+        self.rows, self.status, self.first_bad, self.bad = ck["rows"], ck["status"], ck["first_bad"], ck["bad"]
+        self.start_step, self.wall_before = ck["step"], ck["wall_s"]
+        print(f"[train] seeds {self.seeds}: resumed from step {self.start_step}", file=sys.stderr)
+
+    def set_lr(self, t: int) -> float:
+        lr = self.lr_at(t)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def batch(self, t: int):
+        """Step t's inputs and labels, (E, B, ...) and (E, B): each member's own, from (seed, step) alone."""
+        idx = torch.stack([batch_indices(s, t, self.n, self.bs, self.device) for s in self.seeds])
+        x, y = self.data.x_train[idx], self.y_train[self.rows_of, idx]
+        if self.fresh:
+            y = torch.stack([fresh_labels(s, t, idx.shape[1], self.data.n_classes, self.device) for s in self.seeds])
+        if self.aug:
+            x = torch.stack([augment(x[e], s, t, **self.aug) for e, s in enumerate(self.seeds)])
+        return x, y
+
+    def forward_backward(self, t: int, x, y):
+        """The members' outputs and losses on their batches, gradients accumulated; a member's first
+        non-finite loss recorded on the device (no host sync)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.prec.autocast():
+            out = self.ens.forward(x)
+        losses = _member_losses(self.loss_name, out.float() if self.prec.amp else out, y)
+        losses.sum().backward()
+        losses = losses.detach()
+        self.bad = torch.where((self.bad < 0) & ~torch.isfinite(losses), t, self.bad)
+        return out, losses
+
+    def update(self) -> None:
+        optimizer_step(self.optimizer)
+        for c in self.constraints:
+            for e in range(self.E):
+                c(self.ens.aliases[e])
+
+    def read_back(self, out, y, losses) -> tuple[list, list, list | None]:
+        """(first non-finite step, batch loss, batch accuracy or None) per member, read to the host."""
+        acc = (out.detach().argmax(-1) == y).float().mean(1).tolist() if y.dim() == 2 else None
+        return self.bad.tolist(), losses.tolist(), acc
+
+    def log_batch(self, t: int, lr: float, read, trackers: "RunTrackers") -> None:
+        """Rows of a logging step; a member whose loss went non-finite ends as diverged (its step kept)."""
+        bad_l, loss_l, acc_l = read
+        for e in self.active():
+            if bad_l[e] >= 0:
+                self.status[e], self.first_bad[e] = "diverged", bad_l[e]
+                self.rows[e].append((bad_l[e], "diverged", 1.0))
+                continue
+            logged = [(t, "batch_loss", loss_l[e]), (t, "lr", lr)]
+            if acc_l is not None:
+                logged.append((t, "batch_acc", acc_l[e]))
+            self.rows[e] += logged
+            trackers.log(e, {m: v for _, m, v in logged}, t)
+
+    def evaluate(self, t: int, trackers: "RunTrackers") -> None:
+        """Train (up to ``eval_train_max`` samples) and test loss and accuracy of the training members."""
+        t_in = time.perf_counter()
+        before = [len(r) for r in self.rows]
+        for split, (x, y) in {"train": (self.x_eval, self.y_eval), "test": (self.data.x_test, self.y_test)}.items():
+            for e, (loss, acc) in evaluate_members(self.ens, x, y, self.loss_name, self.active(), prec=self.prec).items():
+                self.rows[e].append((t, f"{split}_loss", loss))
+                if y.dim() == 2:
+                    self.rows[e].append((t, f"{split}_acc", acc))
+        trackers.log_new(self, t, before)
+        self.spent["evals_s"] += time.perf_counter() - t_in
+
+    def weights(self) -> list[dict]:
+        """Each member's final state dict as its one-seed model holds it (CPU tensors)."""
+        return [{k: v.detach().cpu() for k, v in self.ens.member(e).state_dict().items()} for e in range(self.E)]
+
+    def summaries(self, started: str, startup_s, elapsed: float, trackers: "RunTrackers") -> list[dict]:
+        wall = self.wall_before + elapsed
+        tp_run = throughput((self.steps - self.start_step) / max(elapsed, 1e-9), self.bs, self.E, self.device)
+        out = []
+        for e, seed in enumerate(self.seeds):
+            ok = self.status[e] == "ok"
+            final = {m: v for _, m, v in self.rows[e] if m in ("train_loss", "train_acc", "test_loss", "test_acc")} \
+                if ok else {}
+            out.append({
+                "study": self.spec["study"], "key": self.spec["key"], "variant": self.spec["variant"], "seed": seed,
+                "keys": self.spec.get("keys", {}), "status": self.status[e],
+                "diverged_step": None if ok else self.first_bad[e],
+                "steps": self.steps, "final": final, "wall_s": wall / self.E,
+                "steps_per_s": (self.steps - self.start_step) * self.E / max(elapsed, 1e-9) if ok else None,
+                **tp_run, **({} if ok else {"images_per_s": None}),
+                "device": str(self.device), "threads": torch.get_num_threads(),
+                "dtype": str(self.dtype).replace("torch.", ""), "amp": self.prec.amp, "augment": self.aug or None,
+                "started": started, "finished": now(), "resumed_from": self.start_step or None,
+                "startup_s": startup_s, "wandb": trackers.info(e),
+                "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+                "ensemble": {"size": self.E, "path": self.ens.path, "job_wall_s": wall},
+                # this process's training loop: its wall time, and the part of it spent in probes and evaluations
+                "loop": {"wall_s": elapsed, **self.spent},
+            })
+        return out
+
+
+class Checkpoint:
+    """One atomic file ``<ckpt_dir>/ensemble.pt``: the job every ``train.ckpt_every`` steps, then the finished
+    job (rows, summaries, weights) until every output is written. Read back only for the same spec and seeds."""
+
+    def __init__(self, ckpt_dir: Path | None, key: str, seeds: list[int]):
+        self.path = Path(ckpt_dir) / "ensemble.pt" if ckpt_dir is not None else None
+        self.key, self.seeds = key, seeds
+
+    def load(self, device) -> dict | None:
+        if self.path is None or not self.path.exists():
+            return None
+        ck = torch.load(self.path, map_location=device, weights_only=False)
+        return ck if ck["spec_key"] == self.key and ck["seeds"] == self.seeds else None
+
+    def save(self, state: dict) -> None:
+        if self.path is not None:
+            atomic_torch_save(state, self.path)
+
+    def save_done(self, rows, summaries, weights) -> None:
+        self.save({"spec_key": self.key, "seeds": self.seeds, "done": True, "rows": rows, "summaries": summaries,
+                   "weights": weights})
+
+
+class RunTrackers:
+    """One W&B run per seed, its id from (study, run key, seed): a rerun resumes it, and a run reused by other
+    configs and versions is one W&B run. Offline runs go under the run folder."""
+
+    def __init__(self, spec: dict, seeds: list[int], out_dir: Path):
+        w = self.settings = wandb_settings(spec, out_dir)
+        self.spec, self.seeds = spec, seeds
+        self.block = spec["key"].rsplit("/", 1)[-1]
+        self.ids = [run_id(spec["study"], spec["key"], s) for s in seeds]
+        self.runs = [Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
+                             group=f"{spec['study']}/{spec['variant']}", name=f"{spec['variant']}/seed{s}",
+                             job_type="train", config={**spec, "seed": s}, dir=w.get("dir", out_dir),
+                             init_timeout=w.get("init_timeout", 20), tags=[spec["study"], spec["variant"], self.block],
+                             id=i)
+                     for s, i in zip(seeds, self.ids)]
+        self.on = any(t.run is not None for t in self.runs)
+        if self.on and spec.get("data"):  # lineage: the dataset artifact prepare_data logged
+            for tk in (tk for tk in self.runs if hasattr(tk, "use_artifact")):  # (test doubles may have none)
+                tk.use_artifact(Path(spec["data"]).stem, "dataset", {Path(spec["data"]).name: spec["data"]})
+
+    def replay(self, rows: list[list]) -> None:
+        """A resumed run (same id) first logs the checkpoint's history, so that its W&B run alone holds every
+        step, continuous: a killed process's W&B records are lost or partial (its folder is superseded:
+        ``make sync`` uploads the newest folder of each run id). Online, W&B keeps the steps the server
+        already has (the same numbers: resume is exact) and drops the repeats."""
+        if not self.on:
+            return
+        for e, tk in enumerate(self.runs):
             by_step: dict[int, dict] = {}
             for u, m, v in sorted(rows[e], key=lambda r: r[0]):
                 if m != "diverged":
                     by_step.setdefault(u, {})[m] = v
             for u, metrics in by_step.items():
-                trackers[e].log(metrics, step=u)
+                tk.log(metrics, step=u)
 
-    def active():
-        return [e for e in range(E) if status[e] == "ok"]
+    def log(self, e: int, metrics: dict, step: int) -> None:
+        if self.on:
+            self.runs[e].log(metrics, step=step)
 
-    def log_new(t, before):
-        if tracking:
-            for e in active():
-                if len(rows[e]) > before[e]:
-                    trackers[e].log({m: v for _, m, v in rows[e][before[e]:]}, step=t)
+    def log_new(self, job: Job, t: int, before: list[int]) -> None:
+        """Log the rows the training members gained since ``before`` (row counts)."""
+        if self.on:
+            for e in job.active():
+                if len(job.rows[e]) > before[e]:
+                    self.runs[e].log({m: v for _, m, v in job.rows[e][before[e]:]}, step=t)
 
-    spent = {"probes_s": 0.0, "evals_s": 0.0}  # this process's loop time in probes and in evaluations
+    def progress(self, members: list[int], values: dict) -> None:
+        """Live in each run's summary (its history holds exactly the metrics file's rows)."""
+        if self.on:
+            for e in members:
+                self.runs[e].summary(values)
 
-    def log_eval(t):
-        t_in = time.perf_counter()
-        before = [len(r) for r in rows]
-        for split, (x, y) in {"train": (x_eval, y_eval), "test": (data.x_test, y_test)}.items():
-            for e, (loss, acc) in evaluate_members(ens, x, y, loss_name, active(), prec=prec).items():
-                rows[e].append((t, f"{split}_loss", loss))
-                if y.dim() == 2:
-                    rows[e].append((t, f"{split}_acc", acc))
-        log_new(t, before)
-        spent["evals_s"] += time.perf_counter() - t_in
+    def info(self, e: int) -> dict:
+        return {"mode": self.runs[e].mode, "dir": self.runs[e].run_dir, "run_id": self.ids[e]}
 
-    probe_models: dict[int, nn.Module] = {}
-    probe_opts: dict[int, torch.optim.Optimizer] = {}
+    def finish(self, out_dir: Path, summaries: list[dict], weights) -> None:
+        """Each seed's outputs as artifacts (the analysis run uses the "run" ones), then the run ends."""
+        spec = self.spec
+        for e, s in enumerate(self.seeds):
+            d, tk, summ = Path(out_dir) / f"seed{s}", self.runs[e], summaries[e]
+            tk.summary({"status": summ["status"], **summ["final"]})
+            if tk.run is not None and hasattr(tk, "log_artifact"):  # (test doubles may have no artifacts)
+                tk.log_artifact(run_artifact(spec["study"], self.block, spec["variant"], s), "run",
+                                run_files(d), metadata={"status": summ["status"], **summ["final"]})
+                if weights is not None:
+                    tk.log_artifact(artifact_name("model", spec["study"], self.block, spec["variant"], f"seed{s}"),
+                                    "model", {"weights.pt": d / "weights.pt"},
+                                    metadata={"model": spec["model"], "seed": s, "status": summ["status"]})
+            tk.finish()
 
-    def member_opt(e, model, lr):
+
+class Probing:
+    """The probes of a job, called around each update. A probe sees one member as a one-seed loop holds it
+    (``ProbeContext``): a copy of its model and optimizer, or its own tensors as views when every due probe
+    only reads. Read-only probes with ``before_members``/``after_members`` measure all members in one call
+    (one instance, ``job.probes[0]``'s, serves every member)."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.together = {j for j, p in enumerate(job.probes[0]) if by_members(p)}
+        self.models: dict[int, nn.Module] = {}
+        self.opts: dict[int, torch.optim.Optimizer] = {}
+
+    def member_opt(self, e: int, model, lr):
         """Member e's optimizer (built once, its state refreshed from the stacked optimizer's slice)."""
-        probe_opts[e] = member_optimizer(ens, optimizer, model, e, spec, lr, into=probe_opts.get(e))
-        return probe_opts[e]
+        job = self.job
+        self.opts[e] = member_optimizer(job.ens, job.optimizer, model, e, job.spec, lr, into=self.opts.get(e))
+        return self.opts[e]
 
-    def probes_before(t, x, y, losses, lr):
-        """Per member: a copy of its model and optimizer, as a one-seed training loop would hold them."""
-        due = [p for p in probes[0] if p.due(t)]
+    def before(self, t: int, x, y, losses, lr) -> dict | None:
+        """Per member: the due probes' ``before_step``; returns the contexts for ``after`` (None: none due)."""
+        job = self.job
+        due = [p for p in job.probes[0] if p.due(t)]
         if not due:
             return None
         read_only = all(p.read_only for p in due)
         rng, ctxs = torch.get_rng_state(), {}
-        for e in active():
+        for e in job.active():
             if read_only:  # the member's tensors themselves, as views (nothing copied)
-                model, opt = ens.view(e), None
+                model, opt = job.ens.view(e), None
             else:  # one model copy per member, made once and refreshed in place (deepcopy is slow)
-                model = ens.copy_into(e, probe_models[e], grads=True) if e in probe_models else ens.member(e, grads=True)
-                probe_models[e] = model
-                opt = member_opt(e, model, lr)
-            ctxs[e] = ProbeContext(t, model, opt, loss_fn, x[e], y[e], lr, data, spec, losses[e])
-            call_probes(probes[e], "before_step", ctxs[e], rows[e], skip=together)
-        members_at_once("before_members", ctxs)
+                model = (job.ens.copy_into(e, self.models[e], grads=True) if e in self.models
+                         else job.ens.member(e, grads=True))
+                self.models[e] = model
+                opt = self.member_opt(e, model, lr)
+            ctxs[e] = ProbeContext(t, model, opt, job.loss_fn, x[e], y[e], lr, job.data, job.spec, losses[e])
+            call_probes(job.probes[e], "before_step", ctxs[e], job.rows[e], skip=self.together)
+        self.members_at_once("before_members", ctxs)
         torch.set_rng_state(rng)
         return ctxs
 
-    # read-only probes that measure all members in one call (probes[0]'s instance serves every member)
-    together = {j for j, p in enumerate(probes[0]) if by_members(p)}
-
-    def members_at_once(hook, ctxs):
-        step = next(iter(ctxs.values())).step if ctxs else None
-        for j in sorted(together):
-            if step is not None and probes[0][j].due(step):
-                for e, metrics in getattr(probes[0][j], hook)(ctxs).items():
-                    rows[e] += [(step, k, float(v)) for k, v in metrics.items()]
-
-    def probes_after(ctxs, lr):
+    def after(self, ctxs: dict, lr) -> None:
+        job = self.job
         rng = torch.get_rng_state()
         for e, ctx in ctxs.items():  # the same model object, now holding w_{t+1} (grads kept)
             if ctx.optimizer is not None:  # a copy (a view already holds w_{t+1})
-                ens.copy_into(e, ctx.model)
-            ctx.optimizer = member_opt(e, ctx.model, lr) if ctx.optimizer is not None else None
-            call_probes(probes[e], "after_step", ctx, rows[e], skip=together)
-        members_at_once("after_members", ctxs)
+                job.ens.copy_into(e, ctx.model)
+            ctx.optimizer = self.member_opt(e, ctx.model, lr) if ctx.optimizer is not None else None
+            call_probes(job.probes[e], "after_step", ctx, job.rows[e], skip=self.together)
+        self.members_at_once("after_members", ctxs)
         torch.set_rng_state(rng)
 
-    startup_s = process_age()  # process start -> training starts (imports, data, models, W&B)
-    t0 = time.perf_counter()
-    started = now()
-    ens.training = True
-    if start_step == 0:
-        if hasattr(lr_at, "init_optimizer_state"):  # e.g. the exponential schedules' initial momentum
-            lr_at.init_optimizer_state(optimizer)
-        log_eval(0)
-    groups = optimizer.param_groups
-    progress = Progress(f"{spec['study']}/{spec['variant']} seeds {seeds}", steps, start_step)
-    t = start_step
-    for t in range(start_step, steps):
-        if not active():
-            break
-        lr = lr_at(t)
-        for g in groups:
-            g["lr"] = lr
-        idx = torch.stack([batch_indices(s, t, n, bs, device) for s in seeds])
-        x, y = data.x_train[idx], y_train[rows_of, idx]
-        if fresh:
-            y = torch.stack([fresh_labels(s, t, idx.shape[1], data.n_classes, device) for s in seeds])
-        if aug:
-            x = torch.stack([augment(x[e], s, t, **aug) for e, s in enumerate(seeds)])
-        optimizer.zero_grad(set_to_none=True)
-        with prec.autocast():
-            out = ens.forward(x)
-        losses = _member_losses(loss_name, out.float() if prec.amp else out, y)
-        losses.sum().backward()
-        losses = losses.detach()
-        bad = torch.where((bad < 0) & ~torch.isfinite(losses), t, bad)  # no host-device sync
-        t_in = time.perf_counter()
-        before = [len(r) for r in rows] if any_probes else None
-        ctxs = probes_before(t, x, y, losses, lr) if any_probes else None
-        spent["probes_s"] += time.perf_counter() - t_in
-        optimizer_step(optimizer)
-        for c in constraints:
-            for e in range(E):
-                c(ens.aliases[e])
-        if ctxs:
-            t_in = time.perf_counter()
-            probes_after(ctxs, lr)
-            log_new(t, before)
-            spent["probes_s"] += time.perf_counter() - t_in
-        if t % log_every == 0 or t == steps - 1:
-            bad_l, loss_l = bad.tolist(), losses.tolist()
-            acc_l = (out.detach().argmax(-1) == y).float().mean(1).tolist() if y.dim() == 2 else None
-            for e in active():
-                if bad_l[e] >= 0:
-                    status[e], first_bad[e] = "diverged", bad_l[e]
-                    rows[e].append((bad_l[e], "diverged", 1.0))
-                    continue
-                logged = [(t, "batch_loss", loss_l[e]), (t, "lr", lr)]
-                if acc_l is not None:
-                    logged.append((t, "batch_acc", acc_l[e]))
-                rows[e] += logged
-                if tracking:
-                    trackers[e].log({m: v for _, m, v in logged}, step=t)
-        if t + 1 >= progress.next_step or t + 1 == steps or progress.time_due():
-            if not (t % log_every == 0 or t == steps - 1):  # numbers of a step the loop did not read back
-                loss_l = losses.tolist()
-                acc_l = (out.detach().argmax(-1) == y).float().mean(1).tolist() if y.dim() == 2 else None
-            tp = throughput((t + 1 - progress.start) / max(time.perf_counter() - progress.t0, 1e-9), bs,
-                            len(active()), device)
-            rate = progress.line(t + 1, [loss_l[e] for e in active()],
-                                 [acc_l[e] for e in active()] if acc_l is not None else None, throughput_text(tp))
-            if tracking:  # live in the run's summary (its history holds exactly the metrics file's rows)
-                for e in active():
-                    trackers[e].summary({"progress/step": t + 1, "progress/steps_per_s": rate,
-                                         "progress/eta_s": (steps - t - 1) / rate if rate > 0 else None,
-                                         **{f"progress/{k}": v for k, v in tp.items()}})
-        if active() and ((t + 1) % eval_every == 0 or t + 1 == steps):
-            log_eval(t + 1)
-        if ckpt is not None and (t + 1) % ckpt_every == 0 and t + 1 < steps:
-            atomic_torch_save({"spec_key": spec_key, "seeds": seeds, "step": t + 1, "state": ens.state(),
-                               "optimizer": optimizer.state_dict(), "gens": [g.get_state() for g in gens],
-                               "rng": torch.get_rng_state(), "rows": rows, "status": status,
-                               "first_bad": first_bad, "bad": bad,
-                               "wall_s": wall_before + time.perf_counter() - t0}, ckpt)
+    def members_at_once(self, hook: str, ctxs: dict) -> None:
+        step = next(iter(ctxs.values())).step if ctxs else None
+        for j in sorted(self.together):
+            if step is not None and self.job.probes[0][j].due(step):
+                for e, metrics in getattr(self.job.probes[0][j], hook)(ctxs).items():
+                    self.job.rows[e] += [(step, k, float(v)) for k, v in metrics.items()]
 
-    elapsed = time.perf_counter() - t0
-    wall = wall_before + elapsed
-    tp_run = throughput((steps - start_step) / max(elapsed, 1e-9), bs, E, device)
-    summaries = []
-    for e, seed in enumerate(seeds):
-        final = {}
-        if status[e] == "ok":
-            for _, m, v in rows[e]:
-                if m in ("train_loss", "train_acc", "test_loss", "test_acc"):
-                    final[m] = v
-        summaries.append({
-            "study": spec["study"], "key": key, "variant": spec["variant"], "seed": seed,
-            "keys": spec.get("keys", {}), "status": status[e],
-            "diverged_step": first_bad[e] if status[e] == "diverged" else None,
-            "steps": steps, "final": final, "wall_s": wall / E,
-            "steps_per_s": (steps - start_step) * E / max(elapsed, 1e-9) if status[e] == "ok" else None,
-            **tp_run, **({} if status[e] == "ok" else {"images_per_s": None}),
-            "device": str(device), "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", ""),
-            "amp": prec.amp, "augment": aug or None, "started": started, "finished": now(),
-            "resumed_from": start_step or None, "startup_s": startup_s,
-            "wandb": {"mode": trackers[e].mode, "dir": trackers[e].run_dir,
-                      "run_id": run_id(spec["study"], key, seed)},
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            "ensemble": {"size": E, "path": ens.path, "job_wall_s": wall},
-            # this process's training loop: its wall time, and the part of it spent in probes and evaluations
-            "loop": {"wall_s": elapsed, **spent},
-        })
-    # Final weights per seed (W&B setting save_weights, default on): <out>/seed<k>/weights.pt, the state
-    # dict of the member's one-seed model (CPU tensors).
-    weights = None
-    if w.get("save_weights", True):
-        weights = [{k: v.detach().cpu() for k, v in ens.member(e).state_dict().items()} for e in range(E)]
-        for e, s in enumerate(seeds):
+
+def report_progress(job: Job, progress: Progress, trackers: RunTrackers, t: int, read) -> None:
+    """A progress line (and the W&B runs' live summary) after step t."""
+    _, loss_l, acc_l = read
+    members = job.active()
+    tp = throughput((t + 1 - progress.start) / max(time.perf_counter() - progress.t0, 1e-9), job.bs,
+                    len(members), job.device)
+    rate = progress.line(t + 1, [loss_l[e] for e in members],
+                         [acc_l[e] for e in members] if acc_l is not None else None, throughput_text(tp))
+    trackers.progress(members, {"progress/step": t + 1, "progress/steps_per_s": rate,
+                                "progress/eta_s": (job.steps - t - 1) / rate if rate > 0 else None,
+                                **{f"progress/{k}": v for k, v in tp.items()}})
+
+
+def write_outputs(job: Job, out_dir: Path, rows, summaries, weights) -> list[dict]:
+    """Each seed's weights, metrics and summary, and the run's record (run.json: its spec, the numerics)."""
+    for e, s in enumerate(job.seeds):
+        if weights is not None:
             (out_dir / f"seed{s}").mkdir(parents=True, exist_ok=True)
             atomic_torch_save(weights[e], out_dir / f"seed{s}" / "weights.pt")
-    if ckpt is not None:  # keep the finished job until every output is written (a kill may come later)
-        atomic_torch_save({"spec_key": spec_key, "seeds": seeds, "done": True, "rows": rows,
-                           "summaries": summaries, "weights": weights}, ckpt)
-    written = [write_run(spec, s, rows[e], summaries[e], out_dir) for e, s in enumerate(seeds)]
-    write_json({"spec": spec, "numerics": NUMERICS, "seeds": seeds}, out_dir / "run.json")
-    for e, s in enumerate(seeds):  # outputs as artifacts: the analysis run uses the "run" ones
-        d, tk = out_dir / f"seed{s}", trackers[e]
-        tk.summary({"status": status[e], **summaries[e]["final"]})
-        if tk.run is not None and hasattr(tk, "log_artifact"):  # (test doubles may have no artifacts)
-            tk.log_artifact(run_artifact(spec["study"], block, spec["variant"], s), "run",
-                            run_files(d), metadata={"status": status[e], **summaries[e]["final"]})
-            if weights is not None:
-                tk.log_artifact(artifact_name("model", spec["study"], block, spec["variant"], f"seed{s}"),
-                                "model", {"weights.pt": d / "weights.pt"},
-                                metadata={"model": spec["model"], "seed": s, "status": status[e]})
-        tk.finish()
+    written = [write_run(job.spec, s, rows[e], summaries[e], out_dir) for e, s in enumerate(job.seeds)]
+    write_json({"spec": job.spec, "numerics": NUMERICS, "seeds": job.seeds}, out_dir / "run.json")
+    return written
+
+
+def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
+          force_vmap: bool = False) -> list[dict]:
+    """Train every seed of ``spec`` (batched); write each seed's outputs; return the summaries."""
+    out_dir = Path(out_dir)
+    job = Job(spec, data, device, force_vmap)
+    ckpt = Checkpoint(ckpt_dir, job.ckpt_key, job.seeds)
+    saved = ckpt.load(device)
+    if saved is not None and saved.get("done"):  # killed after training, before every output was written
+        return write_outputs(job, out_dir, saved["rows"], saved["summaries"], saved.get("weights"))
+    if saved is not None:
+        job.restore(saved)
+    trackers = RunTrackers(spec, job.seeds, out_dir)
+    if job.start_step:
+        trackers.replay(job.rows)
+    probing = Probing(job) if spec.get("probes") else None
+    progress = Progress(f"{spec['study']}/{spec['variant']} seeds {job.seeds}", job.steps, job.start_step)
+
+    startup_s = process_age()  # process start -> training starts (imports, data, models, W&B)
+    t0, started = time.perf_counter(), now()
+    job.ens.training = True
+    if job.start_step == 0:
+        if hasattr(job.lr_at, "init_optimizer_state"):  # e.g. the exponential schedules' initial momentum
+            job.lr_at.init_optimizer_state(job.optimizer)
+        job.evaluate(0, trackers)
+    for t in range(job.start_step, job.steps):
+        if not job.active():
+            break
+        lr = job.set_lr(t)
+        x, y = job.batch(t)
+        out, losses = job.forward_backward(t, x, y)
+        ctxs = None
+        if probing is not None:
+            t_in, before = time.perf_counter(), [len(r) for r in job.rows]
+            ctxs = probing.before(t, x, y, losses, lr)
+            job.spent["probes_s"] += time.perf_counter() - t_in
+        job.update()
+        if ctxs:
+            t_in = time.perf_counter()
+            probing.after(ctxs, lr)
+            trackers.log_new(job, t, before)
+            job.spent["probes_s"] += time.perf_counter() - t_in
+        read = None
+        if t % job.log_every == 0 or t == job.steps - 1:
+            read = job.read_back(out, y, losses)
+            job.log_batch(t, lr, read, trackers)
+        if t + 1 >= progress.next_step or t + 1 == job.steps or progress.time_due():
+            report_progress(job, progress, trackers, t, read or job.read_back(out, y, losses))
+        if job.active() and ((t + 1) % job.eval_every == 0 or t + 1 == job.steps):
+            job.evaluate(t + 1, trackers)
+        if (t + 1) % job.ckpt_every == 0 and t + 1 < job.steps:
+            ckpt.save(job.state(t + 1, job.wall_before + time.perf_counter() - t0))
+
+    summaries = job.summaries(started, startup_s, time.perf_counter() - t0, trackers)
+    # Final weights per seed (W&B setting save_weights, default on): <out>/seed<k>/weights.pt
+    weights = job.weights() if trackers.settings.get("save_weights", True) else None
+    ckpt.save_done(job.rows, summaries, weights)  # kept until every output is written (a kill may come later)
+    written = write_outputs(job, out_dir, job.rows, summaries, weights)
+    trackers.finish(out_dir, summaries, weights)
     return written
 
 

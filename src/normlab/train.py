@@ -1,11 +1,9 @@
-"""The training job's command line, and the engine's public names (``normlab.engine`` owns the loop).
+"""The training job's command line (``normlab.engine`` is the loop, and the one way into it):
 
     python -m normlab.train --spec SPEC.json|'{...}' --out DIR [--ckpt-dir DIR] [--threads N]
 
-trains every seed of one variant, batched (see ``normlab.engine`` for the run spec and outputs).
-Side jobs import the public pieces from here or from ``normlab.engine``: ``batch_indices``,
-``fresh_labels``, ``random_labels``, ``resolve_device``, ``evaluate``, ``Snapshot``, ``call_probes``,
-``wandb_settings``, ``metrics_frame``, ``write_run``, ``run``.
+trains every seed of the spec (one block of seeds of one variant), batched, into DIR (see
+``normlab.engine`` for the run spec and outputs).
 """
 
 from __future__ import annotations
@@ -13,23 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-
-from .engine import (  # noqa: F401 - re-exported
-    LOSSES,
-    Snapshot,
-    batch_indices,
-    call_probes,
-    deterministic,
-    evaluate,
-    fresh_labels,
-    metrics_frame,
-    random_labels,
-    resolve_device,
-    run,
-    train,
-    wandb_settings,
-    write_run,
-)
 
 
 def main(argv=None):
@@ -45,6 +26,9 @@ def main(argv=None):
 
         claim_one()  # one GPU of its own on a multi-GPU host (before torch initializes CUDA)
     import torch
+
+    from .engine import run
+    from .startup import deterministic
 
     if a.threads:
         torch.set_num_threads(a.threads)

@@ -54,9 +54,9 @@ def invariance(c: dict, data_path: str):
     import torch.nn.functional as F
 
     from ...data import load
+    from ...engine import batch_indices
     from ...models import build_model, weight_layers
     from ...models.shifted import affine_modules
-    from ...train import batch_indices
 
     dtype = {"float64": torch.float64, "float32": torch.float32}[c["dtype"]]
     d = load(data_path, device="cpu", dtype=dtype)

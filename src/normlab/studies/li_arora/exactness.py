@@ -84,10 +84,10 @@ def check_scale_invariant(model, x, c: float = 3.7, tol: float | None = None) ->
 def run_pair(model_spec, data, *, setting: dict, pair: str, dtype, steps: int, batch_size: int, seed: int,
              milestones: list[int], factor: float, probe_x, log_every: int = 1, device="cpu") -> list[tuple]:
     """Train the pair in lockstep; return rows (step, metric, value)."""
+    from ...engine import batch_indices
     from ...models import build_model
     from ...optim import build_optimizer
     from ...schedules import build_schedule
-    from ...train import batch_indices
 
     lr, wd, mom = setting["lr"], setting["weight_decay"], setting["momentum"]
     torch.manual_seed(seed)
@@ -198,8 +198,8 @@ def main(argv=None):
     a = ap.parse_args(argv)
     resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
     torch.set_num_threads(a.threads)
+    from ...engine import resolve_device
     from ...io import write_parquet
-    from ...train import resolve_device
 
     # The job's spec holds only the sections it reads (exactness, step_decay): see side_jobs.
     cfg = resolved["study_config"]

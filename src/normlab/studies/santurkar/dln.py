@@ -198,7 +198,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
     torch.set_num_threads(a.threads)
-    from ...engine import deterministic
+    from ...startup import deterministic
 
     deterministic()  # torch.use_deterministic_algorithms(True, warn_only=True), without NaN-filling new tensors
     run(resolved["study_config"]["dln"], a.out)
