@@ -18,7 +18,7 @@ from conftest import ROOT, make_workdir, snakemake
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from normlab.config import ConfigError, validate
+from normlab.config import ConfigError, merge, validate
 
 pytestmark = pytest.mark.slow
 
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.slow
 def smoke():
     base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     over = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
-
-    def merge(a, b):
-        for k, v in b.items():
-            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return a
-
     return merge(base, over)
 
 

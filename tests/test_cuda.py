@@ -25,12 +25,7 @@ SHAPES = {"cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28), "mnist1d": (1, 4
 
 
 def paper_config() -> dict:
-    from normlab.config import validate
-
-    def merge(base, over):
-        for k, v in over.items():
-            base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-        return base
+    from normlab.config import merge, validate
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     return validate(merge(cfg, yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())))

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from conftest import ROOT, make_workdir, snakemake
 
-from normlab.config import validate
+from normlab.config import merge, validate
 from normlab.studies import STUDIES
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -26,12 +26,6 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 def merged(*files) -> dict:
     """config/config.yaml with the given files merged over it, as ``--configfile`` merges them, validated."""
-
-    def merge(base, over):
-        for k, v in over.items():
-            base[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-        return base
-
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     for f in files:
         cfg = merge(cfg, yaml.safe_load(Path(f).read_text()) if isinstance(f, (str, Path)) else f)
