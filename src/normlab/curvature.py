@@ -406,13 +406,6 @@ def lanczos_top(matvec, v0: torch.Tensor, k: int, *, tol: float = 1e-8, max_step
     return vals, vecs
 
 
-def top_eigenvalues(model, x, y, *, kind="hessian", layer=None, k=10, loss_fn=F.cross_entropy,
-                    dtype=torch.float64, method="auto", seed=0) -> np.ndarray:
-    """Convenience: the k largest eigenvalues of the Hessian or GGN (whole network or a layer block)."""
-    op = CurvatureOperator(model, x, y, loss_fn=loss_fn, layer=layer, dtype=dtype)
-    return op.top_eigen(kind, k, method=method, seed=seed)
-
-
 # K-FAC -------------------------------------------------------------------------------------------
 
 @dataclass

@@ -42,8 +42,6 @@ import torch.nn.functional as F
 
 from . import milestone_steps
 
-PAIRS = ("exp", "texp", "exp_zero_buffer")
-
 
 def setting_label(s: dict) -> str:
     return f"lr={s['lr']:g}, wd={s['weight_decay']:g}, m={s['momentum']:g}"
