@@ -1,4 +1,4 @@
-"""The curvature engine (normlab.curvature) against dense matrices built independently with
+"""The curvature engine (normlab.curvature_ops) against dense matrices built independently with
 torch.autograd.functional (hessian / jacobian), on small float64 models."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from normlab.curvature import CurvatureOperator, kfac_factors, outlier_overlap
+from normlab.curvature_ops import CurvatureOperator, kfac_factors, outlier_overlap
 from normlab.models import build_model, weight_layers
 
 torch.set_num_threads(1)

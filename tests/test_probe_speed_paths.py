@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from normlab.curvature import CurvatureOperator, kfac_factors, lanczos_top, outlier_overlap
+from normlab.curvature_ops import CurvatureOperator, kfac_factors, lanczos_top, outlier_overlap
 from normlab.models import build_model, weight_layers
 from normlab.probes import ProbeContext, build_probe
 

@@ -59,7 +59,7 @@ class CurvatureProbe(Probe):
         return self.krylov_dtype if op.n >= KRYLOV_MIN_N else None
 
     def before_step(self, ctx):
-        from ..curvature import CurvatureOperator, outlier_overlap
+        from ..curvature_ops import CurvatureOperator, outlier_overlap
         from ..models import weight_layers
 
         x, y = ctx.data.x_train[:self.n_samples], ctx.data.y_train[:self.n_samples]
