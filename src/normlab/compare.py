@@ -105,13 +105,9 @@ def thresholds(texts) -> set[float]:
 
 
 def plot(df: pd.DataFrame, a: dict, b: dict, fig_dir: Path) -> list[Path]:
-    import matplotlib
+    from .plotting import setup
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="paper")
+    plt, sns = setup()
     fig_dir.mkdir(parents=True, exist_ok=True)
     written = []
 
