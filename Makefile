@@ -5,15 +5,38 @@ export PATH := $(BIN):$(PATH)
 CORES ?= all
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: setup run smoke fashion paper test report lint bench sync clean-results wandb-reports browser datasets
+.PHONY: setup lock run smoke fashion paper test report lint bench sync clean-results wandb-reports browser datasets
 
-$(VENV)/.installed: pyproject.toml
+# requirements.lock pins every package to the version tested (pyproject.toml only bounds them): make setup
+# installs it, then normlab itself (editable, no dependencies). torch's CUDA libraries are not in it: torch's
+# Linux wheel pulls those it requires, its CPU build none. TORCH_INDEX installs the locked torch and
+# torchvision from another index first, e.g. the CPU build (a venv under 2 GB instead of about 7):
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+LOCK := requirements.lock
+TORCH_INDEX ?=
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	python3 -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q $$(grep -E '^pip==' $(LOCK))
+	$(if $(TORCH_INDEX),$(BIN)/pip install -q --no-deps --index-url $(TORCH_INDEX) $$(grep -E '^torch(vision)?==' $(LOCK)))
+	$(BIN)/pip install -q -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(VENV)/.installed
+
+# Rewrite requirements.lock from the venv, once a change of versions has passed make test there (pip freeze:
+# every installed package but normlab and torch's CUDA libraries). tests/test_install.py checks the result:
+# each dependency of pyproject.toml pinned, within its bounds, and installed at that version.
+lock:
+	@{ echo "# The exact versions normlab is tested with (Linux x86_64, Python 3.11), installed by make setup:"; \
+	  echo "#   pip install -r $(LOCK) && pip install --no-deps -e ."; \
+	  echo "# Written by make lock (pip freeze of the tested venv); do not edit. Left out: torch's CUDA libraries"; \
+	  echo "# (nvidia-*, cuda-*, triton; torch's Linux wheel requires them, most pinned exactly, its CPU build"; \
+	  echo "# none) and local version labels (torch==2.14.1 is also what a +cpu build satisfies)."; \
+	  $(BIN)/pip freeze --all --exclude-editable | grep -viE '^(nvidia-|cuda-|triton==)' | \
+	    sed -E 's/^([^=]+==[^+]+)\+.*/\1/'; } > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
 
 run: setup
 	$(SNAKEMAKE) --cores $(CORES)

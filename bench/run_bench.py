@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from normlab import data as data_mod
 from normlab import plan
 from normlab.config import config_hash, validate
+from normlab.datakey import data_key
 from normlab.engine import run as engine_run
 from normlab.models import build_model
 from normlab.startup import deterministic
@@ -79,7 +80,7 @@ def study_specs(cfg: dict):
 
 def data_file(cfg: dict, dataset: str, tmp: Path) -> Path:
     params = cfg["datasets"].get(dataset, {})
-    path = ROOT / "resources" / "data" / f"{dataset}-{config_hash(params)}.pt"
+    path = ROOT / "resources" / "data" / f"{dataset}-{config_hash(data_key(dataset, params))}.pt"
     if not path.exists():
         path = tmp / f"{dataset}.pt"
         if not path.exists():

@@ -1,12 +1,16 @@
 """The data layer: CIFAR-10 from its own archive format, Fashion-MNIST from Debian's package,
-MNIST-1D generated; a missing source is a clear error, never fake data."""
+MNIST-1D generated; a missing source is a clear error, never fake data. A prepared file is named by
+its parameters and, for MNIST-1D, the generator's version (``datakey.data_key``)."""
 
 from __future__ import annotations
 
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 import tarfile
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +18,12 @@ import pytest
 import torch
 
 from normlab import data as D
+from normlab import datakey
+from normlab.config import config_hash
+from normlab.datakey import data_key
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _standardized(x: torch.Tensor, x_train: torch.Tensor) -> torch.Tensor:
@@ -109,7 +117,7 @@ def test_fashion_mnist_from_the_debian_package(tmp_path):
     if not (FASHION / "train-images-idx3-ubyte.gz").exists():
         if shutil.which("apt-get") is None or os.geteuid() != 0:
             pytest.skip(f"{FASHION} missing and apt is unavailable here (Debian package dataset-fashion-mnist)")
-        pytest.fail(f"{FASHION} missing: `make setup` installs Debian's dataset-fashion-mnist")
+        pytest.fail(f"{FASHION} missing: `make datasets` (run by `make test`) installs Debian's dataset-fashion-mnist")
     out = tmp_path / "f.pt"
     D.prepare("fashion_mnist", {"root": str(FASHION), "n_train": 500, "n_test": 200,
                                 "cache": str(tmp_path / "cache")}, out)
@@ -137,6 +145,47 @@ def test_mnist1d_is_generated_deterministically(tmp_path):
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
     D.prepare("mnist1d", {**params, "seed": 4}, tmp_path / "c.pt")
     assert not torch.equal(D.load(tmp_path / "c.pt").x_train, a.x_train)
+    # the file records what its name is the hash of: the parameters and the generator's version
+    blob = torch.load(tmp_path / "a.pt", weights_only=False)
+    assert blob["params"] == params and blob["key"] == {**params, "mnist1d_version": metadata.version("mnist1d")}
+
+
+def test_data_key_adds_the_generators_version(monkeypatch):
+    params = {"num_samples": 200, "seed": 3}
+    key = data_key("mnist1d", params)
+    assert key == {"num_samples": 200, "seed": 3, "mnist1d_version": metadata.version("mnist1d")}
+    assert params == {"num_samples": 200, "seed": 3}  # not modified
+    # datasets read from disk: their parameters alone (the names of their prepared files do not change)
+    for ds in ("fashion_mnist", "cifar10"):
+        assert data_key(ds, {"root": "x", "n_train": 5}) == {"root": "x", "n_train": 5}
+    # another mnist1d release: another key, hence another file (and runs), never the old name over new data
+    monkeypatch.setattr(datakey.metadata, "version", lambda name: "0.0.3")
+    assert data_key("mnist1d", params)["mnist1d_version"] == "0.0.3"
+    assert config_hash(data_key("mnist1d", params)) != config_hash(key)
+
+
+def test_data_key_is_light_to_import():
+    """The plan calls it at DAG parse time: no torch, no mnist1d (its version comes from its metadata)."""
+    code = ("import sys; from normlab.datakey import data_key; k = data_key('mnist1d', {}); "
+            "heavy = [m for m in ('torch', 'mnist1d', 'numpy', 'normlab.data') if m in sys.modules]; "
+            "assert not heavy, heavy; print(k['mnist1d_version'])")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == metadata.version("mnist1d")
+
+
+def test_the_plan_names_dataset_files_by_their_key():
+    """resources/data/<dataset>-<hash of data_key>.pt, in the plan (the prepare_data rule's output)."""
+    import yaml
+
+    from normlab import plan
+    from normlab.config import validate
+
+    c = validate(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    for study in plan.enabled(c):
+        ds = c["studies"][study]["dataset"]
+        key = data_key(ds, c["datasets"].get(ds, {}))
+        assert plan.data_file(c, study) == f"resources/data/{ds}-{config_hash(key)}.pt", study
 
 
 def test_unknown_dataset_is_an_error(tmp_path):

@@ -2,9 +2,10 @@
 
 ``prepare`` turns a dataset (generated or read through torchvision) into one ``.pt`` file of
 float32 inputs and int64 labels, standardized with the training set's statistics; ``load``
-brings it back as tensors on a device. There is no DataLoader: the small datasets here fit in
-memory and batches are index slices. Nothing falls back to fake data: a missing source is an
-error that says where the files must go.
+brings it back as tensors on a device. The file is named by the hash of ``datakey.data_key`` (the
+parameters and, for MNIST-1D, the mnist1d version), which it also records under ``key``. There is
+no DataLoader: the small datasets here fit in memory and batches are index slices. Nothing falls
+back to fake data: a missing source is an error that says where the files must go.
 
 CLI (used by the ``prepare_data`` rule):
     python -m normlab.data --name mnist1d --params '{"num_samples": 5000}' --out resources/data/x.pt
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .datakey import data_key
 from .io import atomic_torch_save
 
 
@@ -175,6 +177,7 @@ def prepare(name: str, params: dict, out: str | Path) -> None:
         "n_classes": n_classes,
         "name": name,
         "params": params,
+        "key": data_key(name, params),  # what the file's name is the hash of (generator version included)
     }
     atomic_torch_save(blob, out)
 
@@ -195,7 +198,8 @@ def main(argv=None):
         prepare(a.name, json.loads(a.params), a.out)
     except DatasetUnavailable as e:
         raise SystemExit(f"error: {e}") from None
-    log_dataset(a.out, {"name": a.name, "params": json.loads(a.params)})
+    params = json.loads(a.params)
+    log_dataset(a.out, {"name": a.name, "params": params, "key": data_key(a.name, params)})
 
 
 def log_dataset(path: str | Path, config: dict) -> None:

@@ -1,10 +1,16 @@
-"""Atomic file writes, manifests and the ``latest`` link: nothing is ever half written."""
+"""Atomic file writes, manifests and the ``latest`` link: nothing is ever half written.
+
+A manifest records the package versions and the lock file (``requirements.lock``, what ``make setup``
+installs): its sha256 and whether the installed packages are the versions it pins (``lock_state``).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -82,11 +88,61 @@ def package_versions(names=("torch", "torchvision", "snakemake", "pandas", "seab
     return out
 
 
+LOCK_FILE = Path(__file__).resolve().parents[2] / "requirements.lock"  # the repository's (editable install)
+_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)")
+
+
+def canonical_name(name: str) -> str:
+    """A distribution's name as packaging compares them (PEP 503): ``PyYAML`` -> ``pyyaml``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_lock(path: Path | str = LOCK_FILE) -> dict[str, str]:
+    """{canonical name: version} of a lock file's ``name==version`` lines."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        m = _PIN.match(line)
+        if m:
+            out[canonical_name(m.group(1))] = m.group(2)
+    return out
+
+
+def installed_versions() -> dict[str, str]:
+    """{canonical name: version} of every installed distribution (the first on sys.path of each name)."""
+    out: dict[str, str] = {}
+    for d in metadata.distributions():
+        name = d.metadata["Name"]
+        if name:
+            out.setdefault(canonical_name(name), d.version)
+    return out
+
+
+def lock_state(path: Path | str = LOCK_FILE) -> dict:
+    """The lock file (its sha256) and whether the installed packages are the versions it pins: ``differs``
+    holds each one that is not, {name: {"locked": ..., "installed": ... or None}}. A local version label
+    counts as the version (torch 2.14.1+cpu is torch==2.14.1, as pip has it). Without the file (normlab
+    installed from elsewhere than its repository): sha256 and matches None."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError:
+        return {"file": path.name, "sha256": None, "matches": None, "differs": {}}
+    installed = installed_versions()
+    differs = {}
+    for name, locked in read_lock(path).items():
+        have = installed.get(name)
+        if have is None or (have != locked and have.split("+")[0] != locked):
+            differs[name] = {"locked": locked, "installed": have}
+    return {"file": path.name, "sha256": hashlib.sha256(blob).hexdigest(), "matches": not differs,
+            "differs": differs}
+
+
 def manifest(resolved_config: dict, started: str | None, extra: dict | None = None) -> dict:
     return {
         "resolved_config": resolved_config,
         "git": git_state(),
         "packages": package_versions(),
+        "lock": lock_state(),
         "host": platform.node(),
         "platform": platform.platform(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),

@@ -26,6 +26,7 @@ from functools import lru_cache
 
 from . import studies
 from .config import config_hash, resolved_study_config
+from .datakey import data_key
 from .gpu import will_use_cuda
 from .numerics import NUMERICS
 
@@ -44,7 +45,7 @@ def device_kind(config: dict) -> str:
 def data_file(config: dict, study: str) -> str:
     ds = config["studies"][study]["dataset"]
     params = config["datasets"].get(ds, {})
-    return f"resources/data/{ds}-{config_hash(params)}.pt"
+    return f"resources/data/{ds}-{config_hash(data_key(ds, params))}.pt"  # params + the generator's version
 
 
 def variants(config: dict, study: str) -> dict:

@@ -220,6 +220,8 @@ class Tracker:
         try:
             art = self._artifact(name, type, paths, metadata)
             if self.mode == "offline":
+                # wandb has no public call for this offline (run.use_artifact raises); this private one is
+                # what it calls online for a new artifact. tests/test_install.py fails if it moves or changes.
                 self.run._log_artifact(art, is_user_created=True, use_after_commit=True)
             else:
                 self.run.use_artifact(art)
