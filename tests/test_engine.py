@@ -157,7 +157,7 @@ def test_tracker_gets_batch_acc_and_probe_metrics_per_seed(mnist1d, tmp_path, mo
         def finish(self):
             pass
 
-    monkeypatch.setattr(engine, "Tracker", FakeTracker)
+    monkeypatch.setattr(engine, "tracker", lambda w, **kw: FakeTracker(mode=w.get("mode"), **kw))
     s = spec(mnist1d, seeds=[0, 1], probes=[{"name": "weight_norms", "every": 7}])
     s["train"] = {**s["train"], "steps": 30}
     run(s, tmp_path / "o")

@@ -26,9 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import studies
-from .io import manifest, point_latest, write_csv, write_json, write_parquet
+from .io import manifest, point_latest, read_spec, write_csv, write_json, write_parquet
 from .stats import finalize
-from .tracking import Tracker, artifact_name, run_artifact, run_files, run_id
+from .tracking import artifact_name, run_artifact, run_files, run_id, settings
+from .tracking import tracker as make_tracker
 
 
 def load_runs(version_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -88,7 +89,7 @@ def main(argv=None):
     ap.add_argument("--version-dir", required=True, type=Path)
     ap.add_argument("--config", required=True, help="the study's resolved config (JSON file or string)")
     a = ap.parse_args(argv)
-    resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
+    resolved = read_spec(a.config)
     cfg = resolved["study_config"]
     study = studies.get(a.study)
     vdir = a.version_dir
@@ -113,12 +114,9 @@ def main(argv=None):
     write_parquet(summary, vdir / "summary.parquet")
     write_csv(claims, vdir / "claims.csv")
     started = summary["started"].min() if "started" in summary and len(summary) else None
-    w = resolved.get("wandb") or json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
     wid = run_id(a.study, vdir.name, "analysis")  # one analysis run per result version (a rerun resumes it)
-    tracker = Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
-                      group=f"{a.study}/{vdir.name}", name=f"{a.study}/analysis", job_type="analysis",
-                      config=resolved, dir=vdir, init_timeout=w.get("init_timeout", 20),
-                      tags=[a.study, vdir.name], id=wid)
+    tracker = make_tracker(settings(resolved), group=f"{a.study}/{vdir.name}", name=f"{a.study}/analysis",
+                           job_type="analysis", config=resolved, dir=vdir, tags=[a.study, vdir.name], id=wid)
     if tracker.run is not None:  # lineage: the training runs' outputs are this run's inputs
         for r in summary[["variant", "seed"]].itertuples():
             tracker.use_artifact(run_artifact(a.study, run_block(vdir, r.variant, r.seed), r.variant, r.seed), "run",

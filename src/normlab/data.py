@@ -206,15 +206,14 @@ def log_dataset(path: str | Path, config: dict) -> None:
     """Log the prepared dataset file as a W&B artifact (type ``dataset``, named after the file: the
     root of the lineage graph; training runs use it). W&B settings: NORMLAB_WANDB (the Snakefile's);
     runs go under ``resources/wandb/`` (next to the data folder). A no-op when W&B is disabled."""
-    from .tracking import Tracker, run_id
+    from .tracking import run_id, settings
+    from .tracking import tracker as make_tracker
 
-    w = json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
     path = Path(path)
     name = path.stem  # <dataset>-<hash of its parameters>
-    tracker = Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
-                      group="datasets", name=f"prepare_data/{name}", job_type="prepare_data", config=config,
-                      dir=path.resolve().parent.parent, init_timeout=w.get("init_timeout", 20),
-                      tags=["dataset"], id=run_id("prepare_data", name))
+    tracker = make_tracker(settings(), group="datasets", name=f"prepare_data/{name}", job_type="prepare_data",
+                           config=config, dir=path.resolve().parent.parent, tags=["dataset"],
+                           id=run_id("prepare_data", name))
     tracker.log_artifact(name, "dataset", {path.name: path}, metadata=config)
     tracker.finish()
 

@@ -58,7 +58,8 @@ from .optim import CONSTRAINTS, build_optimizer
 from .probes import ProbeContext, build_probe
 from .schedules import build_schedule
 from .startup import lean_optimizers, optimizer_step, process_age
-from .tracking import Tracker, artifact_name, run_artifact, run_files, run_id
+from .tracking import artifact_name, run_artifact, run_files, run_id, tracker
+from .tracking import settings as tracking_settings
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
 
@@ -226,10 +227,8 @@ def throughput_text(tp: dict) -> str:
 
 
 def wandb_settings(spec: dict, run_dir: Path) -> dict:
-    """W&B settings: the spec's, else those the Snakefile exports in NORMLAB_WANDB (kept out of rule
-    params so that switching W&B mode does not rerun training). Offline runs go under the run folder."""
-    w = spec.get("wandb") or json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
-    return {"dir": str(run_dir), **w}
+    """W&B settings (``tracking.settings``); offline runs go under the run folder."""
+    return {"dir": str(run_dir), **tracking_settings(spec)}
 
 
 def metrics_frame(spec: dict, seed: int, rows):
@@ -488,11 +487,9 @@ class RunTrackers:
         self.spec, self.seeds = spec, seeds
         self.block = spec["key"].rsplit("/", 1)[-1]
         self.ids = [run_id(spec["study"], spec["key"], s) for s in seeds]
-        self.runs = [Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
-                             group=f"{spec['study']}/{spec['variant']}", name=f"{spec['variant']}/seed{s}",
+        self.runs = [tracker(w, group=f"{spec['study']}/{spec['variant']}", name=f"{spec['variant']}/seed{s}",
                              job_type="train", config={**spec, "seed": s}, dir=w.get("dir", out_dir),
-                             init_timeout=w.get("init_timeout", 20), tags=[spec["study"], spec["variant"], self.block],
-                             id=i)
+                             tags=[spec["study"], spec["variant"], self.block], id=i)
                      for s, i in zip(seeds, self.ids)]
         self.on = any(t.run is not None for t in self.runs)
         if self.on and spec.get("data"):  # lineage: the dataset artifact prepare_data logged

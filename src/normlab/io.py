@@ -41,6 +41,11 @@ def atomic_write(path, write_fn) -> None:
         raise
 
 
+def read_spec(arg: str) -> dict:
+    """A job's spec from its ``--spec``/``--config`` argument: a JSON string, or the path of a JSON file."""
+    return json.loads(arg if arg.lstrip().startswith("{") else Path(arg).read_text())
+
+
 def write_json(obj, path) -> None:
     def w(tmp):
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

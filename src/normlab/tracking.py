@@ -99,6 +99,22 @@ _running: set = set()  # runs started by Trackers and not finished
 _online_failed = False
 
 
+def settings(spec: dict | None = None) -> dict:
+    """W&B settings (mode, project, entity, init_timeout, save_weights): the spec's ``wandb``, else those the
+    Snakefile exports in NORMLAB_WANDB (kept out of rule params, so that switching W&B mode reruns nothing),
+    else disabled."""
+    import json
+
+    return (spec or {}).get("wandb") or json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
+
+
+def tracker(w: dict, **run) -> "Tracker":
+    """The Tracker of one run from W&B settings ``w`` (``settings``) and the run's own fields (group, name,
+    job_type, config, dir, tags, id)."""
+    return Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
+                   init_timeout=w.get("init_timeout", 20), **run)
+
+
 class Tracker:
     """One W&B run; every method is a no-op when disabled or after an error."""
 

@@ -9,8 +9,9 @@ trains every seed of the spec (one block of seeds of one variant), batched, into
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from .io import read_spec
 
 
 def main(argv=None):
@@ -20,7 +21,7 @@ def main(argv=None):
     ap.add_argument("--ckpt-dir", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=None)
     a = ap.parse_args(argv)
-    spec = json.loads(Path(a.spec).read_text() if not a.spec.lstrip().startswith("{") else a.spec)
+    spec = read_spec(a.spec)
     if spec.get("device", "auto") in ("auto", "cuda"):
         from .gpu import claim_one
 

@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 from pathlib import Path
+
+from ...io import read_spec
 
 SECTIONS = {"invariance": "invariance", "centering": "centering_check"}
 RUNS = ["base", "shift_scale", "shift_scale_eps_fixed", "per_unit", "per_unit_matched"]
@@ -196,7 +197,7 @@ def main(argv=None):
 
     torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    c = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
+    c = read_spec(a.config)
     if "study_config" in c:  # the study's resolved config: take the check's section
         c = c["study_config"][SECTIONS[a.check]]
     if a.check == "invariance":

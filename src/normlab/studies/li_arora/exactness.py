@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import sys
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ...io import read_spec
 from . import milestone_steps
 
 
@@ -194,7 +194,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
-    resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
+    resolved = read_spec(a.config)
     torch.set_num_threads(a.threads)
     from ...engine import resolve_device
     from ...io import write_parquet

@@ -23,9 +23,10 @@ CLI: python -m normlab.studies.norm_growth.invariance --config C.json --data D.p
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
+
+from ...io import read_spec
 
 
 def _checks(model_spec: dict, data, seed: int, cfg: dict) -> list[dict]:
@@ -169,7 +170,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from ...io import write_parquet
 
-    resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
+    resolved = read_spec(a.config)
     df = run(resolved["study_config"], a.data, a.threads)
     write_parquet(df, a.out)
     print(df.groupby(["check", "variant"]).rel_error.max().to_string())

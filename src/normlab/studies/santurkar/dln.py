@@ -18,14 +18,13 @@ writes ``DIR/metrics.parquet`` (tidy: step, metric, value, variant, norm, seed) 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ...io import now, write_json, write_parquet
+from ...io import now, read_spec, write_json, write_parquet
 
 
 def build_dln(depth: int, width: int, bn: bool, dtype=torch.float64) -> nn.Sequential:
@@ -196,7 +195,7 @@ def main(argv=None):
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(argv)
-    resolved = json.loads(Path(a.config).read_text() if not a.config.lstrip().startswith("{") else a.config)
+    resolved = read_spec(a.config)
     torch.set_num_threads(a.threads)
     from ...startup import deterministic
 
