@@ -28,7 +28,9 @@ def variants(cfg: dict) -> dict:
 
 
 def side_jobs(cfg: dict) -> dict:
-    return {"sizes": SideJob("normlab.studies.example.sizes", "sizes.json", data=True,
+    # reads: the config sections the job reads (its spec holds only these; it reruns when they change).
+    # This one reads none: it reruns only when its dataset changes.
+    return {"sizes": SideJob("normlab.studies.example.sizes", "sizes.json", data=True, reads=(),
                              doc="EX: count the dataset's training and test examples.")}
 
 
