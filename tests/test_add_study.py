@@ -1,4 +1,4 @@
-"""README "Add a study": the example study in docs/example_study/ (a package, a schema, a config section,
+"""docs/adding-a-study.md: the example study in docs/example_study/ (a package, a schema, a config section,
 no rule file) is built through real Snakemake from its declarations alone: side job, training, analysis,
 figures with captions in the report, scorecard."""
 
@@ -19,7 +19,7 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".ckpt")
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    """A copy of the workflow with the example study added the way README says: three additions."""
+    """A copy of the workflow with the example study added the way docs/adding-a-study.md says: three additions."""
     wd = tmp_path_factory.mktemp("add_study")
     for name in ("Snakefile", "workflow", "src", "config", "profiles", "pyproject.toml"):
         src = ROOT / name

@@ -109,3 +109,12 @@ def test_commands_in_the_docs_match_the_workflow():
                 elif t.startswith("results/") and not re.match(r"results/[\w.-]+(/|$)", t):
                     wrong.append(f"{doc}: `{cmd}`: odd target path {t!r}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_links_in_the_docs_point_at_files_that_exist():
+    wrong = []
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if not re.match(r"^[a-z]+:", target) and not (doc.parent / target).exists():
+                wrong.append(f"{doc.relative_to(ROOT)} links to {target}")
+    assert not wrong, "\n".join(wrong)
