@@ -36,10 +36,16 @@ ENABLED = _plan.enabled(config)
 # The run plan (normlab.plan): every job keyed by what its numbers depend on. Nothing is written at
 # parse time (a dry run writes nothing): each job gets its spec as a param and writes it itself.
 PLANS = {}
-for _s in _studies.STUDIES:  # disabled studies too: `snakemake <study>` runs one on its defaults
+for (
+    _s
+) in (
+    _studies.STUDIES
+):  # disabled studies too: `snakemake <study>` runs one on its defaults
     try:
         PLANS[_s] = _plan.build(config, _s)
-    except ConfigError as _e:  # a study's cross-key check raised while its variants were made
+    except (
+        ConfigError
+    ) as _e:  # a study's cross-key check raised while its variants were made
         if _s in ENABLED:
             print(f"Config error: {_e}", file=sys.stderr)
             sys.exit(1)
@@ -63,7 +69,9 @@ def _run_spec(wildcards):
     d = f"results/{wildcards.study}/runs/{wildcards.variant}/{wildcards.block}"
     spec = PLANS[wildcards.study].runs.get(d) if wildcards.study in PLANS else None
     if spec is None:
-        raise WorkflowError(f"{d} is not a run of the current config (normlab.plan lists them)")
+        raise WorkflowError(
+            f"{d} is not a run of the current config (normlab.plan lists them)"
+        )
     return spec
 
 
