@@ -81,6 +81,23 @@ def test_verdicts_follow_the_data():
     m, s = synthetic(0.0, 0, 0.0, noise=0.05)
     c = finalize(bnp.analyze(m, s, cfg_small())).set_index("claim_id")
     assert c.loc["S4.a", "verdict"] == "inconclusive"
+    # undecided: what more seeds would buy, from the observed spread
+    assert c.loc["S4.a", "seeds_needed"] > 5 and c.loc["S4.a", "detectable"] > 0
+    assert "seeds would decide it" in c.loc["S4.a", "basis"] or "would not help" in c.loc["S4.a", "basis"]
+
+
+def test_a_true_null_fails():
+    """Every claim is directional with a smallest effect of interest (1 point of accuracy, 5% of the step budget):
+    no difference at all, measured precisely, fails instead of staying inconclusive for ever."""
+    m, s = synthetic(0.0, 0, 0.0, noise=0.002, seeds=range(10))
+    s["final_test_acc"] += np.random.default_rng(1).normal(0, 1e-3, len(s))  # the steps to target: all equal
+    c = finalize(bnp.analyze(m, s, cfg_small())).set_index("claim_id")
+    for cid in ("S4.a", "S4.c"):
+        assert c.loc[cid, "verdict"] == "fails" and c.loc[cid, "sesoi"] == 0.01, cid
+        assert c.loc[cid, "ci_high"] < 0.01 and "smallest effect of interest 0.01" in c.loc[cid, "claim"]
+    # equal steps on every seed: zero variance, compared exactly with the margin (-50 steps): fails
+    assert c.loc["S4.b", "verdict"] == "fails" and c.loc["S4.b", "sesoi"] == -50
+    assert "zero variance" in c.loc["S4.b", "basis"] and np.isnan(c.loc["S4.b", "p_adj"])
 
 
 def test_pooled_estimate_is_the_stratified_paired_mean():

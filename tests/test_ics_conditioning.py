@@ -188,9 +188,11 @@ def test_schema_rejects_unknown_norm():
 
 # claims logic on synthetic probe data ------------------------------------------------------------
 
-def synthetic(ratio_none: float, bn_flat: bool, share: float = 0.8, bn_gain: float = 0.45, seeds=(0, 1, 2, 3, 4)):
+def synthetic(ratio_none: float, bn_flat: bool, share: float = 0.8, bn_gain: float = 0.45, seeds=(0, 1, 2, 3, 4),
+              ratio_trained: float | None = None):
     """Metrics/summary as the engine writes them. Without BN the GGN eigenvalues are ratio_none times
-    K-FAC's prediction (for nu > 10); with BN they equal it, or (bn_flat) do not grow with nu at all.
+    K-FAC's prediction (for nu > 10) at init and ratio_trained times it (default ratio_none) at the trained
+    probe (step 500); with BN they equal it, or (bn_flat) do not grow with nu at all.
     Train loss: uncentered no-BN 1 + 0.5 s, BN 1 + (0.5 - bn_gain) s, centered: the uncentered loss minus
     ``share`` of BN's advantage; plus per-seed noise."""
     rows, summ = [], []
@@ -206,17 +208,19 @@ def synthetic(ratio_none: float, bn_flat: bool, share: float = 0.8, bn_gain: flo
             loss = bn if norm == "bn_pre" else unc - share * (unc - bn) if center else unc
             for seed in seeds:
                 rng = np.random.default_rng(seed)
-                for layer in ["L1", "L3"]:
-                    s_eigs = np.sort(rng.uniform(0.01, 0.1, 6))[::-1] * (1 + 0.01 * noise.standard_normal())
-                    for j, se in enumerate(s_eigs, 1):
-                        pred = nu * se
-                        if norm == "none":
-                            meas = (ratio_none if nu > 10 else 1.0) * pred
-                        else:
-                            meas = 2.0 * se if bn_flat else pred
-                        rows += [(0, f"curv/{layer}/kfac_pred/eig{j}", pred), (0, f"curv/{layer}/ggn/eig{j}", meas),
-                                 (0, f"curv/{layer}/ggn/overlap{j}", 0.99)]
-                    rows.append((0, f"curv/{layer}/nu", nu))
+                for step, ratio in [(0, ratio_none), (500, ratio_none if ratio_trained is None else ratio_trained)]:
+                    for layer in ["L1", "L3"]:
+                        s_eigs = np.sort(rng.uniform(0.01, 0.1, 6))[::-1] * (1 + 0.01 * noise.standard_normal())
+                        for j, se in enumerate(s_eigs, 1):
+                            pred = nu * se
+                            if norm == "none":
+                                meas = (ratio if nu > 10 else 1.0) * pred
+                            else:
+                                meas = 2.0 * se if bn_flat else pred
+                            rows += [(step, f"curv/{layer}/kfac_pred/eig{j}", pred),
+                                     (step, f"curv/{layer}/ggn/eig{j}", meas),
+                                     (step, f"curv/{layer}/ggn/overlap{j}", 0.99)]
+                        rows.append((step, f"curv/{layer}/nu", nu))
                 lv = loss + 0.02 * noise.standard_normal()
                 rows.append((1000, "train_loss", lv))
                 rows = [(*r, variant, seed, keys) if len(r) == 3 else r for r in rows]
@@ -258,11 +262,30 @@ def job_files(tmp_path_factory):
 def test_headline_ids_match_declarations(job_files):
     for extra in [job_files["good"], {}]:  # missing job outputs still give one (inconclusive) row per headline
         c = claims_for(1.02, bn_flat=True, extra=extra).reset_index()
-        assert list(c[c.kind == "headline"].claim_id) == list(ics.HEADLINES)
+        assert list(c[c.kind.isin(["headline", "identity"])].claim_id) == list(ics.HEADLINES)
         assert list(c.columns) == CLAIM_COLUMNS
-    assert set(c.kind) <= {"headline", "cell", "check"}
+    # S5.c and S5.d are true by construction for a correct implementation: identities, counted apart
+    assert list(c[c.kind == "identity"].claim_id) == ["S5.c", "S5.d"] == [
+        cid for cid, h in ics.HEADLINES.items() if h.get("kind") == "identity"]
+    assert c.set_index("claim_id").kind["S5.a[init]"] == "check"
+    assert set(c.kind) <= {"headline", "identity", "cell", "check"}
     for v in ics.HEADLINES.values():
         assert v["statement"] and v["departures"]
+
+
+def test_s5a_is_tested_at_a_trained_point(job_files):
+    """K-FAC's factorization is nearly exact at init (the check S5.a[init]); the headline S5.a reads the last
+    curvature probe, where it can fail."""
+    cfg = study_cfg(conditions=COND4)
+    m, s = synthetic(1.02, bn_flat=True, ratio_trained=1.6)
+    c = finalize(ics.analyze(m, s, cfg, job_files["good"])).set_index("claim_id")
+    assert c.loc["S5.a[init]", "verdict"] == "holds" and c.loc["S5.a[init]", "value"] == pytest.approx(1.02, rel=1e-3)
+    assert c.loc["S5.a", "verdict"] == "fails" and c.loc["S5.a", "value"] == pytest.approx(1.6, rel=1e-3)
+    assert "step 500" in c.loc["S5.a", "claim"]
+    # claims.trained_step picks an earlier probe: only init is earlier here, so no trained point
+    c = finalize(ics.analyze(m, s, study_cfg(conditions=COND4, claims={"trained_step": 100}),
+                             job_files["good"])).set_index("claim_id")
+    assert c.loc["S5.a", "verdict"] == "inconclusive" and "no curvature probe after init" in c.loc["S5.a", "claim"]
 
 
 def test_claims_hold_when_the_prediction_holds(job_files):
@@ -333,7 +356,8 @@ def test_smoke_outputs(smoke_workdir):
     for cid in ["S5.c", "S5.c[per_unit]", "S5.c[per_unit_matched]", "S5.d", "S5.d[direct path]",
                 "S5.d[statistics path]"]:
         assert got[cid] == "holds", (cid, claims[claims.claim_id == cid].to_dict("records"))
-    assert list(claims[claims.kind == "headline"].claim_id) == list(ics.HEADLINES)
+    assert list(claims[claims.kind.isin(["headline", "identity"])].claim_id) == list(ics.HEADLINES)
+    assert list(claims[claims.kind == "identity"].claim_id) == ["S5.c", "S5.d"]
     assert set(claims.verdict) <= {"holds", "fails", "inconclusive"}
     for name in ["eig_vs_nu", "spectra_centering", "invariance", "training_curves", "curvature_over_training",
                  "bn_advantage_share"]:

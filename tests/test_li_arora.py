@@ -12,6 +12,7 @@ from conftest import ROOT, snakemake
 from normlab import data as data_mod
 from normlab.config import ConfigError, validate
 from normlab.models import build_model
+from normlab.stats import finalize
 from normlab.studies import li_arora
 from normlab.studies.li_arora.exactness import batch_stat_outputs, check_scale_invariant, run_pair
 
@@ -234,10 +235,13 @@ def synthetic_runs(cfg, acc=None, w2_exponent=1.0, seeds=5):
 def test_headline_rows_match_the_declared_headlines(tmp_path):
     cfg = study_cfg(schedules=["step_wd", "texp_practical", "texp", "const_wd", "exponential"])
     m, s = synthetic_runs(cfg)
-    c = li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path))
-    heads = c[c.kind == "headline"].claim_id.tolist()
+    c = finalize(li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path)))
+    heads = c[c.kind.isin(["headline", "identity"])].claim_id.tolist()
     assert heads == list(li_arora.HEADLINES) == ["S2.a", "S2.b", "S2.c", "S2.d"]
-    assert set(c.kind) <= {"headline", "cell", "check"}
+    # S2.a is true by construction for a correct implementation: an identity, counted apart
+    assert c[c.kind == "identity"].claim_id.tolist() == ["S2.a"] == [
+        cid for cid, h in li_arora.HEADLINES.items() if h.get("kind") == "identity"]
+    assert set(c.kind) <= {"headline", "identity", "cell", "check"}
     assert c.claim_id.is_unique
     assert {"S2.b[exact_trajectory]", "S2.b[exact_accuracy]", "S2.d[rounding]"} <= set(c[c.kind == "check"].claim_id)
     c = c.set_index("claim_id")
@@ -252,18 +256,26 @@ def test_verdicts_follow_the_numbers(tmp_path):
     eta^0.5 (S2.c) or an unstable exponential run (S2.c), float32 runs that never drift (S2.d)."""
     cfg = study_cfg()
     m, s = synthetic_runs(cfg, acc={"texp_practical": 0.75})
-    c = li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path, f64_gap=1e-6, texp_gap=1e-6,
-                                                     f32=lambda t, seed: 1e-7 * (1 + 0.01 * seed))).set_index("claim_id")
+    c = finalize(li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path, f64_gap=1e-6, texp_gap=1e-6,
+                                                              f32=lambda t, seed: 1e-7 * (1 + 0.01 * seed))))
+    c = c.set_index("claim_id")
     assert c.loc["S2.a", "verdict"] == "fails" and c.loc["S2.b[exact_trajectory]", "verdict"] == "fails"
     assert c.loc["S2.b", "verdict"] == "fails"
     assert c.loc["S2.d", "verdict"] == "fails" and c.loc["S2.d", "value"] < 0.1
     m, s = synthetic_runs(cfg, w2_exponent=0.5)
-    c = li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path)).set_index("claim_id")
+    c = finalize(li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path))).set_index("claim_id")
     assert c.loc["S2.c", "value"] == pytest.approx(0.5, abs=0.01) and c.loc["S2.c", "verdict"] == "fails"
     assert c.loc["S2.c[ratio_flat]", "verdict"] == "fails"
+    assert "fails: slope's" in c.loc["S2.c", "basis"]  # the part that failed, with its interval
     m, s = synthetic_runs(cfg, acc={"exponential": 0.6})
-    c = li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path)).set_index("claim_id")
+    c = finalize(li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path))).set_index("claim_id")
     assert c.loc["S2.c[slope]", "verdict"] == "holds" and c.loc["S2.c", "verdict"] == "fails"
+    assert "fails: test accuracy" in c.loc["S2.c", "basis"]
+    # a diverged exponential run fails S2.c's "well behaved" part outright, whatever the intervals
+    m, s = synthetic_runs(cfg)
+    s.loc[(s.variant == "exponential") & (s.seed == 0), "status"] = "diverged"
+    c = finalize(li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path))).set_index("claim_id")
+    assert c.loc["S2.c", "verdict"] == "fails" and "diverged exponential runs (exact, 1)" in c.loc["S2.c", "basis"]
 
 
 def test_drift_rate_measures_decades_per_1000_steps(tmp_path):
@@ -285,7 +297,7 @@ def test_paper_config_plans(workdir):
 def test_smoke_run(smoke_workdir):
     vdir = next((smoke_workdir / "results" / "li_arora").glob("smoke-*"))
     claims = pd.read_csv(vdir / "claims.csv")
-    assert claims[claims.kind == "headline"].claim_id.tolist() == list(li_arora.HEADLINES)
+    assert claims[claims.kind.isin(["headline", "identity"])].claim_id.tolist() == list(li_arora.HEADLINES)
     assert set(claims.verdict) <= {"holds", "fails", "inconclusive"}
     c = claims.set_index("claim_id")
     assert c.loc["S2.a", "verdict"] == "holds" and c.loc["S2.b[exact_trajectory]", "verdict"] == "holds"

@@ -144,9 +144,12 @@ def test_smoke_outputs(smoke_workdir):
     assert len(vdirs) == 1
     c = pd.read_csv(vdirs[0] / "claims.csv")
     assert set(c.verdict) <= {"holds", "fails", "inconclusive"}
-    assert set(c.kind) <= {"headline", "cell", "check"}
-    heads = c[c.kind == "headline"]
+    assert set(c.kind) <= {"headline", "identity", "cell", "check"}
+    heads = c[c.kind.isin(["headline", "identity"])]
     assert list(heads.claim_id) == list(ng.HEADLINES), "one headline row per claim id, in order"
+    # the invariance identities and the Pythagorean recursion hold by construction: identities, counted apart
+    assert c[c.kind == "identity"].claim_id.tolist() == ["S3.a", "S3.b"] == [
+        cid for cid, h in ng.HEADLINES.items() if h.get("kind") == "identity"]
     assert not c.claim_id.duplicated().any()
     exact_ids = ["S3.a", "S3.a[bn_identity, mlp]", "S3.a[loss_invariance, mlp]", "S3.a[grad_homogeneity, mlp]",
                  "S3.a[orthogonality, mlp]", "S3.b"]

@@ -106,8 +106,10 @@ def test_front_page_shows_the_headline_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # Snakemake renders from the working directory; result paths are relative
     page = render_front_page(Path("results"))
     front = (res / "scorecard_front.html").read_text()
-    assert "What replicated" in page and "Headline claims: 1 hold, 1 fail, 0 inconclusive (of 2)" in page
-    assert re.findall(r"<tr title='[^']*'><td[^>]*><b>([^<]+)</b>", page) == ["A1.a", "A1.b", "A1.d"]
+    assert "What replicated" in page and "Empirical headline claims: 1 hold, 1 fail, 0 inconclusive (of 2)" in page
+    # the declared identity A1.i (no row: missing) is listed apart, after the empirical claims
+    assert re.findall(r"<tr title='[^']*'><td[^>]*><b>([^<]+)</b>", page) == ["A1.a", "A1.b", "A1.d", "A1.i"]
+    assert page.index("<b>A1.d</b>") < page.index("Identities: true by construction") < page.index("<b>A1.i</b>")
     assert front.strip() in page  # included verbatim
     assert "javascript:app.showResultInfo(" in page and ">scorecard.html</a>" in page
     bare = render_front_page(None)
@@ -200,12 +202,14 @@ def test_wandb_runs_log_what_the_metrics_files_hold(smoke_workdir):
     """Each train run's W&B history (offline run file, read with wandb's own reader) is its metrics.parquet."""
     from test_tracking import runs_in
 
+    from normlab.tracking import with_runs
+
     for study, v in wandb_versions(smoke_workdir).items():
-        runs = [r for r in runs_in(v) if r["job_type"] == "train"]
+        runs = [r for root in with_runs([v]) for r in runs_in(root) if r["job_type"] == "train"]  # run folders
         assert runs, study
         for r in runs[:3]:
-            assert r["group"] == f"{study}/{v.name}"
             variant, seed = r["name"].rsplit("/seed", 1)
+            assert r["group"] == f"{study}/{variant}" and r["config"]["key"] in wbr.study_meta(v)["run_keys"]
             m = pd.read_parquet(v / "runs" / variant / f"seed{seed}" / "metrics.parquet")
             assert r["history"].keys() == {(int(x.step), x.metric) for x in m.itertuples()}
 
@@ -216,9 +220,11 @@ def test_wandb_report_panels_refer_to_logged_metrics(smoke_workdir):
     assert set(reports) == set(versions) | {"overview"}
     from test_tracking import runs_in
 
+    from normlab.tracking import with_runs
+
     for study, v in versions.items():
-        runs = runs_in(v)
-        train = [r for r in runs if r["job_type"] == "train" and r["group"] == f"{study}/{v.name}"]
+        runs = [r for root in with_runs([v]) for r in runs_in(root)]
+        train = [r for r in runs if r["job_type"] == "train" and r["config"]["key"] in wbr.study_meta(v)["run_keys"]]
         analysis = [r for r in runs if r["job_type"] == "analysis"]
         assert train and analysis
         keys = [{k for _, k in r["history"]} for r in train]
@@ -237,7 +243,8 @@ def test_wandb_report_panels_refer_to_logged_metrics(smoke_workdir):
         grids = [b for b in rep.blocks if type(b).__name__ == "PanelGrid"]
         for g in grids:
             for rs in g.runsets:
-                assert f"== '{study}/{v.name}'" in rs.filters
+                keys = wbr.study_meta(v)["run_keys"]  # train runs: the version's run keys; analysis: its group
+                assert f"== '{study}/{v.name}'" in rs.filters or (keys and all(k in rs.filters for k in keys))
                 for key in rs.groupby:  # grouped by variant: a config key every train run has
                     assert key.removeprefix("config.") in train[0]["config"]
         text = " ".join(getattr(b, "text", "") for b in rep.blocks if type(b).__name__ == "MarkdownBlock")
@@ -280,8 +287,8 @@ def test_wandb_reports_put_headline_claims_first(tmp_path, monkeypatch):
     first_md = kinds.index("MarkdownBlock")
     assert "| A1.a | **holds** p_adj 0.03 | Alpha beats beta by far" in texts[first_md]
     assert "| A1.d | **missing** |" in texts[first_md]
-    assert any("Headline claims: 1 hold, 1 fail, 0 inconclusive (of 2). Cells: 1 hold" in str(getattr(b, "text", ""))
-               for b in over.blocks)
+    assert any("Empirical headline claims: 1 hold, 1 fail, 0 inconclusive (of 2). Identities: 0 hold, 0 fail, "
+               "0 inconclusive (of 0). Cells: 1 hold" in str(getattr(b, "text", "")) for b in over.blocks)
     study_md = [b.text for b in reports["alpha"].blocks if type(b).__name__ == "MarkdownBlock"][0]
     assert study_md == md
 

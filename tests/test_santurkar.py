@@ -388,6 +388,12 @@ def test_claims_follow_the_data():
     c = finalize(analyze(*_fake_runs(bn_ics=0.1, bn_beta=1000.0), cfg, None)).set_index("claim_id")
     assert c.loc["S1.c", "verdict"] == "fails" and c.loc["S1.d", "verdict"] == "fails"
     assert c.loc["S1.c", "value"] == pytest.approx(-1.0, abs=0.05)
+    assert "ratio's" in c.loc["S1.c", "basis"] and "lies below" in c.loc["S1.c", "basis"]  # the failing part, named
+    # the same landscape with and without BN (a true null): S1.d fails, since its interval rules out the
+    # smallest effect of interest (a factor 1.25); without one it would stay inconclusive for ever
+    c = finalize(analyze(*_fake_runs(bn_beta=100.0), cfg, None)).set_index("claim_id")
+    assert c.loc["S1.d", "verdict"] == "fails" and c.loc["S1.d", "sesoi"] == pytest.approx(-np.log10(1.25))
+    assert "smallest effect of interest" in c.loc["S1.d", "claim"] and "smallest effect" in c.loc["S1.d", "basis"]
     # noisy BN 10 points below BN: "about as well" fails; the noise without BN training: S1.b fails
     accs = {"none": (0.99, 0.1), "bn_pre": (0.99, 0.99), "noisy_bn": (0.9, 0.89), "noise_only": (0.9, 0.9)}
     c = finalize(analyze(*_fake_runs(accs=accs), cfg, None)).set_index("claim_id")

@@ -54,13 +54,16 @@ def test_scorecard_lists_every_claim_of_every_study(smoke_workdir):
     assert len(rows) == len(expected)
     assert scorecard.summary_line(expected) in md
     assert html.escape(scorecard.summary_line(expected, ("headline",))) in page
-    want = []  # the headline table: per study, declared headlines (a missing row shows as such), then others
-    for v in sorted(scorecard.latest_versions(results), key=lambda v: scorecard.study_order(
-            scorecard.study_title(v.parent.name))):
-        declared = list(scorecard.study_headlines(v.parent.name))
-        rows_ = expected[(expected.study == v.parent.name) & (expected.kind == "headline")].claim_id.tolist()
-        want += declared + [c for c in rows_ if c not in declared]
-    assert headline_ids(page) == want
+    # the headline table: the empirical claims of every study, then the identities of every study; per study its
+    # declared claims (a missing row shows as such), then others
+    want = []
+    for kind, declared_of in (("headline", scorecard.study_headlines), ("identity", scorecard.study_identities)):
+        for v in sorted(scorecard.latest_versions(results), key=lambda v: scorecard.study_order(
+                scorecard.study_title(v.parent.name))):
+            declared = list(declared_of(v.parent.name))
+            rows_ = expected[(expected.study == v.parent.name) & (expected.kind == kind)].claim_id.tolist()
+            want += declared + [c for c in rows_ if c not in declared]
+    assert headline_ids(page) == want and "S2.a" in want[want.index("S5.e"):]  # identities after every empirical claim
     for s, v in versions.items():  # figures shown and linked, runs linked
         for png in json.loads((v / "manifest.json").read_text())["figures"]:
             if png.endswith(".png"):
@@ -102,9 +105,10 @@ def fake_version(root: Path, study: str, version: str, claims: list[dict], figur
     return v
 
 
-def claim(cid, verdict, value=0.1, lo=0.05, hi=0.2, text="x beats y", kind="cell", p_adj=float("nan")):
+def claim(cid, verdict, value=0.1, lo=0.05, hi=0.2, text="x beats y", kind="cell", p_adj=float("nan"), **extra):
+    """A claims.csv row; ``extra``: the newer columns (sesoi, ci_level, basis, detectable, seeds_needed)."""
     return {"claim_id": cid, "claim": text, "source": "paper", "metric": "m", "value": value, "ci_low": lo,
-            "ci_high": hi, "threshold": "> 0", "verdict": verdict, "n_seeds": 3, "kind": kind, "p_adj": p_adj}
+            "ci_high": hi, "threshold": "> 0", "verdict": verdict, "n_seeds": 3, "kind": kind, "p_adj": p_adj, **extra}
 
 
 ALPHA = SimpleNamespace(
@@ -114,7 +118,9 @@ ALPHA = SimpleNamespace(
                         "figures": ["bars"]},
                "A1.b": {"statement": "Gamma is smooth.", "departures": "1,000 steps instead of 15,000",
                         "figures": ["curve"]},
-               "A1.d": {"statement": "Delta is declared but was not run.", "departures": "", "figures": []}})
+               "A1.d": {"statement": "Delta is declared but was not run.", "departures": "", "figures": []},
+               "A1.i": {"statement": "Iota holds by construction.", "departures": "float64", "figures": [],
+                        "kind": "identity"}})
 
 
 @pytest.fixture
@@ -127,9 +133,12 @@ def fake_studies(tmp_path, monkeypatch):
     fake_version(res, "alpha", "smoke-0000aaaa", [
         claim("A1.a[x]", "holds", kind="cell", p_adj=0.01),
         claim("A1.b", "fails", -0.3, -0.4, -0.2, kind="headline", p_adj=0.002, text="gamma curvature a | b"),
-        claim("A1.a", "holds", kind="headline", p_adj=0.03),
-        claim("A1.c", "inconclusive", float("nan"), float("nan"), float("nan"), kind="headline", p_adj=0.4),
+        claim("A1.a", "holds", kind="headline", p_adj=0.03, sesoi=0.01, ci_level=0.975,
+              basis="holds: the estimate's 97.5% interval [0.05, 0.2] lies above 0"),
+        claim("A1.c", "inconclusive", float("nan"), float("nan"), float("nan"), kind="headline", p_adj=0.4,
+              seeds_needed=12.0, detectable=0.05),
         claim("A1.check", "holds", 1e-13, 1e-13, 1e-13, kind="check"),
+        claim("A1.i", "holds", 1e-14, 1e-14, 1e-14, kind="identity"),
         claim("A1.a[y]", "inconclusive", kind="cell", p_adj=0.2)])
     fake_version(res, "beta", "smoke-0000bbbb", [claim("B1.a", "holds", kind="headline", p_adj=0.001),
                                                claim("B1.ctl", "fails", kind="check", p_adj=0.01)], figure=False)
@@ -141,8 +150,10 @@ def fake_studies(tmp_path, monkeypatch):
 def test_scorecard_leads_with_headline_claims(fake_studies):
     res = fake_studies
     df = scorecard.build(scorecard.latest_versions(res), res)
-    assert list(df.kind) == ["cell", "headline", "headline", "headline", "check", "cell", "headline", "check", "cell"]
-    line = ("Headline claims: 2 hold, 1 fail, 1 inconclusive (of 4). Cells: 2 hold, 0 fail, 1 inconclusive (of 3). "
+    assert list(df.kind) == ["cell", "headline", "headline", "headline", "check", "identity", "cell", "headline",
+                             "check", "cell"]
+    line = ("Empirical headline claims: 2 hold, 1 fail, 1 inconclusive (of 4). Identities: 1 hold, 0 fail, "
+            "0 inconclusive (of 1). Cells: 2 hold, 0 fail, 1 inconclusive (of 3). "
             "Checks: 1 hold, 1 fail, 0 inconclusive (of 2).")
     assert scorecard.summary_line(df) == line
 
@@ -150,21 +161,32 @@ def test_scorecard_leads_with_headline_claims(fake_studies):
     head, rest = md.split("\n## Studies\n", 1)
     head, matrix = head.split("\n## Replication matrix\n", 1)
     assert "| study | claim | smoke |" in matrix  # only smoke results: its one column
-    assert f"**{line}**" in head and "Holm-adjusted within each study" in head
+    assert f"**{line}**" in head and "One multiplicity rule per study" in head
     table = [ln for ln in head.splitlines() if ln.startswith("| ")]
     assert table[0].startswith("| study | claim | verdict | the paper says | we measured | departs from the paper |")
-    ids = [ln.split(" | ")[1] for ln in table[1:]]
-    assert ids == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a"]  # declared order, then undeclared; no cells or checks
-    row_a = table[1]
+    ids = [ln.split(" | ")[1] for ln in table[1:] if not ln.startswith("| **")]
+    # declared order, then undeclared; no cells or checks; the identities grouped apart, after the empirical claims
+    assert ids == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a", "A1.i"]
+    groups = [ln for ln in table if ln.startswith("| **")]
+    assert [g.split("**")[1].split(":")[0] for g in groups] == ["Empirical claims", "Identities"]
+    assert table.index(groups[1]) == len(table) - 2  # the identity group: its heading and A1.i, last
+    row_a = table[2]
     assert "**holds** (p_adj 0.03)" in row_a and "Alpha beats beta by far" in row_a and "MNIST-1D instead" in row_a
     assert "[bars](alpha/smoke-0000aaaa/figures/bars.png)" in row_a  # the figure HEADLINES names
-    assert "**missing**" in table[3]  # declared but without a row
+    # the interval's level, the claim's smallest effect of interest; an inconclusive claim: what more seeds buy
+    assert "m = 0.1 [0.05, 0.2] (97.5%), 3 seeds (claim: > 0; sesoi 0.01)" in row_a
+    assert "~12 seeds would decide it (detects 0.05 at 3)" in table[5]
+    assert "**missing**" in table[4]  # declared but without a row
     assert "[A1: Alpha et al. 2099](#a1-alpha-et-al-2099-a-study-of-alpha)" in row_a
-    assert "| [B1: the beta study](#" in table[5]  # no TITLE: the docstring's first line
+    assert "| [B1: the beta study](#" in table[6]  # no TITLE: the docstring's first line
+    assert "| [A1: Alpha et al. 2099](#" in table[-1] and "**holds**" in table[-1]  # named again in its group
     assert "## A1: Alpha et al. 2099, A study of alpha" in rest
     assert "[Alpha, Beta. A study of alpha. 2099](https://arxiv.org/abs/9999.00001)" in rest
     assert "### Cells (1 hold, 0 fail, 1 inconclusive (of 2))" in rest and "### Checks (" in rest
-    assert "| A1.a[x] | **holds** | 0.1 [0.05, 0.2] | > 0 | 0.01 | 3 |" in rest
+    assert "| A1.a[x] | **holds** | 0.1 [0.05, 0.2] |  | > 0 |  | 0.01 | 3 |" in rest
+    assert "| A1.a | **holds** | 0.1 [0.05, 0.2] | 97.5% | > 0 | 0.01 | 0.03 | 3 |  |" in rest
+    assert "lies above 0 |" in rest  # the basis of the verdict
+    assert "### Identities (1 hold, 0 fail, 0 inconclusive (of 1))" in rest and "**A1.i (identity): holds.**" in rest
     assert "| A1.c | **inconclusive** | n/a [n/a, n/a] |" in rest
     assert "gamma curvature a \\| b" in rest  # a pipe in a claim does not break the table
     assert "| G1.a | **holds** |" in rest.split("## gamma", 1)[1]
@@ -172,10 +194,10 @@ def test_scorecard_leads_with_headline_claims(fake_studies):
     page = (res / "scorecard.html").read_text()
     first_table = page.index("<table")
     assert page.index("<table class='headlines'") == first_table
-    heads_line, rest_line = line.split(" Cells:", 1)
-    assert page.index(html.escape(heads_line)) < page.index(html.escape("Cells:" + rest_line)) < first_table
-    assert page.index("Holm-adjusted within each study") < first_table
-    assert headline_ids(page) == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a"]
+    heads_line, rest_line = line.split(" Identities:", 1)
+    assert page.index(html.escape(heads_line)) < page.index(html.escape("Identities:" + rest_line)) < first_table
+    assert page.index("one multiplicity rule per study") < first_table
+    assert headline_ids(page) == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a", "A1.i"]
     assert first_table < page.index("<details")
     for cid in ("A1.a[x]", "A1.check", "B1.ctl", "G1.a"):  # cells and checks only below, inside <details>
         i = page.index(f"<td>{html.escape(cid)}</td>")
@@ -187,13 +209,16 @@ def test_scorecard_leads_with_headline_claims(fake_studies):
     assert headline_table.count("data:image/png;base64,") == 2  # thumbnails of bars and curve
     assert "href='alpha/smoke-0000aaaa/figures/bars.png'" in headline_table
     assert "verdict missing" in headline_table and "rowspan='4'" in headline_table
-    assert html_rows(page) == [("A1.b", "fails"), ("A1.a", "holds"), ("A1.c", "inconclusive"), ("A1.a[x]", "holds"),
-                               ("A1.a[y]", "inconclusive"), ("A1.check", "holds"), ("B1.a", "holds"),
-                               ("B1.ctl", "fails"), ("G1.a", "holds")]
+    assert headline_table.index("Empirical claims: what replicated") < headline_table.index("A1.a") \
+        < headline_table.index("Identities: true by construction") < headline_table.index("A1.i")
+    assert "~12 seeds would decide it" in headline_table and "97.5%" in headline_table
+    assert html_rows(page) == [("A1.b", "fails"), ("A1.a", "holds"), ("A1.c", "inconclusive"), ("A1.i", "holds"),
+                               ("A1.a[x]", "holds"), ("A1.a[y]", "inconclusive"), ("A1.check", "holds"),
+                               ("B1.a", "holds"), ("B1.ctl", "fails"), ("G1.a", "holds")]
 
     out = pd.read_csv(res / "claims_all.csv")
     assert list(out.columns) == scorecard.ALL_COLUMNS
-    assert list(out.study) == ["alpha"] * 6 + ["beta"] * 2 + ["gamma"]
+    assert list(out.study) == ["alpha"] * 7 + ["beta"] * 2 + ["gamma"]
     assert out.set_index("claim_id").kind["G1.a"] == "cell" and out.p_adj.notna().sum() == 7
     figs = out.set_index("claim_id").figures.fillna("")
     assert figs["A1.a"] == "alpha/smoke-0000aaaa/figures/bars.png"
@@ -202,12 +227,15 @@ def test_scorecard_leads_with_headline_claims(fake_studies):
 
     front = (res / "scorecard_front.html").read_text()
     assert html.escape(line) in front and "<script" not in front and "<style" not in front
-    assert re.findall(r"<tr title='[^']*'><td[^>]*><b>([^<]+)</b>", front) == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a"]
+    assert re.findall(r"<tr title='[^']*'><td[^>]*><b>([^<]+)</b>", front) == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a",
+                                                                               "A1.i"]
+    assert front.index("Identities: true by construction") < front.index("<b>A1.i</b>")
 
 
 def test_claims_page_orders_kinds(fake_studies):
     page = scorecard.standalone_claims_html(fake_studies / "alpha" / "latest")
-    assert page.index("Headline claims: 1 hold, 1 fail") < page.index("Cells: 1 hold") < page.index("Checks: 1 hold")
+    assert (page.index("Empirical headline claims: 1 hold, 1 fail") < page.index("Identities: 1 hold")
+            < page.index("Cells: 1 hold") < page.index("Checks: 1 hold"))
     assert html_rows(page)[0] == ("A1.b", "fails") and "p_adj" in page
 
 
@@ -220,6 +248,9 @@ def test_titles_and_headlines_of_the_registered_studies():
         assert title == getattr(mod, "TITLE", title) and title
         for h in scorecard.study_headlines(name).values():
             assert set(h) == {"statement", "departures", "figures"}
+        declared = scorecard.study_declared(name)
+        assert list(declared) == list(getattr(mod, "HEADLINES", {}))
+        assert {cid for cid, h in declared.items() if h["kind"] == "identity"} == set(scorecard.study_identities(name))
         assert all(p["cite"] for p in scorecard.study_papers(name))
 
 
@@ -232,7 +263,8 @@ def test_scorecard_counts_and_formats(tmp_path):
     df = scorecard.build(scorecard.latest_versions(res), res)
     assert scorecard.counts(df) == {"holds": 1, "fails": 1, "inconclusive": 1}
     md = (res / "scorecard.md").read_text()
-    assert "**Headline claims: 0 hold, 0 fail, 0 inconclusive (of 0). Cells: 1 hold, 1 fail, 1 inconclusive (of 3)." in md
+    assert ("**Empirical headline claims: 0 hold, 0 fail, 0 inconclusive (of 0). Identities: 0 hold, 0 fail, "
+            "0 inconclusive (of 0). Cells: 1 hold, 1 fail, 1 inconclusive (of 3).") in md
     assert "no study declares headline claims yet" in md
     assert "| A1.b[x] | **fails** | -0.3 [-0.4, -0.2] |" in md and "a \\| b" in md
     assert "No study declares headline claims yet" in (res / "scorecard.html").read_text()
@@ -338,9 +370,11 @@ def two_configs(tmp_path, monkeypatch):
     h = dict(kind="headline", p_adj=0.01)
     finished_at(fake_version(res, "alpha", "smoke-0000aaa0", [claim("A1.a", "fails", **h)], figure=False), "2030-01-01")
     new = finished_at(fake_version(res, "alpha", "default-0000aaa2", [claim("A1.a", "holds", 0.5, 0.4, 0.6, **h),
-                                                                      claim("A1.b", "fails", **h)], figure=False),
-                      "2024-06-01T00:00:00")
-    fash = finished_at(fake_version(res, "alpha", "fashion-0000aaa3", [claim("A1.a", "inconclusive", 0.2, -0.1, 0.4, **h),
+                                                                      claim("A1.b", "fails", **h),
+                                                                      claim("A1.i", "holds", 0, 0, 0, kind="identity")],
+                                   figure=False), "2024-06-01T00:00:00")
+    fash = finished_at(fake_version(res, "alpha", "fashion-0000aaa3", [claim("A1.a", "inconclusive", 0.2, -0.1, 0.4, **h,
+                                                                             seeds_needed=float("inf"), ci_level=0.9),
                                                                        claim("A1.e", "holds", **h)], figure=False),
                        "2024-05-01T00:00:00")
     partial = res / "alpha" / "fashion-0000aaa9"  # a newer fashion version still running: no manifest yet
@@ -364,9 +398,11 @@ def test_replication_matrix_picks_the_newest_version_of_each_config(two_configs)
     assert m["todo"] == {"paper": "snakemake --cores all --configfile config/paper.yaml"}
     assert {n: {s: v["vdir"].name for s, v in ss.items()} for n, ss in m["studies"].items()} == {
         "default": {"alpha": "default-0000aaa2", "beta": "default-0000bbb1"}, "fashion": {"alpha": "fashion-0000aaa3"}}
-    # one row per headline claim: declared ones in order (A1.d: declared, no row anywhere), then the others
-    assert [(r["study"], r["claim_id"]) for r in m["rows"]] == [
-        ("alpha", "A1.a"), ("alpha", "A1.b"), ("alpha", "A1.d"), ("alpha", "A1.e"), ("beta", "B1.a")]
+    # one row per headline claim: declared ones in order (A1.d: declared, no row anywhere), then the others; the
+    # identities after every empirical claim
+    assert [(r["study"], r["claim_id"], r["kind"]) for r in m["rows"]] == [
+        ("alpha", "A1.a", "headline"), ("alpha", "A1.b", "headline"), ("alpha", "A1.d", "headline"),
+        ("alpha", "A1.e", "headline"), ("beta", "B1.a", "headline"), ("alpha", "A1.i", "identity")]
     cell = {(r["claim_id"], n): h for r in m["rows"] for n, h in r["cells"].items()}
     assert cell["A1.a", "default"]["row"].verdict == "holds"  # the newest default version, not `latest`
     assert cell["A1.a", "fashion"]["row"].verdict == "inconclusive"  # not the unfinished newer one
@@ -378,7 +414,10 @@ def test_replication_matrix_picks_the_newest_version_of_each_config(two_configs)
     md = scorecard.matrix_markdown(m, t.res)
     assert md.splitlines()[0] == "| study | claim | default | fashion |"
     assert ("| A1: Alpha et al. 2099 | A1.a | [**holds**](alpha/default-0000aaa2/claims.csv) 0.5 [0.4, 0.6] | "
-            "[**inconclusive**](alpha/fashion-0000aaa3/claims.csv) 0.2 [-0.1, 0.4] |") in md
+            "[**inconclusive**](alpha/fashion-0000aaa3/claims.csv) 0.2 [-0.1, 0.4] (90%); more seeds would not help "
+            "(on a margin) |") in md
+    assert md.splitlines()[2] == "| **Empirical claims** | | | |" and "| **Identities** | | | |" in md
+    assert "| A1: Alpha et al. 2099 | A1.i | [**holds**](alpha/default-0000aaa2/claims.csv) 0 [0, 0] | [**missing**]" in md
     assert "| B1.a | [**holds**](beta/default-0000bbb1/claims.csv) 0.1 [0.05, 0.2] | not run |" in md
     assert "\n|  | A1.d | [**missing**](alpha/default-0000aaa2/claims.csv) | [**missing**](alpha/fashion" in md
     assert "| beta | B1.a |" in md  # each study named on its first row
@@ -394,12 +433,13 @@ def test_replication_matrix_picks_the_newest_version_of_each_config(two_configs)
     html_page = (t.res / "scorecard.html").read_text()
     table = html_page[html_page.index("<table class='matrix'"):]
     table = table[:table.index("</table>")]
-    assert table.count("<tr>") == 6 and "<th>default</th><th>fashion</th>" in table
+    assert table.count("<tr>") == 7 and table.count("<tr class='group'>") == 2
+    assert "<th>default</th><th>fashion</th>" in table and "more seeds would not help" in table
     assert "href='alpha/default-0000aaa2/claims.csv' title='alpha/default-0000aaa2'><span class=\"verdict holds\">" \
         in table
     assert "0000aaa1" not in table
     assert html_rows(html_page) == [("A1.a", "fails"), ("A1.b", "holds"), ("B1.a", "holds")]  # claims tables: latest
-    assert headline_ids(html_page) == ["A1.a", "A1.b", "A1.d", "B1.a"]
+    assert headline_ids(html_page) == ["A1.a", "A1.b", "A1.d", "B1.a", "A1.i"]
     front = (t.res / "scorecard_front.html").read_text()
     assert "Replication matrix" in front and "href='alpha/fashion-0000aaa3/claims.csv'" in front
     assert "<style" not in front and "class=" not in front.split("Replication matrix", 1)[1]

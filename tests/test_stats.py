@@ -1,4 +1,5 @@
-"""The statistics behind every verdict: interval coverage by simulation, Holm, judge, finalize.
+"""The statistics behind every verdict: interval coverage, the tests, the family-wise error rate, TOST's
+size and the power figures, all by simulation; Holm's step-down, judge, finalize.
 
 Coverage: each interval function claims use (``stats.mean_ci``: one-sample, two-sample Welch, paired,
 stratified over several strata, and ``log=True``) is run on ``N_DRAWS`` simulated data sets at 3, 5 and
@@ -15,6 +16,13 @@ shows the simulation can fail: the arithmetic interval on log-normal sigma 1 at 
 Differences of two groups are tested unlogged on log-normal sigma 1 when the groups have the same shape
 and scale (a shift), and on sigma 0.5 at unequal scales; at sigma 1 and unequal scales the Welch
 interval under-covers (simulated 91-93%), a case for log=True (a ratio of geometric means).
+
+Error rates: ``simulate_family`` judges families of claims with the truth on their margins exactly as
+``finalize`` judges a study's family (the same p-value, constraint and step-down functions), on 20,000
+data sets at 3, 5 and 10 seeds: any wrong holds or fails stays at or below 5% (plus 3 Monte-Carlo SE),
+and the same simulation without the rule shows the errors it prevents. TOST is at its stated 5%.
+Power: the seeds ``power_figures`` names decide the claim in >= 80% of simulated data sets and one seed
+fewer does not; the detectable effect is detected 80% of the time.
 
 The data are drawn vectorized (numpy, all draws at once); ``mean_ci`` itself is called per draw, as
 the studies call it. Seeded: the same numbers every run.
@@ -195,7 +203,7 @@ def test_figure_band_is_the_one_sample_t_interval():
     assert stats.t_band()([1.5]) == (1.5, 1.5)  # one seed: no band
 
 
-# ---------------------------------------------------------------------------- holm
+# ---------------------------------------------------------------------------- holm, the step-down
 def test_holm_hand_worked():
     # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> monotone: 0.06
     np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
@@ -205,7 +213,25 @@ def test_holm_hand_worked():
     np.testing.assert_allclose(holm([0.2]), [0.2])
 
 
-# ---------------------------------------------------------------------------- judge
+def test_stepdown_is_holm_with_one_test_per_claim_and_shaffer_with_two():
+    p = np.array([0.01, 0.04, 0.03, 0.005])
+    s = stats.stepdown(p, np.full(4, np.nan), [2, 2, 2, 2])
+    np.testing.assert_allclose(s["p_adj_holds"], holm(p))
+    # two claims, each with both tests. c = 1 (directional with a smallest effect of interest: at most one of
+    # its two nulls is true): sorted p 0.001 (t = 2), 0.01 (t = 2: claim 0 still has its fails test), 0.2, 0.9
+    s = stats.stepdown([0.001, 0.2], [0.9, 0.01], [1, 1])
+    np.testing.assert_allclose(s["p_adj_holds"], [0.002, 0.4])
+    np.testing.assert_allclose(s["p_adj_fails"], [0.9, 0.02])
+    assert s["reject_holds"].tolist() == [True, False] and s["reject_fails"].tolist() == [False, True]
+    np.testing.assert_allclose(s["level_holds"], [0.025, 0.025])  # claim 1's holds: tested at the stop's level
+    # c = 2 (a band or a threshold claim: at its margin both verdicts are wrong): t = 4, 3, 2, 1
+    s = stats.stepdown([0.001, 0.2], [0.9, 0.01], [2, 2])
+    np.testing.assert_allclose(s["p_adj_holds"], [0.004, 0.4])
+    np.testing.assert_allclose(s["p_adj_fails"], [0.9, 0.03])
+    np.testing.assert_allclose(s["level_fails"], [0.025, 0.05 / 3])
+
+
+# ---------------------------------------------------------------------------- parts and judge
 def estimates(n=400):
     r = rng(8)
     out = []
@@ -216,71 +242,295 @@ def estimates(n=400):
 
 
 @pytest.mark.parametrize("side", ["above", "below", "within"])
-def test_judge_p_values_match_interval_verdicts(side):
-    """At alpha = 1 - ci: holds iff p_holds < alpha, fails iff p_fails < alpha (linear and log scale)."""
+def test_p_values_are_the_intervals(side):
+    """One-sided level a: p_holds < a iff the 1 - 2a interval clears the threshold (a band: lies inside, TOST);
+    p_fails < a iff the 1 - 2a interval lies beyond the smallest effect of interest (a band: the 1 - a interval
+    outside, Bonferroni over its two sides). Linear and log scale; every case exercised."""
     seen = set()
-    for e in estimates():
-        thr = {"above": 1.0, "below": 1.0, "within": (0.5, 2.0)}[side]
-        if e.log is False and side != "within":
-            thr = 0.0
-        j = judge(e, **{side: thr})
-        from_p = "holds" if j["p_holds"] < 0.05 else "fails" if j["p_fails"] < 0.05 else "inconclusive"
-        assert j["verdict"] == from_p, (e, j)
-        assert not (j["p_holds"] < 0.05 and j["p_fails"] < 0.05)
-        seen.add(j["verdict"])
-    assert seen == {"holds", "fails", "inconclusive"}  # the sample exercises every verdict
+    for a in (0.05, 0.0125):
+        for e in estimates():
+            lin = not e.log
+            kw = {"above": (0.0 if lin else 1.0), "sesoi": 0.3} if side == "above" else \
+                 {"below": (0.0 if lin else 1.0), "sesoi": 0.3} if side == "below" else \
+                 {"within": (-0.5, 0.5) if lin else (0.6, 1.6)}
+            part = stats.make_part(e, **kw)
+            ph, pf = part.pvalues()
+            lo, hi = e.interval(1 - 2 * a)
+            if side == "above":
+                assert (ph < a) == (lo > part.holds) and (pf < a) == (hi < part.fail_margin)
+            elif side == "below":
+                assert (ph < a) == (hi < part.holds) and (pf < a) == (lo > part.fail_margin)
+            else:
+                flo, fhi = e.interval(1 - a)
+                assert (ph < a) == (part.holds[0] < lo and hi < part.holds[1])
+                assert (pf < a) == (fhi < part.holds[0] or flo > part.holds[1])
+            j = judge(e, alpha=a, **kw)
+            assert j["verdict"] == ("holds" if ph < a else "fails" if pf < a else "inconclusive")
+            seen.add(j["verdict"])
+    assert seen == {"holds", "fails", "inconclusive"}
 
 
-def test_judge_thresholds_and_exact():
+def test_judge_thresholds_exact_and_zero_variance():
     e = Estimate(1.0, 0.5, 1.5, 0.25, 10, 5)
     assert judge(e, above=0.2)["threshold"] == "> 0.2" and judge(e, below=2)["threshold"] == "< 2"
     assert judge(e, within=(0, 3))["threshold"] == "in [0, 3]"
     assert judge(e, above=0.2)["verdict"] == "holds" and judge(e, below=0.2)["verdict"] == "fails"
+    # a directional claim with a smallest effect of interest can fail: the true null "no effect" is ruled out
+    null = Estimate(0.0, -0.1, 0.1, 0.05, 20, 21)
+    assert judge(null, above=0.0)["verdict"] == "inconclusive"  # without one, a null stays undecided for ever
+    assert judge(null, above=0.0, sesoi=0.2)["verdict"] == "fails"
     x = judge(exact(1e-13), below=1e-9)
     assert x["verdict"] == "holds" and math.isnan(x["p_holds"]) and math.isnan(x["p_fails"])
+    # seeds that all agree: se 0, compared exactly (no p-value, no NaN verdict)
+    z = mean_ci([np.array([3.0, 3.0, 3.0])])
+    assert z.se == 0 and z.exact and judge(z, below=0.0, sesoi=1.0)["verdict"] == "fails"
+    assert judge(z, above=0.0)["verdict"] == "holds" and math.isnan(judge(z, above=0.0)["p_holds"])
+    assert not mean_ci([np.array([1.0])]).exact  # one seed: no interval, not an exact value
     with pytest.raises(ValueError, match="exactly one"):
         judge(e, above=1, below=2)
+    with pytest.raises(ValueError, match="sesoi"):
+        stats.make_part(e, within=(0, 1), sesoi=0.1)
     with pytest.raises(ValueError, match="kind"):
         stats.claim("X", "x", "s", "m", 1, 1, 1, "> 0", "holds", 3, kind="headlines")
 
 
+# ---------------------------------------------------------------------------- error rates, simulated
+N_SIM = 20_000  # Monte-Carlo SE of a 5% rate: 0.15 points; the bound allows 3 SE
+FWER_MAX = 0.05 + 3 * math.sqrt(0.05 * 0.95 / N_SIM)
+
+
+def simulate_family(specs, n, r, rho=0.0, adjust=True):
+    """P(any wrong holds or fails) of a family of one-part claims judged as ``finalize`` judges a family
+    (``part_pvalues``, ``combine``'s count c, ``stepdown``), on N_SIM normal data sets of n seeds (SD 1; claims
+    correlated by ``rho`` through a shared per-seed effect, as claims on the same seeds are). ``specs``:
+    (side, holds, sesoi, truth). Wrong: "holds" when the truth is not strictly on the claimed side of the
+    threshold (a band: not strictly inside); "fails" when the truth is not strictly beyond the smallest effect
+    of interest (a band: not strictly outside). ``adjust=False``: every test at 5% (no multiplicity rule)."""
+    m = len(specs)
+    z = math.sqrt(1 - rho) * r.standard_normal((N_SIM, m, n)) + math.sqrt(rho) * r.standard_normal((N_SIM, 1, n))
+    truth = np.array([t for *_, t in specs])
+    x = truth[None, :, None] + z
+    mean, se = x.mean(-1), x.std(-1, ddof=1) / math.sqrt(n)
+    ph, pf, c, wrong_h, wrong_f = [], [], [], [], []
+    for k, (side, h, sesoi, t) in enumerate(specs):
+        part = stats.make_part(Estimate(0.0, -1, 1, 1.0, n - 1, n), **{side: h}, sesoi=sesoi)
+        a, b = stats.part_pvalues(side, part.holds, part.fail_margin, mean[:, k], se[:, k], n - 1)
+        ph.append(a)
+        pf.append(b)
+        c.append(stats.combine([part])["c"])
+        if side == "within":
+            wrong_h.append(not h[0] < t < h[1])
+            wrong_f.append(h[0] <= t <= h[1])
+        else:
+            sign = 1 if side == "above" else -1
+            wrong_h.append(sign * (t - part.holds) <= 0)
+            wrong_f.append(sign * (t - part.fail_margin) >= 0)
+    ph, pf = np.stack(ph, -1), np.stack(pf, -1)
+    if adjust:
+        s = stats.stepdown(ph, pf, c, 0.05)
+        rh, rf = s["reject_holds"], s["reject_fails"]
+    else:
+        rh, rf = ph < 0.05, pf < 0.05
+    holds, fails = rh, rf & ~rh
+    wrong = (holds & np.array(wrong_h)) | (fails & np.array(wrong_f))
+    return wrong.any(-1).mean()
+
+
+FAMILIES = {  # truths on the margins (in units of the per-seed SD): the least favourable configurations
+    "directional at 0": [("above", 0.0, 1.0, 0.0)] * 4,
+    "directional at the smallest effect": [("below", 0.0, 0.5, -0.5)] * 4,
+    "bands at a margin": [("within", (-1.0, 1.0), None, 1.0)] * 3,
+    "mixed, at margins": [("above", 0.0, 1.0, 0.0), ("above", 0.0, 1.0, 1.0), ("within", (-1.0, 1.0), None, -1.0),
+                          ("above", 0.3, None, 0.3)],
+    "margins among clear effects": [("above", 0.0, 1.0, 3.0), ("above", 0.0, 1.0, 0.0), ("within", (-1, 1), None, 1.0),
+                                    ("below", 0.0, 0.5, -4.0), ("above", 0.0, 1.0, 1.0)],
+}
+
+
+@pytest.mark.parametrize("n", SEEDS)
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_family_wise_error_at_most_5_percent(family, n):
+    """The study's multiplicity rule keeps the chance of ANY wrong holds or fails in a family at or below 5%,
+    with the truth at the margins, independent or correlated claims (printed: the simulated rates)."""
+    r = rng(11, n, len(family))
+    for rho in (0.0, 0.5):
+        fwer = simulate_family(FAMILIES[family], n, r, rho)
+        print(f"FWER {family}, n={n}, rho={rho}: {fwer:.4f}")
+        assert fwer <= FWER_MAX, (family, n, rho, fwer)
+
+
+def test_family_wise_error_simulation_can_fail():
+    """Without the rule (each test at 5%) the same simulation sees the error rates the rule prevents: four
+    claims at their margins err far more often than 5%, and a band at its margin errs both ways (TOST 5% plus
+    the fails test, 2.5% per side: about 7.5%)."""
+    r = rng(12)
+    assert simulate_family(FAMILIES["directional at 0"], 5, r, adjust=False) > 0.15
+    assert simulate_family([("within", (-3.0, 3.0), None, 3.0)], 10, r, adjust=False) > 0.065
+
+
+@pytest.mark.parametrize("n", SEEDS)
+def test_tost_is_at_the_stated_level(n):
+    """Equivalence by TOST at 5%: with the truth on a margin (and the other margin far), "holds" in 5% of data
+    sets, not the 2.5% of the 95% interval inside the margin (the old rule, stricter than it said)."""
+    r = rng(13, n)
+    x = 4.0 + r.standard_normal((N_SIM, n))  # band (-4, 4), truth on its upper margin
+    mean, se = x.mean(-1), x.std(-1, ddof=1) / math.sqrt(n)
+    ph, _ = stats.part_pvalues("within", (-4.0, 4.0), None, mean, se, n - 1)
+    size = (ph < 0.05).mean()
+    old = (mean + stats._tq(0.95, n - 1) * se < 4.0).mean()  # the 95% interval inside the band
+    print(f"TOST size n={n}: {size:.4f} (95%-interval rule: {old:.4f})")
+    assert abs(size - 0.05) < 4 * math.sqrt(0.05 * 0.95 / N_SIM)
+    assert old < 0.03
+
+
+def test_conjunction_size_at_a_margin():
+    """A claim of several parts (holds: every part holds, fails: any part fails, Bonferroni): with one part on
+    its margin and the others clear, it errs in at most 5% of data sets."""
+    r = rng(14)
+    wrong = 0
+    draws = 1500
+    for _ in range(draws):
+        band = mean_ci([1.0 + r.standard_normal(5)])  # on the band's upper margin: both verdicts wrong
+        clear = mean_ci([3.0 + r.standard_normal(5)])  # far above its threshold 0 and beyond its sesoi 0.5
+        t = stats.combine([stats.make_part(band, within=(-1.0, 1.0)), stats.make_part(clear, above=0.0, sesoi=0.5)])
+        s = stats.stepdown([t["p_holds"]], [t["p_fails"]], [t["c"]])
+        wrong += bool(s["reject_holds"][0] or s["reject_fails"][0])
+    assert wrong / draws <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / draws), wrong / draws
+
+
+# ---------------------------------------------------------------------------- power
+def decided_rate(side, h, sesoi, truth, sd, n, r, c):
+    """Share of simulated data sets (n seeds, per-seed SD ``sd``) in which one claim alone is decided."""
+    x = truth + sd * r.standard_normal((N_SIM, n))
+    mean, se = x.mean(-1), x.std(-1, ddof=1) / math.sqrt(n)
+    part = stats.make_part(Estimate(0.0, -1, 1, 1.0, n - 1, n), **{side: h}, sesoi=sesoi)
+    ph, pf = stats.part_pvalues(side, part.holds, part.fail_margin, mean, se, n - 1)
+    s = stats.stepdown(ph[:, None], pf[:, None], [c])
+    return (s["reject_holds"] | s["reject_fails"]).mean()
+
+
+POWER_CASES = [  # (side, threshold, sesoi, observed effect, per-seed SD, seeds run)
+    ("above", 0.0, 0.02, 0.012, 0.024, 5),  # between the margins: decided once the interval is short enough
+    ("above", 0.0, 0.02, 0.03, 0.03, 3),
+    ("below", 0.0, 0.1, 0.05, 0.2, 5),  # the wrong direction: it will fail
+    ("within", (-0.02, 0.02), None, -0.002, 0.024, 5),  # S2.c's accuracy part: paired SD 0.024 within +-0.02
+]
+
+
+@pytest.mark.parametrize("case", POWER_CASES)
+def test_seeds_needed_match_simulation(case):
+    """The seeds ``power_figures`` says would decide an inconclusive claim (observed effect and spread as the
+    truth, the claim's level) decide it in >= 80% of simulated data sets, and one seed fewer does not."""
+    side, h, sesoi, truth, sd, n = case
+    est = Estimate(truth, math.nan, math.nan, sd / math.sqrt(n), n - 1, n)
+    part = stats.make_part(est, **{side: h}, sesoi=sesoi)
+    c = stats.combine([part])["c"]
+    pw = stats.power_figures([part], 0.05 / c)
+    need = int(pw["seeds_needed"])
+    r = rng(15, need)
+    tol = 3 * math.sqrt(0.8 * 0.2 / N_SIM)
+    at, below = decided_rate(side, h, sesoi, truth, sd, need, r, c), decided_rate(side, h, sesoi, truth, sd, need - 1, r, c)
+    print(f"power {case}: {need} seeds -> {at:.3f} decided, {need - 1} -> {below:.3f}")
+    assert at >= 0.8 - tol and below <= 0.8 + tol
+
+
+def test_detectable_effect_matches_simulation():
+    """The effect the seeds run detect with 80% power: simulated at that true effect, "holds" 80% of the time."""
+    r = rng(16)
+    for n, sd in ((3, 1.0), (5, 0.5), (10, 2.0)):
+        part = stats.make_part(Estimate(0.1, math.nan, math.nan, sd / math.sqrt(n), n - 1, n), above=0.0, sesoi=5.0)
+        d = stats.detectable(part, 0.05)
+        x = d + sd * r.standard_normal((N_SIM, n))
+        ph, _ = stats.part_pvalues("above", 0.0, 5.0, x.mean(-1), x.std(-1, ddof=1) / math.sqrt(n), n - 1)
+        assert abs((ph < 0.05).mean() - 0.8) < 3 * math.sqrt(0.8 * 0.2 / N_SIM), (n, sd)
+
+
+def test_more_seeds_would_not_help_on_a_margin():
+    on_margin = stats.make_part(Estimate(0.0201, math.nan, math.nan, 0.01, 4, 5), within=(-0.02, 0.02))
+    assert stats.power_figures([on_margin], 0.025)["seeds_needed"] == math.inf
+    clear = stats.make_part(Estimate(0.0, math.nan, math.nan, 0.01, 4, 5), within=(-0.02, 0.02))
+    assert 5 < stats.power_figures([clear], 0.025)["seeds_needed"] < 30
+
+
 # ---------------------------------------------------------------------------- finalize
 def row(cid, kind, p_holds, p_fails=0.9, verdict="holds"):
+    """A row with the study's own (one-sided) p-values and no parts: finalize tests it as given (c = 2)."""
     return stats.claim(cid, "text", "src", "m", 1.0, 0.5, 1.5, "> 0", verdict, 5, kind=kind,
                        p_holds=p_holds, p_fails=p_fails)
 
 
-def test_finalize_holm_within_kind():
+def test_finalize_one_family_per_kind():
     rows = [row("H.a", "headline", 0.01), row("H.b", "headline", 0.03), row("H.c", "headline", 0.2,
                                                                              verdict="inconclusive"),
-            *[row(f"H.a[c{i}]", "cell", 0.001) for i in range(20)],
-            *[row(f"C.{i}", "check", 0.04) for i in range(10)],
-            stats.claim("C.exact", "identity", "src", "err", 1e-13, 1e-13, 1e-13, "< 1e-09", "holds", 1,
-                        kind="check"),
-            stats.claim("C.exact_fail", "identity", "src", "err", 1e-3, 1e-3, 1e-3, "< 1e-09", "fails", 1,
-                        kind="check"),
+            *[row(f"H.a[c{i}]", "cell", 0.0005) for i in range(20)],
+            *[row(f"C.{i}", "check", 0.02) for i in range(10)],
+            stats.claim_from("C.exact", "identity", "src", "err", exact(1e-13), below=1e-9, kind="check"),
+            stats.claim_from("C.exact_fail", "identity", "src", "err", exact(1e-3), below=1e-9, kind="check"),
+            stats.claim_from("I.a", "identity", "src", "err", exact(1e-14), below=1e-9, kind="identity"),
             row("H.f", "headline", 0.9, 0.001, verdict="fails")]
     out = finalize(pd.DataFrame(rows)).set_index("claim_id")
-    # headlines: 4 p_holds [0.01, 0.03, 0.2, 0.9] -> Holm [0.04, 0.09, 0.4, 0.9]: H.b no longer holds
-    assert out.loc["H.a", "verdict"] == "holds" and out.loc["H.a", "p_adj"] == pytest.approx(0.04)
-    assert out.loc["H.b", "verdict"] == "inconclusive"
-    assert out.loc["H.b", "p_adj"] == pytest.approx(min(0.09, 0.9 * 1))  # inconclusive: the smaller p
-    assert out.loc["H.f", "verdict"] == "fails" and out.loc["H.f", "p_adj"] == pytest.approx(0.004)
-    # cells are their own family: 20 x 0.001 -> 0.02, all hold; the 20 cells do not dilute the headlines
+    # headlines: 4 claims x 2 tests, c = 2 (no parts: unknown structure): sorted p 0.001 (t 8), 0.01 (t 7),
+    # 0.03 (t 6) ... -> H.f fails (0.008), H.a holds (0.07 > 0.05? no: 7 x 0.01 = 0.07): the step-down stops
+    assert out.loc["H.f", "verdict"] == "fails" and out.loc["H.f", "p_adj"] == pytest.approx(0.008)
+    assert out.loc["H.a", "verdict"] == "inconclusive" and out.loc["H.a", "p_adj"] == pytest.approx(0.07)
+    # cells are their own family: 20 claims x 2 tests, 40 x 0.0005 = 0.02: all hold; they do not dilute headlines
     assert (out.loc[[f"H.a[c{i}]" for i in range(20)], "verdict"] == "holds").all()
     assert out.loc["H.a[c0]", "p_adj"] == pytest.approx(0.02)
-    # checks are judged alone: ten checks at 0.04 all hold (Holm over them would give 0.4)
+    # checks and identities are judged alone: two tests each, 2 x 0.02 = 0.04 < 0.05
     assert (out.loc[[f"C.{i}" for i in range(10)], "verdict"] == "holds").all()
     assert out.loc["C.0", "p_adj"] == pytest.approx(0.04)
-    # exact rows keep their verdicts and have no p_adj
+    # exact rows: compared with their margins, no p-value, in no family
     assert out.loc["C.exact", "verdict"] == "holds" and out.loc["C.exact_fail", "verdict"] == "fails"
-    assert math.isnan(out.loc["C.exact", "p_adj"])
+    assert out.loc["I.a", "kind"] == "identity" and out.loc["I.a", "verdict"] == "holds"
+    assert math.isnan(out.loc["C.exact", "p_adj"]) and "exact value" in out.loc["C.exact", "basis"]
     assert list(finalize(pd.DataFrame(rows)).columns) == CLAIM_COLUMNS
+
+
+def test_finalize_shows_the_interval_each_verdict_was_made_from():
+    """A claim whose unadjusted 90% interval clears 0 but whose adjusted one does not is inconclusive, and its
+    row shows the adjusted interval (so the row explains itself); every verdict reads off its row's interval."""
+    r = rng(17)
+    rows = [stats.claim_from(f"H.{i}", "x", "s", "m", mean_ci([r.normal(mu, 1.0, 5)]), kind="headline",
+                             above=0.0, sesoi=1.0) for i, mu in enumerate([3.0, 1.4, 0.5, -1.0, 0.0])]
+    rows.append(stats.claim_from("H.band", "x", "s", "m", mean_ci([r.normal(0.1, 1.0, 5)]), kind="headline",
+                                 within=(-2.0, 2.0)))
+    x = np.array([0.2, 1.9, 1.1, 1.4, 1.3])  # mean 1.18, se 0.28: the 90% interval clears 0 ...
+    rows.append(stats.claim_from("H.near", "x", "s", "m", mean_ci([x]), kind="headline", above=0.0, sesoi=2.0))
+    out = finalize(pd.DataFrame(rows)).set_index("claim_id")
+    for cid, rr in out.iterrows():
+        assert 0.9 <= rr.ci_level < 1
+        if cid == "H.band":
+            continue
+        assert (rr.verdict == "holds") == (rr.ci_low > 0), cid
+        assert rr.verdict != "fails" or rr.ci_high < rr.sesoi, cid
+        assert rr.verdict != "inconclusive" or (rr.ci_low <= 0 and rr.ci_high >= rr.sesoi), cid
+        assert rr.sesoi == 1.0 or cid == "H.near"
+    near = out.loc["H.near"]
+    lo90 = mean_ci([x]).interval(0.9)[0]
+    assert lo90 > 0 and near.verdict == "inconclusive" and near.ci_low <= 0 and near.ci_level > 0.9
+    assert "shared by the 7 claims" in near.basis and "seeds would decide it" in near.basis
+    assert near.seeds_needed > 5 and near.detectable > 0
+    assert out.loc["H.0", "verdict"] == "holds" and out.loc["H.3", "verdict"] == "fails"
+    band = out.loc["H.band"]
+    assert (band.verdict == "holds") == (-2.0 < band.ci_low and band.ci_high < 2.0)
+
+
+def test_finalize_zero_variance_is_compared_exactly():
+    """A difference whose seeds all agree (se 0) is compared with its margins, as identities are: it gets a
+    verdict, no p-value, and takes no share of its family's alpha."""
+    same = mean_ci([np.array([2.0, 2.0, 2.0])], [np.array([2.0, 2.0, 2.0])], paired=True)  # 0 on every seed
+    rows = [stats.claim_from("S4.b[relu, lr=0.02]", "x", "s", "steps", same, kind="cell", below=0.0, sesoi=50.0),
+            stats.claim_from("S4.b[tanh, lr=0.1]", "x", "s", "steps", mean_ci([np.array([-300.0, -200, -250])]),
+                             kind="cell", below=0.0, sesoi=50.0)]
+    out = finalize(pd.DataFrame(rows)).set_index("claim_id")
+    z = out.loc["S4.b[relu, lr=0.02]"]
+    assert z.verdict == "fails" and math.isnan(z.p_adj) and "zero variance" in z.basis
+    assert out.loc["S4.b[tanh, lr=0.1]", "verdict"] == "holds" and "judged alone" in out.loc["S4.b[tanh, lr=0.1]", "basis"]
 
 
 def test_finalize_defaults_and_errors():
     old = pd.DataFrame([{c: v for c, v in row("A", "cell", 0.01).items() if c not in ("kind", "p_holds", "p_fails",
-                                                                                       "p_adj")}])
+                                                                                       "p_adj", "_parts", "_display")}])
     out = finalize(old)
     assert out.loc[0, "kind"] == "cell" and out.loc[0, "verdict"] == "holds" and math.isnan(out.loc[0, "p_adj"])
     with pytest.raises(ValueError, match="unknown claim kinds"):

@@ -100,7 +100,7 @@ def main(argv=None):
 
     metrics, summary = load_runs(vdir)
     claims = study.analyze(metrics, summary, cfg, extra)
-    # Holm within each kind of claim (headline, cell); verdicts from the adjusted p-values.
+    # One multiplicity rule per family (headline claims, cells); identities and checks alone (stats.finalize).
     claims = finalize(pd.DataFrame(claims), ci=cfg.get("claims", {}).get("ci", 0.95))
     fig_dir = vdir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)

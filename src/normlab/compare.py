@@ -4,7 +4,7 @@
 
 Default output: ``results/compare/<study>/<A>_vs_<B>/`` with
 - ``claims.csv`` and ``claims.md``: one row per claim id present in either version, its kind
-  (headline / cell / check), value, interval, verdict and Holm-adjusted p-value of each, and whether
+  (headline / identity / cell / check), value, interval, verdict and adjusted p-value of each, and whether
   the verdict changed (claims.csv of old versions without ``kind`` count as cells);
 - ``figures/claims.png``: each claim's value and interval for A and B on one forest plot;
 - ``figures/curves_<metric>.png``: the learning curves of both versions overlaid (mean and 95% Student t interval
@@ -60,7 +60,7 @@ def render_markdown(df: pd.DataFrame, a: dict, b: dict) -> str:
     heads = df[df.kind == "headline"]
     lines = [f"# {a['study']}: `{va}` (A) vs `{vb}` (B)", "",
              (f"{len(df)} claims ({len(heads)} headline); {changed} with a different verdict "
-             f"({int(heads.verdict_changed.sum())} headline). Verdicts are Holm-adjusted within each version. "
+             f"({int(heads.verdict_changed.sum())} headline). Verdicts are adjusted within each family of each version. "
              "Figures: [claims](figures/claims.png), curves in [figures/](figures/), "
              "study figures side by side in [figures.md](figures.md)."), "",
              "| claim | kind | verdict A | value A [CI] | verdict B | value B [CI] | changed |",

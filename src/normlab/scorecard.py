@@ -8,11 +8,13 @@ Reads each study version's ``claims.csv`` and ``manifest.json`` (and ``summary.p
 run links) and writes, in ``--out-dir``:
 
 - ``scorecard.md`` and ``scorecard.html`` (self-contained: thumbnails embedded, full-size figures and
-  run files are relative links). Both open with ONE table: one row per headline claim of every study
-  (the paper's statement, what was measured with its interval and seeds, the Holm-adjusted verdict,
-  what departs from the paper's setup, a figure), under the counts of headline claims, cells and
-  checks. Then, per study: its title and papers, its headline rows in full, its cells and checks
-  (collapsed in the html), figures and runs.
+  run files are relative links). Both open with ONE table: one row per paper-level claim of every
+  study, the empirical headline claims first and the identities (claims true by construction for a
+  correct implementation) apart below them (the paper's statement, what was measured with the interval
+  its verdict was made from, its level, the smallest effect of interest and seeds, the verdict, for an
+  inconclusive claim what more seeds would buy, what departs from the paper's setup, a figure), under
+  the counts of empirical headline claims, identities, cells and checks. Then, per study: its title and
+  papers, its headline rows in full, its cells and checks (collapsed in the html), figures and runs.
 - the replication matrix (in both, after the headline table): one row per headline claim, one column
   per config name with results under ``--results`` (``default`` first, then alphabetically; ``smoke``
   only when nothing else has run), each cell the verdict and value [CI] of the NEWEST version of that
@@ -26,7 +28,8 @@ run links) and writes, in ``--out-dir``:
 Without ``--version-dir`` it takes the ``latest`` version of every study folder under ``--results``
 (registered studies first). Nothing here is study-specific. A study module may declare (all optional,
 read with getattr): ``TITLE`` (else the first line of its docstring), ``PAPERS`` (list of {"cite",
-"url"}), ``HEADLINES`` ({claim_id: {"statement", "departures", "figures"}}, in order) and
+"url"}), ``HEADLINES`` ({claim_id: {"statement", "departures", "figures", "kind"}}, in order; ``kind``
+"identity" for a claim true by construction, default "headline") and
 ``CLAIM_FIGURES`` ({claim_id: [figure stems]}; default: the HEADLINES figures). Old results
 (claims.csv without ``kind``) count every row as a cell.
 """
@@ -53,22 +56,36 @@ from .stats import CLAIM_COLUMNS, KINDS
 
 VERDICTS = ("holds", "fails", "inconclusive")
 PLURAL = {"holds": "hold", "fails": "fail", "inconclusive": "inconclusive"}
-KIND_TITLES = {"headline": "Headline claims", "cell": "Cells", "check": "Checks"}
+KIND_TITLES = {"headline": "Empirical headline claims", "identity": "Identities", "cell": "Cells", "check": "Checks"}
+GROUP_TITLES = {"headline": "Empirical claims: what replicated",
+                "identity": "Identities: true by construction for a correct implementation (they verify the code "
+                            "and the theorem, not an empirical finding)"}
 COLORS = {"holds": "#1a7f37", "fails": "#cf222e", "inconclusive": "#6e7781", "missing": "#9a6700"}
 ALL_COLUMNS = ["study", "version", *CLAIM_COLUMNS, "figures", "version_dir"]
 VERDICT_RULE = (
-    "Verdicts are Holm-adjusted within each study: a study's headline claims are one family, its cells "
-    "another, and each check is judged alone. A claim *holds* when its adjusted p-value against \"the claim "
-    "is false\" is below 1 - ci (0.05), *fails* when the adjusted p-value against \"the claim is true\" is, "
-    "and is *inconclusive* otherwise. Intervals are unadjusted 95% Student t intervals over seeds (per-seed "
-    "or per-cell means); checks without sampling error (identities) are exact values against a tolerance.")
+    "Every test is one-sided at alpha = 1 - ci (5%). A directional claim *holds* when its interval clears its "
+    "threshold in the claimed direction and *fails* when it rules out an effect as large as its smallest effect "
+    "of interest; an equivalence claim holds by TOST (the interval inside the band) and fails when the interval "
+    "lies outside it; otherwise a claim is *inconclusive*. One multiplicity rule per study: its headline claims "
+    "are one family, its cells another (Holm's step-down over both tests of every claim, with Shaffer's "
+    "constraints), so the chance of any wrong holds or fails in a family is at most 5%; each check and identity "
+    "is judged alone. Each interval is the Student t interval over seeds the verdict was made from, at the level "
+    "the rule gave that claim (90% for a directional claim judged alone; higher when adjusted): column "
+    "`ci_level`, and `basis` says how the verdict was reached. Values without sampling error (identities) and "
+    "seeds that all agree are compared exactly with their margins. An inconclusive claim gives the effect its "
+    "seeds could detect and the seeds that would decide it at 80% power (observed effect and spread), or says "
+    "more seeds would not help (the estimate sits on a margin).")
 
 RULE_SHORT = (
-    "Verdicts are <b>Holm-adjusted within each study</b> (its headline claims are one family, its cells "
-    "another; checks are judged alone): <b>holds</b> when the adjusted test rejects \"the claim is false\" "
-    "at 5%, <b>fails</b> when it rejects \"the claim is true\", else <b>inconclusive</b>. Values: mean "
-    "[unadjusted 95% Student t interval] over seeds. <i>Departs from the paper</i>: as the study declares it "
-    "for its default config; the claim's own text (hover <i>we measured</i>) describes this run's setup.")
+    "<b>holds</b>: the interval clears the claim's threshold (an equivalence band: lies inside it, TOST); "
+    "<b>fails</b>: it rules out the smallest effect of interest (a band: lies outside it); else "
+    "<b>inconclusive</b>. One-sided tests at 5%, <b>one multiplicity rule per study</b> (its headline claims one "
+    "family, its cells another: Holm's step-down over both tests of every claim, Shaffer's constraints; any wrong "
+    "verdict at most 5% per family). Values: mean [the Student t interval over seeds the verdict was made from] "
+    "at its (adjusted) level; <i>sesoi</i> = smallest effect of interest; for an inconclusive claim, the seeds "
+    "that would decide it at 80% power. Identities (true by construction) are counted apart. <i>Departs from the "
+    "paper</i>: as the study declares it for its default config; the claim's own text (hover <i>we measured</i>) "
+    "describes this run's setup.")
 
 
 # ---------------------------------------------------------------------------- loading
@@ -118,10 +135,10 @@ def study_papers(name: str) -> list[dict]:
     return out
 
 
-def study_headlines(name: str, cfg: dict | None = None) -> dict[str, dict]:
-    """The module's headline claims ({claim_id: {statement, departures, figures}}), normalized: its
-    ``headlines(cfg)`` for the setup a version ran (``cfg``: the study's resolved section, from the
-    version's manifest), else ``HEADLINES`` (the default setup's departures)."""
+def study_declared(name: str, cfg: dict | None = None) -> dict[str, dict]:
+    """The module's paper-level claims ({claim_id: {statement, departures, figures, kind}}, kind "headline" or
+    "identity"), normalized: its ``headlines(cfg)`` for the setup a version ran (``cfg``: the study's resolved
+    section, from the version's manifest), else ``HEADLINES`` (the default setup's departures)."""
     mod = study_module(name)
     raw = getattr(mod, "HEADLINES", None)
     if cfg and callable(getattr(mod, "headlines", None)):
@@ -136,8 +153,22 @@ def study_headlines(name: str, cfg: dict | None = None) -> dict[str, dict]:
         h = h if isinstance(h, dict) else {"statement": str(h)}
         figs = h.get("figures") or []
         out[str(cid)] = {"statement": str(h.get("statement") or ""), "departures": str(h.get("departures") or ""),
-                         "figures": [figs] if isinstance(figs, str) else [str(f) for f in figs]}
+                         "figures": [figs] if isinstance(figs, str) else [str(f) for f in figs],
+                         "kind": "identity" if h.get("kind") == "identity" else "headline"}
     return out
+
+
+def study_headlines(name: str, cfg: dict | None = None) -> dict[str, dict]:
+    """The module's empirical headline claims ({claim_id: {statement, departures, figures}}; rows of kind
+    ``headline``): ``study_declared`` without the identities."""
+    return {cid: {k: v for k, v in h.items() if k != "kind"} for cid, h in study_declared(name, cfg).items()
+            if h["kind"] == "headline"}
+
+
+def study_identities(name: str, cfg: dict | None = None) -> dict[str, dict]:
+    """The module's declared identities (rows of kind ``identity``), as ``study_headlines``."""
+    return {cid: {k: v for k, v in h.items() if k != "kind"} for cid, h in study_declared(name, cfg).items()
+            if h["kind"] == "identity"}
 
 
 def study_order(title: str) -> tuple:
@@ -151,14 +182,21 @@ def claim_key(claim_id: str) -> str:
     return claim_id.split("[", 1)[0]
 
 
+NEW_COLUMNS = {"p_adj": math.nan, "sesoi": math.nan, "ci_level": math.nan, "basis": "", "detectable": math.nan,
+               "seeds_needed": math.nan}
+
+
 def normalize_claims(claims: pd.DataFrame) -> pd.DataFrame:
-    """claims.csv of any age: ``kind`` (missing or blank: cell) and ``p_adj`` (missing: NaN) present."""
+    """claims.csv of any age: ``kind`` (missing or blank: cell), ``p_adj`` and the columns added since (missing:
+    NaN, ``basis`` '') present."""
     claims = claims.copy()
     if "kind" not in claims:
         claims["kind"] = "cell"
     claims["kind"] = claims["kind"].where(claims["kind"].isin(KINDS), "cell")
-    if "p_adj" not in claims:
-        claims["p_adj"] = math.nan
+    for c, v in NEW_COLUMNS.items():
+        if c not in claims:
+            claims[c] = v
+    claims["basis"] = [b if isinstance(b, str) else "" for b in claims["basis"]]
     return claims
 
 
@@ -171,14 +209,14 @@ def load_study(vdir: Path) -> dict:
     man = json.loads((vdir / "manifest.json").read_text())
     name = man.get("study", vdir.parent.name)
     claims = pd.read_csv(vdir / "claims.csv", keep_default_na=False, na_values=[""])
-    missing = [c for c in CLAIM_COLUMNS if c not in claims.columns and c not in ("kind", "p_adj")]
+    missing = [c for c in CLAIM_COLUMNS if c not in claims.columns and c != "kind" and c not in NEW_COLUMNS]
     if missing:
         raise ValueError(f"{vdir / 'claims.csv'} lacks the columns {missing}")
     claims = normalize_claims(claims)
     figs = [vdir / "figures" / f for f in man.get("figures", []) if f.endswith(".png")]
     figs = [f for f in figs if f.exists()] or sorted((vdir / "figures").glob("*.png"))
     runs = pd.read_parquet(vdir / "summary.parquet") if (vdir / "summary.parquet").exists() else pd.DataFrame()
-    headlines = study_headlines(name, (man.get("resolved_config") or {}).get("study_config"))
+    headlines = study_declared(name, (man.get("resolved_config") or {}).get("study_config"))
     mapping = getattr(study_module(name), "CLAIM_FIGURES", None) or {}
     mapping = {**{cid: h["figures"] for cid, h in headlines.items() if h["figures"]}, **mapping}
     return {"name": name, "version": man.get("version", vdir.name), "vdir": vdir, "manifest": man,
@@ -208,20 +246,32 @@ def collect(loaded: list[dict], rel_to: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=ALL_COLUMNS)
 
 
-def headline_rows(s: dict) -> list[dict]:
-    """One entry per headline claim of a study: declared ones in ``HEADLINES`` order (a declared claim
-    without a row gets verdict 'missing'), then headline rows the module does not declare."""
+def headline_rows(s: dict, kinds=("headline", "identity")) -> list[dict]:
+    """One entry per paper-level claim of a study of the given ``kinds`` (empirical headline claims first,
+    then identities): declared ones in ``HEADLINES`` order (a declared claim without a row gets verdict
+    'missing'), then rows of those kinds the module does not declare. Each entry has ``kind``."""
     c = s["claims"]
-    rows = c[c.kind == "headline"]
-    by_id = {str(r.claim_id): r for r in rows.itertuples()}
-    ids = list(s["headlines"]) + [cid for cid in by_id if cid not in s["headlines"]]
     out = []
-    for cid in ids:
-        h = s["headlines"].get(cid, {})
-        out.append({"study": s, "claim_id": cid, "row": by_id.get(cid),
-                    "statement": h.get("statement") or (str(by_id[cid].claim) if cid in by_id else ""),
-                    "departures": h.get("departures", ""), "figures": figures_of(s, cid, all_if_unmapped=False)})
+    for kind in kinds:
+        rows = c[c.kind == kind]
+        by_id = {str(r.claim_id): r for r in rows.itertuples()}
+        declared = [cid for cid, h in s["headlines"].items() if h.get("kind", "headline") == kind
+                    and not (cid in set(c.claim_id.astype(str)) and cid not in by_id)]
+        ids = declared + [cid for cid in by_id if cid not in declared]
+        for cid in ids:
+            h = s["headlines"].get(cid, {})
+            out.append({"study": s, "claim_id": cid, "row": by_id.get(cid), "kind": kind,
+                        "statement": h.get("statement") or (str(by_id[cid].claim) if cid in by_id else ""),
+                        "departures": h.get("departures", ""),
+                        "figures": figures_of(s, cid, all_if_unmapped=False)})
     return out
+
+
+def grouped_headlines(loaded: list[dict]) -> dict[str, list[dict]]:
+    """The headline table's rows: {"headline": every study's empirical headline claims, "identity": every
+    study's identities} (studies in the given order; a group without rows is left out)."""
+    out = {k: [h for s in loaded for h in headline_rows(s, kinds=(k,))] for k in ("headline", "identity")}
+    return {k: v for k, v in out.items() if v}
 
 
 def counts(df: pd.DataFrame) -> dict:
@@ -289,7 +339,8 @@ def replication_matrix(results: Path, loaded=(), configs: Path | None = None) ->
     version of that config name (None: the study has no version of that config).
 
     Returns {"configs": [names], "studies": {config: {study: loaded study}}, "datasets": {config: text},
-    "rows": [{"study", "title", "claim_id", "statement", "cells": {config: entry or None}}],
+    "rows": [{"study", "title", "claim_id", "statement", "kind", "cells": {config: entry or None}}] (empirical
+    headline claims first, then identities),
     "dropped": [config names left out], "todo": {config name: command} (config files with no column)}.
     ``loaded``: studies already loaded (reused by folder)."""
     found = newest_versions(results) if Path(results).is_dir() else {}
@@ -306,15 +357,18 @@ def replication_matrix(results: Path, loaded=(), configs: Path | None = None) ->
     registry = {s: i for i, s in enumerate(studies.STUDIES)}
     order = sorted(titles, key=lambda st: (study_order(titles[st]), registry.get(st, len(registry)), st))
     rows = []
-    for st in order:
-        by_config = {n: {h["claim_id"]: h for h in headline_rows(ss[st])} for n, ss in per_config.items() if st in ss}
-        ids: list[str] = []
-        for heads in by_config.values():
-            ids += [cid for cid in heads if cid not in ids]
-        for cid in ids:
-            cells = {n: by_config.get(n, {}).get(cid) for n in names}
-            statement = next((h["statement"] for h in cells.values() if h and h["statement"]), "")
-            rows.append({"study": st, "title": titles[st], "claim_id": cid, "statement": statement, "cells": cells})
+    for kind in ("headline", "identity"):  # empirical claims first, identities apart
+        for st in order:
+            by_config = {n: {h["claim_id"]: h for h in headline_rows(ss[st], kinds=(kind,))}
+                         for n, ss in per_config.items() if st in ss}
+            ids: list[str] = []
+            for heads in by_config.values():
+                ids += [cid for cid in heads if cid not in ids]
+            for cid in ids:
+                cells = {n: by_config.get(n, {}).get(cid) for n in names}
+                statement = next((h["statement"] for h in cells.values() if h and h["statement"]), "")
+                rows.append({"study": st, "title": titles[st], "claim_id": cid, "statement": statement,
+                             "cells": cells, "kind": kind})
     todo = {n: cmd for n, cmd in config_files(configs).items() if n not in names and n != SMOKE}
     return {"configs": names, "studies": per_config, "datasets": datasets, "rows": rows, "dropped": dropped,
             "todo": todo}
@@ -325,16 +379,29 @@ def matrix_header(m: dict, n: str) -> str:
 
 
 def first_of_study(m: dict, i: int) -> bool:
-    """Whether row ``i`` of the matrix is its study's first (the study is named there only)."""
-    return i == 0 or m["rows"][i - 1]["study"] != m["rows"][i]["study"]
+    """Whether row ``i`` of the matrix is its study's first in its group (the study is named there only)."""
+    return i == 0 or (m["rows"][i - 1]["study"], m["rows"][i - 1].get("kind")) != (m["rows"][i]["study"],
+                                                                                    m["rows"][i].get("kind"))
+
+
+def first_of_group(m: dict, i: int) -> bool:
+    """Whether row ``i`` starts a group (identities after the empirical claims; the empirical group, shown first,
+    is labelled only when identities follow)."""
+    kinds = [r.get("kind", "headline") for r in m["rows"]]
+    k = kinds[i]
+    if i > 0 and kinds[i - 1] == k:
+        return False
+    return k == "identity" or "identity" in kinds
 
 
 def matrix_note(m: dict) -> str:
     """What the matrix shows, which configs it leaves out and how to fill more columns."""
     cols = ", ".join(f"`{n}`" for n in m["configs"]) or "none"
-    text = (f"Headline claims across configs: one column per config with results ({cols}), each from the newest "
-            "version of that config name (not the `latest` link). A cell: verdict, value [95% CI]; \"not run\": "
-            "the study has no version of that config.")
+    text = (f"Headline claims across configs (empirical claims first, identities apart): one column per config with "
+            f"results ({cols}), each from the newest version of that config name (not the `latest` link). A cell: "
+            "verdict, value [the interval the verdict was made from] and its level; for an inconclusive claim the "
+            "seeds that would decide it at 80% power, or that more seeds would not help; \"not run\": the study has "
+            "no version of that config.")
     if m["dropped"]:
         text += f" Left out: {', '.join(f'`{n}`' for n in m['dropped'])} (a pipeline test of a few steps, not evidence)."
     if m["todo"]:
@@ -360,8 +427,13 @@ def matrix_markdown(m: dict, out_dir: Path | None = None) -> str:
             verdict = f"**{r.verdict if r is not None else 'missing'}**"
             if out_dir is not None:
                 verdict = f"[{verdict}]({rel(Path(s['vdir']) / 'claims.csv', out_dir)})"
-            text = verdict + (f" {value_ci(r, 3)}" if r is not None else "")
+            text = verdict + (f" {value_ci(r, 3)}{level_suffix(r)}" if r is not None else "")
+            more = power_short(r) if r is not None else ""
+            text += f"; {more}" if more else ""
             cells.append(text + ("" if out_dir is not None else f" `{s['version']}`"))
+        if first_of_group(m, i):
+            lines.append(f"| **{md_cell(GROUP_TITLES[row.get('kind', 'headline')].split(':')[0])}** | |"
+                         + " |" * len(m["configs"]))
         study = md_cell(short_title(row["title"])) if first_of_study(m, i) else ""
         lines.append(f"| {study} | {md_cell(row['claim_id'])} | " + " | ".join(cells) + " |")
     if not m["rows"]:
@@ -386,6 +458,50 @@ def fmt(x, digits: int = 4) -> str:
 
 def value_ci(r, digits: int = 4) -> str:
     return f"{fmt(r.value, digits)} [{fmt(r.ci_low, digits)}, {fmt(r.ci_high, digits)}]"
+
+
+def _num(r, col: str) -> float:
+    try:
+        return float(getattr(r, col, math.nan))
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def level_text(r) -> str:
+    """'97.5%': the confidence level of the interval shown (the one the verdict was made from); '' if unknown
+    or exact."""
+    lv = _num(r, "ci_level")
+    if not math.isfinite(lv):
+        return ""
+    pct = 100 * lv
+    return f"{pct:.1f}%" if abs(pct - round(pct)) > 0.05 else f"{pct:.0f}%"
+
+
+def level_suffix(r) -> str:
+    lv = level_text(r)
+    return f" ({lv})" if lv else ""
+
+
+def sesoi_text(r) -> str:
+    """'sesoi 0.01' when the row declares a smallest effect of interest other than its threshold's number."""
+    v = _num(r, "sesoi")
+    if not math.isfinite(v) or fmt(v) in str(getattr(r, "threshold", "")):
+        return ""
+    return f"sesoi {fmt(v)}"
+
+
+def power_short(r) -> str:
+    """For an inconclusive row: the seeds that would decide it at 80% power, or that more seeds would not help."""
+    if str(getattr(r, "verdict", "")) != "inconclusive":
+        return ""
+    need = _num(r, "seeds_needed")
+    if need == math.inf:
+        return "more seeds would not help (on a margin)"
+    if not math.isfinite(need):
+        return ""
+    det = _num(r, "detectable")
+    return f"~{int(need)} seeds would decide it" + (f" (detects {fmt(det, 3)} at {r.n_seeds})"
+                                                   if math.isfinite(det) else "")
 
 
 def p_text(r) -> str:
@@ -423,7 +539,12 @@ def short_title(title: str) -> str:
 
 
 def measured(r) -> str:
-    return f"{r.metric} = {value_ci(r)}, {r.n_seeds} seeds (claim: {fmt(r.threshold)})"
+    """'metric = value [low, high] (level), n seeds (claim: threshold; sesoi x); what more seeds would buy'."""
+    claim_txt = "; ".join(x for x in (fmt(r.threshold), sesoi_text(r)) if x)
+    more = power_short(r)
+    seeds = f"{r.n_seeds} seed{'' if str(r.n_seeds) == '1' else 's'}"
+    return (f"{r.metric} = {value_ci(r)}{level_suffix(r)}, {seeds} (claim: {claim_txt})"
+            + (f"; {more}" if more else ""))
 
 
 # ---------------------------------------------------------------------------- markdown
@@ -432,15 +553,17 @@ def paper_links_md(s: dict) -> str:
 
 
 def claims_table_md(s: dict, claims: pd.DataFrame, out_dir: Path, full_text: bool = True) -> list[str]:
-    lines = ["| claim | verdict | value [CI] | threshold | p_adj | seeds | claim text | source | figures |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| claim | verdict | value [CI] | level | threshold | sesoi | p_adj | seeds | more seeds | claim text | "
+             "basis | source | figures |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in claims.itertuples():
         mapped = figures_of(s, r.claim_id, all_if_unmapped=False)
         figs = ", ".join(f"[{f.stem}]({rel(f, out_dir)})" for f in mapped) or "all, below"
         text = md_cell(r.claim) if full_text else md_cell(short(r.claim, 160))
-        lines.append(f"| {md_cell(r.claim_id)} | **{r.verdict}** | {value_ci(r)} | {fmt(r.threshold)} | "
-                     f"{p_text(r).removeprefix('p_adj ')} | {r.n_seeds} | {text} (`{md_cell(r.metric)}`) | "
-                     f"{md_cell(r.source)} | {figs} |")
+        lines.append(f"| {md_cell(r.claim_id)} | **{r.verdict}** | {value_ci(r)} | {level_text(r)} | {fmt(r.threshold)} | "
+                     f"{fmt(r.sesoi) if math.isfinite(_num(r, 'sesoi')) else ''} | "
+                     f"{p_text(r).removeprefix('p_adj ')} | {r.n_seeds} | {md_cell(power_short(r))} | {text} "
+                     f"(`{md_cell(r.metric)}`) | {md_cell(getattr(r, 'basis', ''))} | {md_cell(r.source)} | {figs} |")
     return lines
 
 
@@ -452,10 +575,14 @@ def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix:
              "(per study, below) describes this run's setup.", "",
              "| study | claim | verdict | the paper says | we measured | departs from the paper | figure |",
              "|---|---|---|---|---|---|---|"]
-    for s in loaded:
-        for i, h in enumerate(headline_rows(s)):
-            r = h["row"]
-            study = f"[{md_cell(short_title(s['title']))}](#{anchor(s['title'])})" if i == 0 else ""
+    groups = grouped_headlines(loaded)
+    for kind, entries in groups.items():
+        if len(groups) > 1 or kind == "identity":
+            lines.append(f"| **{md_cell(GROUP_TITLES[kind])}** | | | | | | |")
+        for i, h in enumerate(entries):
+            s, r = h["study"], h["row"]
+            first = i == 0 or entries[i - 1]["study"] is not s
+            study = f"[{md_cell(short_title(s['title']))}](#{anchor(s['title'])})" if first else ""
             verdict = f"**{r.verdict}**" + (f" ({p_text(r)})" if p_text(r) else "") if r is not None else "**missing**"
             meas = md_cell(measured(r)) if r is not None else "no row in claims.csv"
             fig = ", ".join(f"[{f.stem}]({rel(f, out_dir)})" for f in h["figures"][:1])
@@ -466,7 +593,8 @@ def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix:
         lines.append("| | | | no study declares headline claims yet | | | |")
     if matrix is not None:
         lines += ["", "## Replication matrix", "", matrix_note(matrix), "", matrix_markdown(matrix, out_dir)]
-    lines += ["", "## Studies", "", "| study | version | headline claims | cells | checks |", "|---|---|---|---|---|"]
+    lines += ["", "## Studies", "", "| study | version | " + " | ".join(KIND_TITLES[k].lower() for k in KINDS) + " |",
+              "|---|---|" + "---|" * len(KINDS)]
     for s in loaded:
         sd = df[df.study == s["name"]]
         lines.append(f"| [{md_cell(s['title'])}](#{anchor(s['title'])}) | `{s['version']}` | "
@@ -485,7 +613,8 @@ def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix:
             lines += ["", "### Headline claims", ""]
             for h in heads:
                 r = h["row"]
-                lines += [f"- **{md_cell(h['claim_id'])}: {r.verdict if r is not None else 'missing'}.** "
+                tag = " (identity)" if h["kind"] == "identity" else ""
+                lines += [f"- **{md_cell(h['claim_id'])}{tag}: {r.verdict if r is not None else 'missing'}.** "
                           f"The paper: {md_cell(h['statement'])}"
                           + (f" Measured: {md_cell(r.claim)}; {md_cell(measured(r))}" if r is not None else "")
                           + (f"; {p_text(r)}." if r is not None and p_text(r) else ".")
@@ -566,14 +695,19 @@ def verdict_html(v: str) -> str:
 def claims_table_html(claims: pd.DataFrame, fig_links=None) -> str:
     """Claims as an HTML table (``fig_links(claim_id) -> html`` adds a figures column)."""
     e = html.escape
-    head = ["claim", "verdict", "value [CI]", "threshold", "p_adj", "seeds", "claim text", "metric", "source"]
+    head = ["claim", "verdict", "value [CI]", "level", "threshold", "sesoi", "p_adj", "seeds", "more seeds",
+            "claim text", "basis of the verdict", "metric", "source"]
     head += ["figures"] if fig_links else []
     rows = ["<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for r in claims.itertuples():
+        sesoi = _num(r, "sesoi")
         cells = [e(str(r.claim_id)), verdict_html(str(r.verdict)), f'<span class="num">{e(value_ci(r))}</span>',
-                 f'<span class="num">{e(fmt(r.threshold))}</span>',
+                 f'<span class="num">{e(level_text(r))}</span>', f'<span class="num">{e(fmt(r.threshold))}</span>',
+                 f'<span class="num">{e(fmt(sesoi)) if math.isfinite(sesoi) else ""}</span>',
                  f'<span class="num">{e(p_text(r).removeprefix("p_adj "))}</span>', str(r.n_seeds),
-                 e(str(r.claim)), f"<code>{e(str(r.metric))}</code>", e(str(r.source))]
+                 f"<small>{e(power_short(r))}</small>", e(str(r.claim)),
+                 f"<small>{e(str(getattr(r, 'basis', '')))}</small>", f"<code>{e(str(r.metric))}</code>",
+                 e(str(r.source))]
         if fig_links:
             cells.append(fig_links(str(r.claim_id)))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -604,21 +738,25 @@ def paper_links_html(s: dict) -> str:
 
 
 def headline_table_html(loaded: list[dict], out_dir: Path, thumbs: bool = True) -> str:
-    """The front table: one row per headline claim of every study (study cell spans its claims)."""
+    """The front table: one row per paper-level claim of every study, the empirical headline claims first and
+    the identities apart below (study cell spans its claims of the group)."""
     e = html.escape
     head = ["study", "claim", "verdict", "the paper says", "we measured", "departs from the paper", "figure"]
     rows = ["<table class='headlines' id='headlines'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     thumb_cache: dict[Path, str] = {}
-    for s in loaded:
-        heads = headline_rows(s)
-        for i, h in enumerate(heads):
-            r = h["row"]
+    groups = grouped_headlines(loaded)
+    for kind, entries in groups.items():
+        if len(groups) > 1 or kind == "identity":
+            rows.append(f"<tr class='group'><td colspan='{len(head)}'><b>{e(GROUP_TITLES[kind])}</b></td></tr>")
+        for i, h in enumerate(entries):
+            s, r = h["study"], h["row"]
             cells = []
-            if i == 0:
+            if i == 0 or entries[i - 1]["study"] is not s:
+                span = sum(1 for x in entries if x["study"] is s)
                 paper = s["papers"][0]["url"] if s["papers"] else ""
                 link = (f"<br><small><a href='{e(paper)}' title='{e(s['papers'][0]['cite'])}'>paper</a></small>"
                         if paper else "")
-                cells.append(f"<td class='study' rowspan='{len(heads)}'><a class='t' href='#{anchor(s['name'])}' "
+                cells.append(f"<td class='study' rowspan='{span}'><a class='t' href='#{anchor(s['name'])}' "
                              f"title='{e(s['title'])}'>{e(short_title(s['title']))}</a>{link}</td>")
             cells.append(f"<td><a href='#{anchor(s['name'])}-{anchor(h['claim_id'])}'><b>{e(h['claim_id'])}</b></a></td>")
             if r is None:
@@ -626,11 +764,16 @@ def headline_table_html(loaded: list[dict], out_dir: Path, thumbs: bool = True) 
                           f"<td><div class='clamp'>{e(h['statement'])}</div></td>",
                           "<td>no row in claims.csv</td>"]
             else:
-                cells += [f"<td>{verdict_html(str(r.verdict))}<br><small>{e(p_text(r))}</small></td>",
+                claim_txt = "; ".join(x for x in (fmt(r.threshold), sesoi_text(r)) if x)
+                more = power_short(r)
+                cells += [f"<td title='{e(str(getattr(r, 'basis', '')))}'>{verdict_html(str(r.verdict))}<br>"
+                          f"<small>{e(p_text(r))}</small></td>",
                           f"<td><div class='clamp' title='{e(h['statement'])}'>{e(h['statement'])}</div></td>",
-                          (f"<td title='{e(str(r.claim))}'><span class='num'>{e(value_ci(r, 3))}</span><small "
-                           f"class='line'><code>{e(str(r.metric))}</code> {e(fmt(r.threshold))}, "
-                           f"{e(str(r.n_seeds))} seeds</small></td>")]
+                          (f"<td title='{e(str(r.claim))}'><span class='num'>{e(value_ci(r, 3))}</span>"
+                           f"<small> {e(level_text(r))}</small><small "
+                           f"class='line'><code>{e(str(r.metric))}</code> {e(claim_txt)}, "
+                           f"{e(str(r.n_seeds))} seeds</small>"
+                           + (f"<small class='line' title='{e(more)}'>{e(more)}</small>" if more else "") + "</td>")]
             cells.append(f"<td><div class='clamp' title='{e(h['departures'])}'>{e(h['departures'])}</div></td>")
             fig = h["figures"][0] if h["figures"] else None
             if fig is None:
@@ -660,6 +803,10 @@ def matrix_html(m: dict, out_dir: Path, inline: bool = False) -> str:
              else "<table class='matrix' id='matrix'>")
     rows = [table + "<tr>" + "".join(f"{th}{e(h)}</th>" for h in head) + "</tr>"]
     for i, row in enumerate(m["rows"]):
+        if first_of_group(m, i):
+            rows.append(("<tr>" if inline else "<tr class='group'>") + f"<td colspan='{len(head)}'"
+                        + (f" style='{td}background:#f6f8fa'>" if inline else ">")
+                        + f"<b>{e(GROUP_TITLES[row.get('kind', 'headline')].split(':')[0])}</b></td></tr>")
         cells = [f"{cell}{e(short_title(row['title'])) if first_of_study(m, i) else ''}</td>",
                  f"<td style='{td}white-space:nowrap' title='{e(row['statement'])}'><b>{e(row['claim_id'])}</b></td>"
                  if inline else f"<td title='{e(row['statement'])}'><b>{e(row['claim_id'])}</b></td>"]
@@ -676,6 +823,10 @@ def matrix_html(m: dict, out_dir: Path, inline: bool = False) -> str:
                      f"padding:0 4px;font-weight:600'>{e(v)}</span>" if inline else verdict_html(v))
             num = "" if r is None else (f" <span style='font-family:monospace'>{e(value_ci(r, 3))}</span>" if inline
                                         else f" <span class='num'>{e(value_ci(r, 3))}</span>")
+            if r is not None and level_text(r):
+                num += f" <small>{e(level_text(r))}</small>"
+            more = power_short(r) if r is not None else ""
+            num += f"<br><small>{e(more)}</small>" if more else ""
             cells.append(f"{cell}<a href='{e(rel(target, out_dir))}' title='{e(s['name'])}/{e(s['version'])}'>"
                          f"{badge}</a>{num}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -696,19 +847,28 @@ def front_fragment(loaded: list[dict], df: pd.DataFrame, matrix: dict | None = N
     e = html.escape
     td = "border:1px solid #d0d7de;padding:2px 4px;vertical-align:top;"
     out = [f"<p><b>{e(summary_line(df))}</b></p>",
-           "<p style='font-size:.8em'>Verdicts Holm-adjusted within each study; value [95% Student t interval "
-           "over seeds] (claim). Hover a row: the paper's statement, what departs from it.</p>",
+           "<p style='font-size:.8em'>One multiplicity rule per study (any wrong verdict at most 5% per family); "
+           "value [the Student t interval over seeds its verdict was made from] at its level (claim; smallest effect "
+           "of interest); identities (true by construction) apart. Hover a row: the paper's statement, what departs "
+           "from it, how the verdict was reached.</p>",
            "<table style='border-collapse:collapse;font-size:.8em;width:100%'><tr>"
            + "".join(f"<th style='{td}background:#f6f8fa'>{h}</th>" for h in ("claim", "verdict", "the paper says",
                                                                            "we measured")) + "</tr>"]
-    for s in loaded:
-        for h in headline_rows(s):
+    groups = grouped_headlines(loaded)
+    for kind, entries in groups.items():
+        if len(groups) > 1 or kind == "identity":
+            out.append(f"<tr><td colspan='4' style='{td}background:#f6f8fa'><b>{e(GROUP_TITLES[kind])}</b></td></tr>")
+        for h in entries:
             r = h["row"]
             v = "missing" if r is None else str(r.verdict)
             badge = (f"<span style='background:{COLORS.get(v, '#6e7781')};color:#fff;border-radius:3px;"
                      f"padding:0 4px;font-weight:600'>{e(v)}</span>")
-            meas = "no row" if r is None else f"{e(value_ci(r, 3))} ({e(fmt(r.threshold))})"
-            tip = e(f"{h['statement']} | Departs: {h['departures']}")
+            claim_txt = "" if r is None else "; ".join(x for x in (fmt(r.threshold), sesoi_text(r)) if x)
+            more = "" if r is None else power_short(r)
+            meas = "no row" if r is None else (f"{e(value_ci(r, 3))}{e(level_suffix(r))} ({e(claim_txt)})"
+                                               + (f"<br>{e(more)}" if more else ""))
+            tip = e(f"{h['statement']} | Departs: {h['departures']}"
+                    + (f" | {r.basis}" if r is not None and str(getattr(r, 'basis', '')) else ""))
             out.append(f"<tr title='{tip}'><td style='{td}white-space:nowrap'><b>{e(h['claim_id'])}</b></td>"
                        f"<td style='{td}'>{badge}</td><td style='{td}'>{e(short(h['statement'], 90))}</td>"
                        f"<td style='{td}font-family:monospace'>{meas}</td></tr>")
@@ -725,7 +885,7 @@ def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix: dic
              f"<style>{CSS}</style></head><body>"),
              "<h1>Replication scorecard: what replicated</h1>",
              f"<p id='counts'><b>{e(summary_line(df, ('headline',)))}</b> <span class='others'>"
-             f"{e(summary_line(df, ('cell', 'check')))}</span></p>",
+             f"{e(summary_line(df, ('identity', 'cell', 'check')))}</span></p>",
              f"<p class='rule'>{RULE_SHORT} Hover a clipped cell to read it all.</p>",
              headline_table_html(loaded, out_dir),
              *([] if matrix is None else ["<h2 id='replication-matrix'>Replication matrix</h2>",
@@ -760,10 +920,13 @@ def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix: dic
                 r = h["row"]
                 items.append(
                     f"<li id='{anchor(s['name'])}-{anchor(h['claim_id'])}'><b>{e(h['claim_id'])}</b> "
+                    + ("<small>(identity)</small> " if h["kind"] == "identity" else "")
                     + verdict_html("missing" if r is None else str(r.verdict))
                     + f" <i>The paper:</i> {e(h['statement'])}"
                     + (f"<br><i>Measured:</i> {e(str(r.claim))} <span class='num'>{e(measured(r))}</span> "
                        f"<small>{e(p_text(r))}</small>" if r is not None else "")
+                    + (f"<br><i>Verdict:</i> <small>{e(str(r.basis))}</small>"
+                       if r is not None and str(getattr(r, "basis", "")) else "")
                     + (f"<br><i>Departs from the paper:</i> {e(h['departures'])}" if h["departures"] else "")
                     + "</li>")
             parts.append(f"<h3>Headline claims</h3><ul>{''.join(items)}</ul>")

@@ -4,7 +4,7 @@
                                     [--project P] [--entity E] [--dry-run]
 
 One Report per study version: panel grids of the study's key metrics over its training runs
-(W&B group ``<study>/<version>``, job_type ``train``) grouped by variant, the claims table (as
+(job_type ``train``, the runs the version read: config ``key`` among its run keys) grouped by variant, the claims table (as
 text and as the analysis run's ``claims`` table) and the figures the analysis run logged; plus an
 overview Report with the scorecard counts of every study. Needs the user to be online and logged
 in (``wandb login``) and the offline runs uploaded first (``make sync``: every study's latest
@@ -44,9 +44,14 @@ def study_meta(version_dir: Path) -> dict:
     man = json.loads((vdir / "manifest.json").read_text())
     w = man.get("resolved_config", {}).get("wandb") or {}
     study = man.get("study", vdir.parent.name)
+    try:  # the runs it read (runs are keyed by their spec and shared between versions: no group of their own)
+        runs = json.loads((vdir / "config.json").read_text()).get("runs") or {}
+    except (OSError, ValueError):
+        runs = {}
+    keys = sorted("/".join(Path(d).parts[-2:]) for dirs in runs.values() for d in dirs)
     return {"study": study, "version": vdir.resolve().name, "group": f"{study}/{vdir.resolve().name}",
             "project": w.get("project") or "normlab", "entity": w.get("entity"), "manifest": man,
-            "claims": _claims(vdir), "dir": vdir}
+            "claims": _claims(vdir), "dir": vdir, "run_keys": keys}
 
 
 def _claims(vdir: Path) -> pd.DataFrame:
@@ -130,8 +135,15 @@ def headlines_markdown(version_dirs: list[Path]) -> str:
 
 # ---------------------------------------------------------------------------- building
 def _runset(wr, expr, meta, project, entity, job_type, name, groupby=None):
+    """The version's runs of one job type: its training runs by their run keys (config.key: a run is shared by
+    every version that reads it), its analysis run by its group (``<study>/<version>``; versions made before
+    runs were keyed also grouped their training runs so)."""
+    if job_type == "train" and meta.get("run_keys"):
+        which = expr.And(expr.Config("study") == meta["study"], expr.Config("key").isin(meta["run_keys"]))
+    else:
+        which = expr.Metric("Group") == meta["group"]
     return wr.Runset(entity=entity, project=project, name=name, groupby=groupby or [],
-                     filters=expr.And(expr.Metric("Group") == meta["group"], expr.Metric("JobType") == job_type))
+                     filters=expr.And(which, expr.Metric("JobType") == job_type))
 
 
 def build_study_report(version_dir: Path, project: str | None = None, entity: str | None = None):
@@ -185,15 +197,17 @@ def build_overview(version_dirs: list[Path], project: str | None = None, entity:
     project = project or (metas[0]["project"] if metas else "normlab")
     entity = entity or (metas[0]["entity"] if metas else None) or PLACEHOLDER_ENTITY
     all_claims = pd.concat([m["claims"] for m in metas]) if metas else pd.DataFrame(columns=["verdict"])
-    rows = ["| study | version | " + " | ".join(KIND_TITLES[k].lower() for k in KINDS) + " |", "|---|---|---|---|---|"]
+    rows = ["| study | version | " + " | ".join(KIND_TITLES[k].lower() for k in KINDS) + " |",
+            "|---|---|" + "---|" * len(KINDS)]
     for m in metas:
         rows.append(f"| {study_title(m['study'])} | {m['version']} | "
                     + " | ".join(kind_line(m["claims"], k) for k in KINDS) + " |")
     runsets = [_runset(wr, expr, m, project, entity, "train", m["group"], ["config.variant"]) for m in metas]
     metric = "test_acc" if all("test_acc" in key_metrics(m["dir"]) for m in metas) else None
     blocks = [wr.H1("normlab replication scorecard"),
-              wr.P(f"{len(metas)} studies. {summary_line(all_claims)} Verdicts are Holm-adjusted within each "
-                   "study (its headline claims are one family)."),
+              wr.P(f"{len(metas)} studies. {summary_line(all_claims)} Verdicts use one multiplicity rule per "
+                   "family (Holm's step-down over both tests of every claim; a study's headline claims are one "
+                   "family, its cells another; identities and checks are judged alone)."),
               wr.H2("Headline claims"),
               wr.MarkdownBlock(headlines_markdown([m["dir"] for m in metas])),
               wr.H2("Replication matrix"),

@@ -10,7 +10,7 @@ A study package declares (module level, torch-free: read at DAG parse time):
 - ``variants(cfg) -> {variant_name: partial run spec}``: the training jobs (one per variant, all seeds
   batched); the spec holds keys, model, optimizer, lr, schedule, train, probes (see ``normlab.engine``);
 - ``analyze(metrics, summary, cfg, extra) -> claims DataFrame`` (columns ``stats.CLAIM_COLUMNS``, each row
-  with its ``kind``: headline, cell or check);
+  with its ``kind``: headline, identity, cell or check);
 - ``figures(metrics, summary, claims, cfg, fig_dir, extra) -> list of written figure paths``.
 
 Optional: ``side_jobs(cfg) -> {name: SideJob}`` (jobs other than training, keyed by the config sections

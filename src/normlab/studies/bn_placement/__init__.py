@@ -8,6 +8,10 @@ per cell):
 - S4.b BN before reaches the train-accuracy target in fewer steps than BN after;
 - S4.c BN (before the activation, Ioffe & Szegedy's placement) beats no BN in final test accuracy.
 
+Each claim is directional with a smallest effect of interest (``claims.effect_min`` in test accuracy,
+``claims.speed_min`` of the step budget for S4.b): it holds when its interval clears 0 in the claimed
+direction and fails when it rules out an effect that large (``normlab.stats``).
+
 Estimates: per-seed differences (seed k of one variant against seed k of the other: same batch
 order, and the same initial weights wherever the two models draw the same random numbers),
 averaged within a cell, then averaged over cells with equal weights (``stats.mean_ci`` with one
@@ -154,6 +158,12 @@ def _net(cfg: dict, short: bool = False) -> str:
     return model_text(cfg["model"], cfg["dataset"], short=short)
 
 
+def smallest_effects(cfg: dict) -> dict:
+    """Each claim's smallest effect of interest (``claims.effect_min``, ``claims.speed_min`` x train.steps)."""
+    c = cfg["claims"]
+    return {"S4.a": c["effect_min"], "S4.b": c["speed_min"] * cfg["train"]["steps"], "S4.c": c["effect_min"]}
+
+
 def analyze(metrics, summary, cfg, extra=None):
     runs = run_table(metrics, summary, cfg)
     c = cfg["claims"]
@@ -163,26 +173,33 @@ def analyze(metrics, summary, cfg, extra=None):
     pool = (f"pooled over {len(cells)} activation x lr cells ({', '.join(sorted({a for a, _ in cells}))}; lr "
             f"{', '.join(f'{x:g}' for x in sorted({lr for _, lr in cells}))}) with equal weights, per-seed differences")
     target = f"{c['acc_target']:.0%} train accuracy"
+    sesoi = smallest_effects(cfg)
+    acc_why = (f"smallest effect of interest {c['effect_min']:g} test accuracy (the public benchmarks' smallest gap, "
+               "GoogLeNet 1.1 points): it fails when the interval lies below it")
+    speed_why = (f"smallest speed-up of interest {sesoi['S4.b']:g} steps ({c['speed_min']:.0%} of the "
+                 f"{cfg['train']['steps']:,}-step budget): it fails when the interval rules out a speed-up this large")
     specs = [
         ("S4.a", "bn_pre", "bn_post", "test_acc", dict(above=0.0), LECTURE,
          "test_acc(bn_pre) - test_acc(bn_post)",
-         "BN before the activation gives higher final test accuracy than BN after"),
+         "BN before the activation gives higher final test accuracy than BN after", acc_why),
         ("S4.b", "bn_pre", "bn_post", "steps_to_target", dict(below=0.0), LECTURE,
          "steps_to_target(bn_pre) - steps_to_target(bn_post)",
-         f"BN before reaches {target} in fewer steps than BN after (never reached = {cfg['train']['steps'] + 1})"),
+         f"BN before reaches {target} in fewer steps than BN after (never reached = {cfg['train']['steps'] + 1})",
+         speed_why),
         ("S4.c", "bn_pre", "none", "test_acc", dict(above=0.0), "Ioffe & Szegedy 2015",
          "test_acc(bn_pre) - test_acc(none)",
-         "BN before the activation gives higher final test accuracy than no BN"),
+         "BN before the activation gives higher final test accuracy than no BN", acc_why),
     ]
     rows = []
-    for cid, a, b, col, side, source, metric, text in specs:
+    for cid, a, b, col, side, source, metric, text, why in specs:
         est = pooled(runs, a, b, col, cells, ci)
-        rows.append(claim_from(cid, f"{text}, {pool} ({setup}; diverged runs count as chance)", source, metric, est,
-                               kind="headline", **side))
+        rows.append(claim_from(cid, f"{text}, {pool} ({setup}; diverged runs count as chance; {why})", source, metric,
+                               est, kind="headline", sesoi=sesoi[cid], **side))
         for act, lr in cells:
             est = pooled(runs, a, b, col, [(act, lr)], ci)
-            rows.append(claim_from(f"{cid}[{act}, lr={lr:g}]", f"{text}, with {act} at lr={lr:g}", source, metric,
-                                   est, kind="cell", **side))
+            rows.append(claim_from(f"{cid}[{act}, lr={lr:g}]", f"{text}, with {act} at lr={lr:g} (smallest effect of "
+                                   f"interest {sesoi[cid]:g})", source, metric, est, kind="cell", sesoi=sesoi[cid],
+                                   **side))
     return pd.DataFrame(rows)
 
 
@@ -244,13 +261,16 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
             ax.errorbar(r.value, i, xerr=[[r.value - r.ci_low], [r.ci_high - r.value]], fmt="D" if head else "o",
                         ms=7 if head else 4, color=colors.get(r.verdict, "k"), elinewidth=2 if head else 1)
         ax.axvline(0, color="k", lw=0.8)
+        sesoi = smallest_effects(cfg)[prefix] * (1 if prefix != "S4.b" else -1)
+        ax.axvline(sesoi, color="tab:purple", lw=0.8, ls="--")  # the smallest effect of interest
         labels = ["pooled" if r.kind == "headline" else r.claim_id[len(prefix) + 1:-1] for r in a.itertuples()]
         ax.set_yticks(range(len(a)), labels, fontsize=7)
         ax.set_title(f"{prefix}: {label}", fontsize=9)
-        ax.set_xlabel("difference (95% Student t CI)", fontsize=8)
+        ax.set_xlabel("difference (interval the verdict was made from)", fontsize=8)
     axes[0].invert_yaxis()
-    fig.suptitle(f"Placement claims per cell and pooled ({setup}); colour = Holm-adjusted verdict: green holds, "
-                 "red fails, grey inconclusive", fontsize=9)
+    fig.suptitle(f"Placement claims per cell and pooled ({setup}); colour = verdict (green holds, red fails, grey "
+                 "inconclusive); bars: each verdict's interval at its multiplicity-adjusted level; dashed purple: the "
+                 "smallest effect of interest", fontsize=9)
     fig.tight_layout()
     save(fig, "placement_difference")
     return written

@@ -10,22 +10,24 @@ prediction nu * lambda_i(S), and the top Hessian eigenvalues of the whole networ
 Two exactness jobs (normlab.studies.ics_conditioning.checks) add the invariance trajectories and the
 batch-centering gradient identity.
 
-Claims: one ``headline`` row per id (S5.a..e), ``cell`` rows for detail, ``check`` rows for the
-instrument controls.
+Claims: one row per id S5.a..e, of kind ``headline`` (S5.a, S5.b, S5.e: empirical) or ``identity`` (S5.c,
+S5.d: true by construction for a correct implementation, counted apart), ``cell`` rows for detail,
+``check`` rows for the instrument controls (S5.a[init] among them).
 
 - S5.a uncentered inputs (no BN, no centering, nu >= nu_min) give outlier eigenvalues that match
-  the prediction at init: measured / predicted top-``n_compare`` GGN-block eigenvalues (geometric
-  mean per seed), pooled over the (variant, layer) strata on the log scale, within
-  [1/(1+tol), 1+tol]. Cells: per condition and layer, at init and at the last probe; eigenvector
+  the prediction at a trained point (the last curvature probe at or before ``trained_step``):
+  measured / predicted top-``n_compare`` GGN-block eigenvalues (geometric mean per seed), pooled over
+  the (variant, layer) strata on the log scale, within [1/(1+tol), 1+tol]. At init, where K-FAC's
+  factorization is nearly exact, the same test is the check S5.a[init]. Cells: per condition and layer, at init and at the last probe; eigenvector
   overlap with m_bar (x) R^M; growth of lambda_1 with nu.
 - S5.b explicit centering removes them: lambda_1(uncentered) / lambda_1(centered) >= min_reduction
   at init (same seed = same initial weights: per-seed ratios), pooled on the log scale.
-- S5.c with BN before the next nonlinearity the shift is harmless: shift + scale of the previous
+- S5.c (identity) with BN before the next nonlinearity the shift is harmless: shift + scale of the previous
   activations give the same trajectory, max logit gap <= invariance_tol in float64 (an identity in
   real arithmetic; the measurement can fail: BN after the nonlinearity, an unscaled epsilon or a
   per-unit scale break it, and the ``check`` rows show the instrument sees those departures).
   Cells: curvature of the BN-followed blocks, the shift's training cost with and without BN.
-- S5.d batch centering: dL/dW = S_bar^T A~ to float64 precision (can fail: with the statistics path
+- S5.d (identity) batch centering: dL/dW = S_bar^T A~ to float64 precision (can fail: with the statistics path
   cut, the same formula misses by O(1), a ``check`` row).
 - S5.e (added here; the lecture's open question itself): the share of BN's training-speed advantage
   (train loss at ``speed_step``, uncentered no-BN net minus BN net) that explicit centering without
@@ -34,7 +36,8 @@ instrument controls.
   paired t test of the linear contrast (L_U - L_C) - theta (L_U - L_B) does not reject. It is exact
   for normal per-seed differences, needs no ratio of noisy per-seed numbers, and is unbounded (so
   the verdict inconclusive) when BN's advantage itself is not clearly non-zero.
-Intervals: Student t over seeds (``normlab.stats.mean_ci``), Holm-adjusted within each kind.
+Intervals: Student t over seeds (``normlab.stats.mean_ci``); verdicts from ``normlab.stats.finalize`` (one
+multiplicity rule per family, the interval each verdict was made from).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from ...plotting import save_figure
-from ...stats import claim, claim_from, exact, mean_ci, t_band, verdict_above
+from ...stats import claim, claim_all, claim_from, exact, make_part, mean_ci, t_band
 from .. import Figure, SideJob
 
 TITLE = "S5: the ICS conditioning hypothesis (Lecture 5's class project: do BN's gains come from removing outlier eigenvalues?)"
@@ -74,8 +77,10 @@ HEADLINES = {
     "S5.a": {"statement": "Uncentered activations (mean m) give K-FAC's factor A an outlier eigenvalue, so a layer's "
                           "Gauss-Newton block has up to M large eigenvalues nu*lambda_i(S), nu = ||m||^2 + 1, with "
                           "eigenvectors m (x) v",
-             "departures": _SETUP + "; measured at init on a fixed 256-sample batch in float64 (Lanczos on exact GGN "
-                                    "products), hidden and read-out layers, inputs with nu >= 10, top 5 eigenvalues",
+             "departures": _SETUP + "; measured at a trained point (step 500 of 1,000, the last curvature probe) on a fixed "
+                                    "256-sample batch in float64 (Lanczos on exact GGN products), hidden and read-out "
+                                    "layers, inputs with nu >= 10, top 5 eigenvalues within a factor 1.1; at init, where "
+                                    "K-FAC's factorization is nearly exact, the same test is a check (S5.a[init])",
              "figures": ["eig_vs_nu", "curvature_over_training"]},
     "S5.b": {"statement": "Centering the activations removes the outlier eigenvalues",
              "departures": _SETUP + "; explicit batch centering of every hidden activation; top eigenvalue of the "
@@ -87,14 +92,15 @@ HEADLINES = {
                           "eigenvalues do no harm",
              "departures": _SETUP + "; trajectory test: a 2-hidden-layer width-32 tanh MLP with BN before each "
                                     "nonlinearity, 300 SGD steps in float64, activations a -> 3a + m, BN epsilon "
-                                    "scaled by 9; an exact identity, a headline because a wrong implementation fails it",
-             "figures": ["invariance"]},
+                                    "scaled by 9; an identity (true by construction for a correct implementation: a "
+                                    "wrong one fails it), counted apart from the empirical claims",
+             "figures": ["invariance"], "kind": "identity"},
     "S5.d": {"statement": "With batch centering the weight gradient is S_bar^T A~ (centered activations) instead of "
                           "S_bar^T A: the statistics path is responsible",
              "departures": _SETUP + "; checked by autograd in float64 on 5 batches of a 2-hidden-layer width-32 tanh "
-                                    "MLP (shift 2); an exact identity, a headline because a wrong implementation fails "
-                                    "it",
-             "figures": []},
+                                    "MLP (shift 2); an identity (true by construction for a correct implementation: a "
+                                    "wrong one fails it), counted apart from the empirical claims",
+             "figures": [], "kind": "identity"},
     "S5.e": {"statement": "(Added: the open question itself.) If BN helps by removing the outlier eigenvalues (the "
                           "ICS conditioning hypothesis), explicit centering without BN, which removes them too (S5.b), "
                           "should recover much of BN's training-speed advantage over the uncentered network",
@@ -339,19 +345,25 @@ def share_ci(num_groups, den_groups, ci: float = 0.95) -> dict:
 
 
 def share_claim(cid, text, source, metric, num_groups, den_groups, thr, ci, kind):
-    """A claim 'share > thr' from ``share_ci``; p-values of the contrast num - thr * den (given den > 0:
-    an intersection-union test, so BN's advantage must itself be significant for any verdict)."""
+    """A claim 'share > thr' from ``share_ci``, tested as the contrast num - thr * den above 0 (a threshold
+    claim: it fails when the contrast is below 0) with BN's advantage den > 0 as a gate (it must be
+    significant for any verdict). The interval shown is Fieller's at the level the verdict was made at."""
     s = share_ci(num_groups, den_groups, ci)
     if not num_groups or not np.isfinite(s["value"]):
         return _nan_row(cid, text + " (no runs to compare)", source, metric, f"> {thr:g}", s["n"], kind)
     con = mean_ci([np.asarray(a, float) - thr * np.asarray(b, float) for a, b in zip(num_groups, den_groups)], ci=ci)
     den = mean_ci(den_groups, ci=ci)
-    p_den = den.p_above(0.0)
-    p_holds, p_fails = max(con.p_above(0.0), p_den), max(con.p_below(0.0), p_den)
-    verdict = verdict_above(s["low"], s["high"], thr) if den.low > 0 else "inconclusive"
-    return claim(cid, text + f" (BN's advantage {den.value:.3g} [{den.low:.3g}, {den.high:.3g}] in train loss)", source,
-                 metric, s["value"], s["low"], s["high"], f"> {thr:g}", verdict, s["n"], kind=kind,
-                 p_holds=p_holds, p_fails=p_fails)
+    parts = [make_part(con, above=0.0, label=f"the contrast (L_U - L_C) - {thr:g} (L_U - L_B)"),
+             make_part(den, above=0.0, label="BN's advantage L_U - L_B", gate=True)]
+
+    def fieller(level):
+        f = share_ci(num_groups, den_groups, level)
+        return f["value"], f["low"], f["high"]
+
+    row = claim_all(cid, text + f" (BN's advantage {den.value:.3g} [{den.low:.3g}, {den.high:.3g}] in train loss)",
+                    source, metric, parts, kind=kind, display=fieller)
+    row.update(threshold=f"> {thr:g}", sesoi=thr)
+    return row
 
 
 def _paired(df: pd.DataFrame, col: str, *selectors) -> list[np.ndarray]:
@@ -387,17 +399,44 @@ def analyze(metrics, summary, cfg, extra=None):
     def unc_none(df):
         return df[(df.norm == "none") & ~df.center & (df.nu >= c["nu_min"])]
 
-    sub = unc_none(init) if len(init) else init
-    text = (f"Uncentered inputs (no BN, no centering, nu >= {c['nu_min']:g}) give outlier eigenvalues matching K-FAC's "
-            f"prediction: the top {nc} eigenvalues of the GGN blocks of layers {', '.join(layers)} equal nu*lambda_i(S) "
-            f"within a factor 1+{tol:g}, at init (geometric mean over seeds, pooled over "
-            f"{sub.groupby(['variant', 'layer']).ngroups if len(sub) else 0} variant x layer strata; {setup}; "
-            f"curvature on a fixed {cfg['curvature']['n_samples']}-sample batch in float64)")
-    if len(sub):
-        est = mean_ci([g.ratio.to_numpy() for _, g in sub.groupby(["variant", "layer"])], ci=ci, log=True)
+    # the trained point: the last curvature probe at or before claims.trained_step (default: the last probe)
+    want = c.get("trained_step")
+    later = [st_ for st_ in steps if st_ > 0 and (want is None or st_ <= want)]
+    trained = later[-1] if later else None
+    strata = "variant x layer strata"
+
+    def s5a_groups(sub_):
+        """Per (variant, layer) stratum, the per-seed ratios; strata with fewer than 2 seeds (a seed whose nu fell
+        below nu_min in training) are left out, so the pooled interval exists."""
+        gs = [g.ratio.to_numpy() for _, g in sub_.groupby(["variant", "layer"])] if len(sub_) else []
+        return [g for g in gs if np.isfinite(g).sum() >= 2], len(gs)
+
+    def s5a_text(when, used, total):
+        left = f" ({total - used} with fewer than 2 seeds at nu >= {c['nu_min']:g} left out)" if total > used else ""
+        return (f"Uncentered inputs (no BN, no centering, nu >= {c['nu_min']:g}) give outlier eigenvalues matching "
+                f"K-FAC's prediction: the top {nc} eigenvalues of the GGN blocks of layers {', '.join(layers)} equal "
+                f"nu*lambda_i(S) within a factor 1+{tol:g}, {when} (geometric mean over seeds, pooled over "
+                f"{used} {strata}{left}; {setup}; curvature on a fixed {cfg['curvature']['n_samples']}-sample batch in "
+                "float64)")
+
+    groups, total = s5a_groups(unc_none(rt[rt.step == trained]) if trained is not None else rt.iloc[0:0])
+    text = s5a_text(f"at a trained point (step {trained}, the last curvature probe; at init, where K-FAC's "
+                    "factorization is nearly exact, the match is the check S5.a[init])", len(groups), total)
+    if groups:
+        est = mean_ci(groups, ci=ci, log=True)
         rows.append(claim_from("S5.a", text, LECTURE, ratio_metric, est, kind="headline", within=band))
     else:
-        rows.append(_nan_row("S5.a", text + " (no run reached nu_min)", LECTURE, ratio_metric, f"in {band}", n_seeds))
+        rows.append(_nan_row("S5.a", text + " (no curvature probe after init reached nu_min)", LECTURE, ratio_metric,
+                             f"in [{band[0]:g}, {band[1]:g}]", n_seeds))
+    groups, total = s5a_groups(unc_none(init) if len(init) else init)
+    text = s5a_text("at init (nearly exact there: a check of the probe and of the prediction, not the claim)",
+                    len(groups), total)
+    if groups:
+        est = mean_ci(groups, ci=ci, log=True)
+        rows.append(claim_from("S5.a[init]", text, LECTURE, ratio_metric, est, kind="check", within=band))
+    else:
+        rows.append(_nan_row("S5.a[init]", text + " (no run reached nu_min)", LECTURE, ratio_metric,
+                             f"in [{band[0]:g}, {band[1]:g}]", n_seeds, kind="check"))
     for step in steps[:1] + steps[-1:] if len(steps) > 1 else steps:
         when = "at init" if step == 0 else f"at step {step}"
         for layer in layers:
@@ -477,7 +516,7 @@ def analyze(metrics, summary, cfg, extra=None):
         v = float(mx[("shift_scale", "logit_gap")])
         rows.append(claim_from("S5.c", text + f" (logits up to {scale:.3g}; max |d loss| "
                                f"{mx[('shift_scale', 'loss_gap')]:.3g})", LECTURE_BN, metric, exact(v, 1),
-                               kind="headline", below=c["invariance_tol"]))
+                               kind="identity", below=c["invariance_tol"]))
         for run, ctext, side in [
             ("shift_scale_eps_fixed", f"Control: the same transform with BN eps left unscaled departs by epsilon's effect "
              f"only: max |d logits| <= {c['eps_tol']:g}", dict(below=c["eps_tol"])),
@@ -492,7 +531,7 @@ def analyze(metrics, summary, cfg, extra=None):
                                        kind="check", **side))
     else:
         rows.append(_nan_row("S5.c", text + " (invariance job missing)", LECTURE_BN, metric,
-                             f"< {c['invariance_tol']:g}", 0))
+                             f"< {c['invariance_tol']:g}", 0, kind="identity"))
     for layer in layers:
         if int(layer[1:]) >= n_layers - 1:
             continue  # the read-out is not followed by BN
@@ -525,9 +564,11 @@ def analyze(metrics, summary, cfg, extra=None):
         if len(n_hi):
             rows.append(claim_from("S5.c[speed]", f"The shift s={hi_s:g} (vs s={lo_s:g}) raises the train loss of tanh "
                                    f"nets at step {runs.speed_step.iloc[0]} more without BN than with BN before the "
-                                   "nonlinearity (per-seed differences)", LECTURE_BN,
+                                   f"nonlinearity (per-seed differences; smallest effect of interest "
+                                   f"{c['shift_cost_min']:g} in train loss)", LECTURE_BN,
                                    "[loss(s_max) - loss(s_min)]_none - [same]_bn_pre",
-                                   mean_ci([n_hi - n_lo], [b_hi - b_lo], ci=ci, paired=True), above=0.0))
+                                   mean_ci([n_hi - n_lo], [b_hi - b_lo], ci=ci, paired=True), above=0.0,
+                                   sesoi=c["shift_cost_min"]))
 
     # S5.d: the batch-centering gradient identity ------------------------------------------------------
     text = ("With batch centering, dL/dW = S_bar^T A~ (centered activations): max relative error over layers and "
@@ -539,7 +580,7 @@ def analyze(metrics, summary, cfg, extra=None):
         cen = pd.DataFrame(json.loads(open(extra["centering"]).read())["rows"])
         n = int(cen.batch.nunique())
         rows.append(claim_from("S5.d", text, LECTURE_BC, metric, exact(float(cen.err_centered.max()), n),
-                               kind="headline", below=c["identity_tol"]))
+                               kind="identity", below=c["identity_tol"]))
         rows.append(claim_from("S5.d[direct path]", "Check: with the batch mean detached (direct path only), dL/dW = "
                                f"S_bar^T A (uncentered) to relative error <= {c['identity_tol']:g}", LECTURE_BC,
                                "max ||dW_detached - S_bar^T A|| / ||dW_detached||",
@@ -552,7 +593,8 @@ def analyze(metrics, summary, cfg, extra=None):
                          above=c["control_min"])
         rows.append(row)
     else:
-        rows.append(_nan_row("S5.d", text + " (centering job missing)", LECTURE_BC, metric, f"< {c['identity_tol']:g}", 0))
+        rows.append(_nan_row("S5.d", text + " (centering job missing)", LECTURE_BC, metric, f"< {c['identity_tol']:g}", 0,
+                             kind="identity"))
 
     # S5.e: does centering without BN recover BN's speed advantage? ---------------------------------
     step = int(runs.speed_step.iloc[0]) if len(runs) else cfg["train"]["steps"]
@@ -799,7 +841,8 @@ def figures(metrics, summary, claims, cfg, fig_dir, extra=None):
                   fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"share of BN's advantage recovered (step {step})", fontsize=8)
-    ax.set_title("(L_unc - L_cen) / (L_unc - L_BN), Fieller 95% CI\n0: none, 1: all; dotted: threshold", fontsize=8)
+    ax.set_title("(L_unc - L_cen) / (L_unc - L_BN), Fieller interval at the verdict's level\n0: none, 1: all; "
+                 "dotted: threshold", fontsize=8)
     fig.suptitle(f"S5.e: does explicit centering without BN recover BN's training speed? ({cfg['dataset']}, "
                  f"{cfg['model']['depth']}x{cfg['model']['width']} MLP, SGD lr {cfg['lr']:g}; mean, 95% t interval over seeds)",
                  fontsize=9, y=1.03)

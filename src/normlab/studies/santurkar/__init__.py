@@ -11,7 +11,8 @@ The deep linear network (DLN) runs as its own job (``santurkar_dln``) and comes 
 Training accuracy is what the paper plots: the train-mode accuracy of the step's own batch
 (``batch_acc``, logged every ``train.log_every`` steps), averaged over the last ``claims.tail``
 fraction of steps; a diverged run counts as chance (0.1). Claims (thresholds in ``claims``; Student t
-intervals over seeds, stratified over cells when pooled; Holm within kind in ``analyze``):
+intervals over seeds, stratified over cells when pooled; ``normlab.stats.finalize`` applies one
+multiplicity rule per family and reads the verdicts):
 
 - S1.a (headline) noisy BN trains about as well as BN (train-mode accuracy gap within
   +-``equiv_margin``) and both beat the standard net by more than ``beat_margin``, pooled over the
@@ -25,12 +26,13 @@ intervals over seeds, stratified over cells when pooled; Holm within kind in ``a
 - S1.d[check: update = eta g] (check): under plain SGD the landscape grid's unit step, the actual
   update, has length eta ||g|| (the probe's instrument identity).
 - S1.d (headline) BN makes the landscape smoother: log10 of loss range, gradient predictiveness
-  and effective beta, BN minus no BN, below 0, pooled over the three measures and ``measure_lrs``.
+  and effective beta, BN minus no BN, below 0, pooled over the three measures and ``measure_lrs``;
+  it fails when the interval rules out a reduction by the factor ``smooth_min`` (the smallest effect
+  of interest, 1.25: the factor S1.c calls similar).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -38,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ...plotting import save_figure
-from ...stats import claim, claim_from, mean_ci, verdict_below
+from ...stats import claim, claim_all, claim_from, mean_ci, verdict_below
 from .. import Figure, SideJob
 
 TITLE = "S1: Santurkar et al. 2018, How does batch normalization help optimization?"
@@ -287,22 +289,17 @@ def _at(lrs, chosen):
     return np.isclose(np.asarray(lrs, float)[:, None], np.asarray(chosen, float)[None, :]).any(1)
 
 
-def conjunction(cid, text, source, metric, parts, n, kind="headline"):
-    """One row for a claim that holds only if every part holds (intersection-union test): the value and
-    interval shown are the first part's; p_holds = the largest part p_holds (valid for an IUT); p_fails =
-    Bonferroni over the parts (the claim fails if any part fails)."""
-    from ...stats import judge
+def conjunction(cid, text, source, metric, parts, n=None, kind="headline"):
+    """One row for a claim that holds only if every part holds and fails if any part fails
+    (``stats.claim_all``: intersection-union for holds, Bonferroni over the parts for fails); the value
+    and interval shown are the first part's. ``parts``: (Estimate, dict(above=/below=/within=, label=))."""
+    return claim_all(cid, text, source, metric, parts, kind=kind)
 
-    js = [judge(est, **side) for est, side in parts]
-    first = parts[0][0]
-    verdicts = [j["verdict"] for j in js]
-    verdict = "holds" if all(v == "holds" for v in verdicts) else "fails" if "fails" in verdicts else "inconclusive"
-    ph = [j["p_holds"] for j in js]
-    pf = [j["p_fails"] for j in js]
-    p_holds = max(ph) if all(np.isfinite(ph)) else math.nan
-    p_fails = min(1.0, len(pf) * min(pf)) if all(np.isfinite(pf)) else math.nan
-    return claim(cid, text, source, metric, first.value, first.low, first.high, js[0]["threshold"], verdict, n,
-                 kind=kind, p_holds=p_holds, p_fails=p_fails)
+
+def smooth_min(cfg: dict) -> float:
+    """S1.d's smallest effect of interest on the log10 scale: log10 of ``claims.smooth_min``, the factor by
+    which BN's landscape measures must be lower to count (1.25: the factor S1.c calls 'similar')."""
+    return float(np.log10(cfg["claims"]["smooth_min"]))
 
 
 def analyze(metrics, summary, cfg, extra=None):
@@ -333,7 +330,9 @@ def analyze(metrics, summary, cfg, extra=None):
             f"standard net by more than {beat:g} (pooled over {where}, where the standard net is slow or fails; "
             f"{setup_text(cfg)}; a diverged run counts as chance). Value: noisy BN - BN; the verdict needs "
             f"all three parts (rows S1.a[...])", PAPER + ", Fig. 2", "train_acc(noisy_bn) - train_acc(bn_pre)",
-            [(gap, {"within": (-eq, eq)}), (bn_beats, {"above": beat}), (nb_beats, {"above": beat})], n_seeds))
+            [(gap, {"within": (-eq, eq), "label": "noisy BN - BN"}),
+             (bn_beats, {"above": beat, "label": "BN - standard"}),
+             (nb_beats, {"above": beat, "label": "noisy BN - standard"})], n_seeds))
         rows.append(claim_from("S1.a[noisy_bn ~ bn_pre, pooled]", f"noisy BN's {tail} within +-{eq:g} of BN's "
                                f"(pooled over {where})", PAPER + ", Fig. 2", "train_acc(noisy_bn) - train_acc(bn_pre)",
                                gap, within=(-eq, eq)))
@@ -441,7 +440,9 @@ def _probe_claims(pt, dln, cfg, n_seeds):
             f"higher by more than {cos_m:g}; {ics_layer_text(cfg)}, lr in {measure_lrs}, pooled "
             f"({setup_text(cfg, ' ')}). Value: log10 ||G-G'|| ratio; the verdict needs all three parts (rows S1.c[...])",
             PAPER + ", Figs. 3, 5", "log10 ||G-G'||(bn) - log10 ||G-G'||(none)",
-            [(l2, {"above": ics_thr}), (rel, {"above": ics_thr}), (cos, {"below": cos_m})], n_seeds))
+            [(l2, {"above": ics_thr, "label": "log10 ||G-G'|| ratio"}),
+             (rel, {"above": ics_thr, "label": "log10 relative-ICS ratio"}),
+             (cos, {"below": cos_m, "label": "cos(G, G') difference"})], n_seeds))
         rows.append(claim_from("S1.c[l2, pooled]", f"BN's ||G - G'|| at least 1/{c['ics_similar']:g} of the "
                                "standard net's (log10 ratio; pooled)", PAPER + ", Fig. 3",
                                "log10 ||G-G'||(bn) - log10 ||G-G'||(none)", l2, above=ics_thr))
@@ -450,18 +451,23 @@ def _probe_claims(pt, dln, cfg, n_seeds):
                                "log10 rel(bn) - log10 rel(none)", rel, above=ics_thr))
         rows.append(claim_from("S1.c[cos, pooled]", f"cos(G, G') with BN not higher than without by more than {cos_m:g} "
                                "(pooled)", PAPER + ", Fig. 3", "cos(G,G')(bn) - cos(G,G')(none)", cos, below=cos_m))
+    sm = smooth_min(cfg)
+    sm_txt = (f"smallest effect of interest: lower by a factor {c['smooth_min']:g} (log10 {sm:.3g}, the factor S1.c "
+              "calls similar); it fails when the interval rules out a reduction that large")
     d = est(pt, "|".join(MEASURES), where_measured)
     if d is not None:
         rows.append(claim_from(
             "S1.d", f"BN makes the landscape smoother: loss range, gradient predictiveness (max ||grad change||) and "
             f"effective beta along the actual update (step sizes {cfg['probes']['landscape']['scales']} x the update) are "
             f"lower with BN: log10 ratio below 0, pooled over the three measures, lr in {measure_lrs} "
-            f"({setup_text(cfg, ' ')})", PAPER + ", Fig. 4", "log10 measure(bn) - log10 measure(none)", d, below=0.0, kind="headline"))
+            f"({setup_text(cfg, ' ')}; {sm_txt})", PAPER + ", Fig. 4", "log10 measure(bn) - log10 measure(none)", d,
+            below=0.0, sesoi=sm, kind="headline"))
     for mname, label in MEASURES.items():
         e = est(pt, mname, where_measured)
         if e is not None:
-            rows.append(claim_from(f"S1.d[{mname}, pooled]", f"{label} is lower with BN (lr in {measure_lrs})",
-                                   PAPER + ", Fig. 4", f"log10 {mname}(bn) - log10 {mname}(none)", e, below=0.0))
+            rows.append(claim_from(f"S1.d[{mname}, pooled]", f"{label} is lower with BN (lr in {measure_lrs}; smallest "
+                                   f"effect of interest a factor {c['smooth_min']:g})", PAPER + ", Fig. 4",
+                                   f"log10 {mname}(bn) - log10 {mname}(none)", e, below=0.0, sesoi=sm))
     for (net, lr), _ in pt.groupby(["net", "lr"]):
         cell = lambda t, net=net, lr=lr: (t.net == net) & np.isclose(t.lr, lr)  # noqa: E731
         tag = f"{net} {_lr_tag(lr)}"
@@ -477,8 +483,9 @@ def _probe_claims(pt, dln, cfg, n_seeds):
         for mname in MEASURES:
             e = est(pt, mname, cell)
             if e is not None:
-                rows.append(claim_from(f"S1.d[{tag} {mname}]", f"{MEASURES[mname]} lower with BN ({tag})",
-                                       PAPER + ", Fig. 4", f"log10 {mname}(bn) - log10 {mname}(none)", e, below=0.0))
+                rows.append(claim_from(f"S1.d[{tag} {mname}]", f"{MEASURES[mname]} lower with BN ({tag}; smallest "
+                                       f"effect of interest a factor {c['smooth_min']:g})", PAPER + ", Fig. 4",
+                                       f"log10 {mname}(bn) - log10 {mname}(none)", e, below=0.0, sesoi=sm))
     if dln is not None and not dln.empty:
         dln = dln.replace({"norm": {"bn": "bn_pre"}})
         for lr in sorted(set(dln.lr)):
@@ -496,9 +503,10 @@ def _probe_claims(pt, dln, cfg, n_seeds):
             for mname in MEASURES:
                 e = est(dln, mname, at)
                 if e is not None:
-                    rows.append(claim_from(f"S1.d[{tag} {mname}]", f"DLN: {MEASURES[mname]} lower with BN ({tag})",
+                    rows.append(claim_from(f"S1.d[{tag} {mname}]", f"DLN: {MEASURES[mname]} lower with BN ({tag}; "
+                                           f"smallest effect of interest a factor {c['smooth_min']:g})",
                                            PAPER + ", App. (DLN landscape)", f"log10 {mname}(bn) - log10 {mname}(none)",
-                                           e, below=0.0))
+                                           e, below=0.0, sesoi=sm))
     return rows
 
 
@@ -776,10 +784,14 @@ def _claims_figure(claims, plt):
                     color=colors[r.verdict])
         for thr in re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", str(r.threshold)):
             ax.plot([float(thr)], [i], marker="|", color="k", ms=10)
+        sesoi = getattr(r, "sesoi", float("nan"))
+        if np.isfinite(sesoi) and f"{sesoi:g}" not in str(r.threshold):
+            ax.plot([sesoi], [i], marker="|", color="tab:purple", ms=10)
     ax.set_yticks(range(len(a)), [r.claim_id for r in a.itertuples()], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("claim metric (95% Student t CI); black ticks = threshold (both ends of an equivalence band)")
-    ax.set_title("S1 headline and pooled claims (green holds, red fails, grey inconclusive; verdicts after Holm);\n"
+    ax.set_xlabel("claim metric (the interval each verdict was made from, at its adjusted level); black ticks = "
+                  "threshold (both ends of an equivalence band); purple = smallest effect of interest", fontsize=7)
+    ax.set_title("S1 headline and pooled claims (green holds, red fails, grey inconclusive);\n"
                  "metrics differ per row, see claims.csv",
                  fontsize=8)
     return fig
