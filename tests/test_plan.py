@@ -109,3 +109,19 @@ def test_cli_prints_the_version_folder(monkeypatch, capsys):
     plan.main(["bn_placement", "config/smoke.yaml", "--runs"])
     runs = capsys.readouterr().out.split()
     assert runs and all(r.startswith("results/bn_placement/runs/") for r in runs)
+
+
+def test_an_edit_to_a_studys_analysis_code_makes_a_new_version_of_it_alone(tmp_path, monkeypatch):
+    import shutil
+
+    pkg = tmp_path / "normlab"
+    shutil.copytree(plan.PACKAGE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(plan, "PACKAGE", pkg)
+    c = cfg()
+    before = {s: plan.build(c, s) for s in ("bn_placement", "santurkar")}
+    with open(pkg / "studies" / "bn_placement" / "__init__.py", "a") as f:
+        f.write("\n# an edit to the analysis\n")
+    after = {s: plan.build(c, s) for s in ("bn_placement", "santurkar")}
+    assert after["bn_placement"].version != before["bn_placement"].version
+    assert after["santurkar"].version == before["santurkar"].version
+    assert after["bn_placement"].runs == before["bn_placement"].runs  # no run retrains

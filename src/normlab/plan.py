@@ -14,15 +14,18 @@ tracks) and writes it into its own output folder.
 - **Side jobs** (checks, the deep linear network, ...): keyed the same way by the sections of the
   study's config they read (``SideJob.reads``): ``results/<study>/side/<name>-<hash>/<output>``.
 - **The analysis** (claims, figures, manifest): ``results/<study>/<config name>-<hash>``, the hash of
-  its inputs (the run and side-job folders it reads) and of the study's config (claims, figures).
+  its inputs (the run and side-job folders it reads), of the study's config (claims, figures) and of
+  the analysis code (the study's package, ``ANALYSIS_CODE``): an edit to a claim reruns the analysis.
   Its spec lists the runs; the analysis links them into the version folder (``runs/<variant>/seed<k>``).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 from . import studies
 from .config import config_hash, resolved_study_config
@@ -112,14 +115,32 @@ def side_specs(config: dict, study: str) -> dict[str, tuple]:
     return out
 
 
+PACKAGE = Path(__file__).resolve().parent
+# The code an analysis runs besides its study package (which is hashed whole: analysis, figures, captions).
+ANALYSIS_CODE = ("analyze.py", "stats.py", "plotting.py", "io.py", "studies/__init__.py", "studies/setup_text.py")
+
+
+def code_hash(paths) -> str:
+    """A hash of the files' contents (paths relative to the package; a folder: its .py and .rst files)."""
+    h = hashlib.sha256()
+    for rel in paths:
+        p = PACKAGE / rel
+        for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+            if f.suffix in (".py", ".rst") and f.is_file() and "__pycache__" not in f.parts:
+                h.update(str(f.relative_to(PACKAGE)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def build(config: dict, study: str) -> StudyPlan:
     runs = run_specs(config, study)
     side = side_specs(config, study)
     by_variant: dict[str, list[str]] = {}
     for d, spec in runs.items():
         by_variant.setdefault(spec["variant"], []).append(d)
+    # the analysis code is an input too (cheap to rerun): an edit to a study's claims or figures makes a new version
     analysis = {**resolved_study_config(config, study), "device": device_kind(config), "runs": by_variant,
-                "side": {name: path for name, (_, _, path) in side.items()}}
+                "side": {name: path for name, (_, _, path) in side.items()},
+                "code": code_hash([*ANALYSIS_CODE, f"studies/{study}"])}
     version = f"{config.get('name', 'default')}-{config_hash(analysis)}"
     analysis = {**analysis, "name": config.get("name", "default"), "version": version}
     return StudyPlan(study, version, runs, by_variant, side, analysis)

@@ -25,6 +25,8 @@ rule claims_table:
     log:
         "results/{study}/{version}/logs/claims_table.log",
     threads: 1
+    params:
+        code=PAGES_CODE,
     shell:
         "python -m normlab.scorecard --claims-html $(dirname {input}) --out {output} > {log} 2>&1"
 
@@ -51,6 +53,7 @@ rule scorecard:
     params:
         vdirs=scorecard_vdirs,
         configs=f"{workflow.basedir}/config",
+        code=PAGES_CODE,
     # The replication matrix reads the newest version of every config name from disk (not inputs: other
     # configs' versions may be absent). The rule reruns when this config's claims change, and when the
     # config changes (its params, the version folders, differ), so running another config refreshes it.
