@@ -81,7 +81,7 @@ def run_specs(config: dict, study: str) -> dict[str, dict]:
     cfg = config["studies"][study]
     out = {}
     for name, partial in variants(config, study).items():
-        for seeds in seed_blocks(cfg["seeds"], cfg["seed_block"]):
+        for seeds in seed_blocks(cfg["seeds"], cfg.get("seed_block") or cfg["seeds"]):  # (no seed_block: one block)
             spec = copy.deepcopy(partial)
             spec.update(study=study, variant=name, seeds=seeds, data=data_file(config, study),
                         device=device_kind(config), numerics=NUMERICS)
