@@ -118,3 +118,15 @@ def test_links_in_the_docs_point_at_files_that_exist():
             if not re.match(r"^[a-z]+:", target) and not (doc.parent / target).exists():
                 wrong.append(f"{doc.relative_to(ROOT)} links to {target}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_config_key_has_a_description():
+    rows = [ln for ln in (ROOT / "config" / "README.md").read_text().splitlines() if ln.startswith("| `")]
+    assert rows, "config/README.md has no key rows"
+    missing = []
+    for row in rows:
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+        if not cells[-1]:
+            missing.append(cells[0])
+    assert not missing, (f"{len(missing)} config keys have no description (add `description:` to "
+                         "their schema):\n" + "\n".join(missing))
