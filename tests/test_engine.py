@@ -1,5 +1,5 @@
 """The training engine: determinism, resume after a kill, divergence, probes leave no trace, W&B rows,
-``train.ensemble`` accepted and ignored, start-up without heavy imports."""
+start-up without heavy imports."""
 
 import json
 import os
@@ -119,21 +119,6 @@ def test_missing_cifar_says_where_to_put_the_archive(tmp_path):
         data_mod.prepare("cifar10", {"root": str(tmp_path), "download": False}, tmp_path / "c.pt")
     assert "cifar-10-python.tar.gz" in str(e.value) and str(tmp_path) in str(e.value)
     assert not (tmp_path / "c.pt").exists()
-
-
-def test_ensemble_key_is_accepted_and_ignored(mnist1d, tmp_path):
-    """Batching is the only path: ``train.ensemble`` true, false or absent gives the same numbers."""
-    torch.set_num_threads(1)
-    outs = {}
-    for flag in (True, False, None):
-        s = spec(mnist1d, seeds=[0, 1])
-        s["train"] = {**s["train"], "steps": 40}
-        if flag is not None:
-            s["train"]["ensemble"] = flag
-        run(s, tmp_path / str(flag))
-        outs[flag] = metrics(tmp_path / str(flag), 1)
-    pd.testing.assert_frame_equal(outs[True], outs[False])
-    pd.testing.assert_frame_equal(outs[True], outs[None])
 
 
 def test_tracker_gets_batch_acc_and_probe_metrics_per_seed(mnist1d, tmp_path, monkeypatch):

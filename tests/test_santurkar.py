@@ -334,7 +334,7 @@ def test_variants_grid_and_probes():
     assert len(v) == len(cfg["nets"]) * 4 * 2
     spec = v["mlp-noisy_bn-lr0.5"]
     assert spec["model"]["norm"] == "noisy_bn" and spec["model"]["noise"] == P and spec["lr"] == 0.5
-    assert spec["optimizer"]["momentum"] == 0.0 and spec["train"]["ensemble"] and spec["train"]["steps"] >= 4000
+    assert spec["optimizer"]["momentum"] == 0.0 and spec["train"]["steps"] >= 4000
     assert [p["name"] for p in v["mlp-none-lr0.1"]["probes"]] == ["unit_activations", "bn_clean_eval", "ics",
                                                                    "landscape"]
     assert [p["name"] for p in spec["probes"]] == ["unit_activations", "bn_clean_eval"]

@@ -15,9 +15,8 @@ for other numerics is refused.
 The seeds of a spec are the members of one stacked model (``normlab.ensemble.StackedModel``):
 each member is the model ``torch.manual_seed(seed); build_model(...)`` gives, with its own data
 order (``batch_indices``), its own noise stream, BN statistics, labels, probes, divergence and
-W&B run. One seed is the same loop with one member. ``train.ensemble`` is accepted and ignored
-(batching is the only path). A member's numbers do not depend on which other seeds share its job
-(tests/test_ensemble.py).
+W&B run. One seed is the same loop with one member (batching is the only path). A member's numbers
+do not depend on which other seeds share its job (tests/test_ensemble.py).
 
 Per seed it writes ``<out>/seed<k>/metrics.parquet`` (tidy: step, metric, value + the run's keys)
 and ``<out>/seed<k>/summary.json``, both atomically (``write_run``), and ``<out>/run.json`` (the spec

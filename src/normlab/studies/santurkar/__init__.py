@@ -2,8 +2,8 @@
 
 Grid: network (``nets``: names of ``models`` entries, each a model and optional own ``steps``) x
 normalization (none | bn_pre | noisy_bn | noise_only) x learning rate (``lrs``: the sweep that shows
-where BN matters), each over ``seeds`` (batched as one ensemble job per variant with
-``train.ensemble``). Variants whose norm is in ``probes.norms`` carry the ``ics`` and ``landscape``
+where BN matters), each over ``seeds`` (batched: one job per variant and block of
+``seed_block`` seeds). Variants whose norm is in ``probes.norms`` carry the ``ics`` and ``landscape``
 probes; every variant carries ``unit_activations`` (Fig. 2 histograms) and ``bn_clean_eval`` at the
 last step (test accuracy with noise-free BN statistics recomputed over the training set).
 The deep linear network (DLN) runs as its own job (``santurkar_dln``) and comes in as ``extra['dln']``.
