@@ -225,11 +225,6 @@ def throughput_text(tp: dict) -> str:
     return txt
 
 
-def wandb_settings(spec: dict, run_dir: Path) -> dict:
-    """W&B settings (``tracking.settings``); offline runs go under the run folder."""
-    return {"dir": str(run_dir), **tracking_settings(spec)}
-
-
 def metrics_frame(spec: dict, seed: int, rows):
     import pandas as pd
 
@@ -482,7 +477,7 @@ class RunTrackers:
     configs and versions is one W&B run. Offline runs go under the run folder."""
 
     def __init__(self, spec: dict, seeds: list[int], out_dir: Path):
-        w = self.settings = wandb_settings(spec, out_dir)
+        w = self.settings = {"dir": str(out_dir), **tracking_settings(spec)}  # offline runs: the run folder
         self.spec, self.seeds = spec, seeds
         self.block = spec["key"].rsplit("/", 1)[-1]
         self.ids = [run_id(spec["study"], spec["key"], s) for s in seeds]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import copy
 import hashlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from . import studies
@@ -146,26 +145,8 @@ def build(config: dict, study: str) -> StudyPlan:
     return StudyPlan(study, version, runs, by_variant, side, analysis)
 
 
-@lru_cache(maxsize=64)
-def _cached(blob: str, study: str) -> StudyPlan:
-    import json
-
-    return build(json.loads(blob), study)
-
-
-def study_plan(config: dict, study: str) -> StudyPlan:
-    """``build``, computed once per config content (the Snakefile asks for it per rule and wildcard)."""
-    import json
-
-    return _cached(json.dumps(config, sort_keys=True, default=str), study)
-
-
 def version(config: dict, study: str) -> str:
-    return study_plan(config, study).version
-
-
-def version_dir(config: dict, study: str, results: str = RESULTS) -> str:
-    return f"{results}/{study}/{version(config, study)}"
+    return build(config, study).version
 
 
 def main(argv=None):
@@ -175,7 +156,6 @@ def main(argv=None):
     folders, one per line."""
     import argparse
     import sys
-    from pathlib import Path
 
     import yaml
 
@@ -195,7 +175,7 @@ def main(argv=None):
         sys.exit(f"Config error: {e}")
     if a.study not in studies.STUDIES:
         sys.exit(f"unknown study {a.study!r} (known: {', '.join(studies.STUDIES)})")
-    p = study_plan(cfg, a.study)
+    p = build(cfg, a.study)
     print("\n".join(p.runs) if a.runs else p.version_dir)
 
 
