@@ -538,3 +538,61 @@ def test_finalize_defaults_and_errors():
     # the verdict comes from the p-values, not from what the study wrote
     out = finalize(pd.DataFrame([row("A", "headline", 0.5, 0.5, verdict="holds")]))
     assert out.loc[0, "verdict"] == "inconclusive"
+
+
+def _seeds(mu, n=5, sd=0.05, seed=0):
+    return np.random.default_rng(seed).normal(mu, sd, n)
+
+
+def test_strata_that_disagree_make_a_mixed_verdict():
+    """A pooled claim declares its strata: each is judged as a cell row of its own, and when one holds and another
+    fails the pooled verdict is ``mixed`` with the strata on each side named."""
+    tanh, relu, logi = _seeds(0.3, seed=1), _seeds(0.0, seed=2), _seeds(-0.3, seed=3)
+    pooled = mean_ci([tanh, relu, logi])
+    strata = {"tanh": [(mean_ci([tanh]), dict(above=0.0, sesoi=0.1))],
+              "relu": [(mean_ci([relu]), dict(above=0.0, sesoi=0.1))],
+              "logistic": [(mean_ci([logi]), dict(above=0.0, sesoi=0.1))]}
+    rows = [stats.claim_from("S4.a", "BN after helps", "paper", "acc", pooled, kind="headline", above=0.0,
+                             sesoi=0.1, strata=strata, stratum="activation")]
+    out = finalize(pd.DataFrame(rows))
+    assert list(out.columns) == stats.CLAIM_COLUMNS
+    assert list(out.claim_id) == ["S4.a", "S4.a[tanh]", "S4.a[relu]", "S4.a[logistic]"]
+    o = out.set_index("claim_id")
+    assert o.loc["S4.a[tanh]", "verdict"] == "holds" and o.loc["S4.a[logistic]", "verdict"] == "fails"
+    assert (o.loc[["S4.a[tanh]", "S4.a[relu]", "S4.a[logistic]"], "kind"] == "cell").all()
+    assert o.loc["S4.a", "verdict"] == "mixed"
+    assert o.loc["S4.a", "strata"].startswith("holds: tanh; fails: relu, logistic") or \
+        o.loc["S4.a", "strata"].startswith("holds: tanh; fails: logistic")
+    assert "holds for activation tanh" in o.loc["S4.a", "basis"] and "Welch" in o.loc["S4.a", "basis"]
+
+
+def test_strata_that_agree_keep_the_pooled_verdict():
+    a, b = _seeds(0.3, seed=4), _seeds(0.32, seed=5)
+    rows = [stats.claim_from("X", "x", "s", "m", mean_ci([a, b]), kind="headline", above=0.0, sesoi=0.1,
+                             strata={"a": [(mean_ci([a]), dict(above=0.0, sesoi=0.1))],
+                                     "b": [(mean_ci([b]), dict(above=0.0, sesoi=0.1))]}, stratum="layer")]
+    o = finalize(pd.DataFrame(rows)).set_index("claim_id")
+    assert o.loc["X", "verdict"] == "holds" and o.loc["X", "strata"] == "holds: a, b"
+    assert "Strata (layer): holds: a, b" in o.loc["X", "basis"]
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_strata_agreement_test_has_its_size(n):
+    """Welch's heterogeneity test rejects equal stratum means at about its level (simulated, unequal spreads)."""
+    rng = np.random.default_rng(n)
+    sims, rej = 2000, 0
+    for _ in range(sims):
+        parts = [stats.make_part(mean_ci([rng.normal(0.0, sd, n)]), above=0.0) for sd in (0.5, 1.0, 2.0)]
+        rej += stats.strata_agree(parts) < 0.05
+    assert 0.02 < rej / sims < 0.08
+    far = [stats.make_part(mean_ci([rng.normal(mu, 0.1, n)]), above=0.0) for mu in (0.0, 1.0, 2.0)]
+    assert stats.strata_agree(far) < 0.01
+
+
+def test_not_run_rows_pass_through():
+    rows = [stats.not_run("S4.a", "BN after helps", "paper", "norms none and bn_post"),
+            stats.claim_from("S4.c", "x", "s", "m", mean_ci([_seeds(0.3)]), kind="headline", above=0.0, sesoi=0.1)]
+    o = finalize(pd.DataFrame(rows)).set_index("claim_id")
+    assert o.loc["S4.a", "verdict"] == "not run" and o.loc["S4.a", "basis"] == "not run: needs norms none and bn_post"
+    assert o.loc["S4.c", "verdict"] == "holds" and "judged alone" in o.loc["S4.c", "basis"]
+    assert set(o.verdict) <= set(stats.VERDICTS)

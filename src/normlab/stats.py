@@ -36,6 +36,14 @@ Values without sampling error (identities, deterministic checks) and estimates w
 the same value (zero variance) are compared exactly with their margins, carry no p-value and are in
 no family.
 
+Strata: a claim that pools strata (layers, activations, conditions, metrics) declares them (``strata=``, one
+list of parts per stratum). ``finalize`` judges each stratum as a row of its own, ``<claim_id>[<label>]``, in
+the study's cell family; when one stratum holds and another fails, the pooled claim's verdict is ``mixed``
+and its ``strata`` column names the strata on each side. Whether the strata agree is tested by Welch's
+heterogeneity test (Welch 1951: equal means under unequal variances) on the strata's first parts, its
+p-value in the basis (it treats the strata as independent; strata measured on the same seeds are not,
+so read it as descriptive).
+
 Power (``power_figures``): for an inconclusive claim, from its observed effect and spread, the effect
 the seeds run could detect (80% power at the claim's level) and the seeds that would decide it, or
 ``inf`` when more seeds would not help (the estimate sits on a margin). Noncentral t; simulated in
@@ -51,10 +59,13 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 CLAIM_COLUMNS = ["claim_id", "claim", "source", "metric", "value", "ci_low", "ci_high", "threshold", "verdict",
-                 "n_seeds", "kind", "p_adj", "sesoi", "ci_level", "basis", "detectable", "seeds_needed"]
+                 "n_seeds", "kind", "p_adj", "sesoi", "ci_level", "basis", "detectable", "seeds_needed", "strata"]
 # Internal columns the studies fill (through ``claim``); ``finalize`` consumes them.
 P_COLUMNS = ["p_holds", "p_fails"]
-INTERNAL = ["_parts", "_display"]
+INTERNAL = ["_parts", "_display", "_strata", "_stratum"]
+# mixed: a pooled claim whose strata give opposite verdicts (one holds, another fails); not run: the config
+# does not contain what the claim needs.
+VERDICTS = ("holds", "fails", "mixed", "inconclusive", "not run")
 # headline: the paper's empirical claims; identity: a paper-level claim true by construction for a correct
 # implementation (it verifies code and theorem, not an empirical finding); cell: per-cell detail; check:
 # controls and instrument checks.
@@ -430,19 +441,40 @@ def _exact_verdict(parts: list[Part]) -> str:
 # --------------------------------------------------------------------------- rows
 def claim(claim_id, claim, source, metric, value, ci_low, ci_high, threshold, verdict, n_seeds, *,
           kind: str = "cell", p_holds: float = math.nan, p_fails: float = math.nan, sesoi: float = math.nan,
-          parts: list[Part] | None = None, display: Callable | None = None) -> dict:
+          parts: list[Part] | None = None, display: Callable | None = None,
+          strata: dict | None = None, stratum: str = "") -> dict:
     """One row of claims.csv. ``kind``: headline (the paper's own empirical claim, one row per claim id),
     identity (a paper-level claim true by construction for a correct implementation), cell (per-cell
     detail) or check (controls and instrument checks). ``parts`` (see ``claim_from``, ``claim_all``) let
     ``finalize`` redo the tests at the adjusted level, show the interval the verdict was made from and
     give power figures; ``display(level) -> (value, low, high)`` overrides the interval shown (e.g. a
-    Fieller interval of a ratio). Without parts the row's own p-values (one-sided) and interval are used."""
+    Fieller interval of a ratio). Without parts the row's own p-values (one-sided) and interval are used.
+    ``strata`` ({label: parts}) and ``stratum`` (what the strata are): see the module docstring."""
     if kind not in KINDS:
         raise ValueError(f"claim kind {kind!r} is not one of {KINDS}")
     return dict(zip(CLAIM_COLUMNS[:10], [claim_id, claim, source, metric, value, ci_low, ci_high, threshold,
                                          verdict, n_seeds]),
                 kind=kind, p_adj=math.nan, sesoi=sesoi, ci_level=math.nan, basis="", detectable=math.nan,
-                seeds_needed=math.nan, p_holds=p_holds, p_fails=p_fails, _parts=parts, _display=display)
+                seeds_needed=math.nan, strata="", p_holds=p_holds, p_fails=p_fails, _parts=parts, _display=display,
+                _strata=_as_strata(strata), _stratum=stratum)
+
+
+def _as_parts(parts) -> list[Part]:
+    return [p if isinstance(p, Part) else make_part(p[0], **p[1]) for p in parts]
+
+
+def _as_strata(strata: dict | None) -> dict | None:
+    if not strata:
+        return None
+    return {str(k): _as_parts(v) for k, v in strata.items()}
+
+
+def not_run(claim_id, text, source, needs: str, *, kind: str = "headline", metric: str = "") -> dict:
+    """A claim the config cannot test (its variants are absent): verdict ``not run``, the basis says what it
+    ``needs`` (e.g. "norms none and bn_pre")."""
+    row = claim(claim_id, text, source, metric, math.nan, math.nan, math.nan, "", "not run", 0, kind=kind)
+    row["basis"] = f"not run: needs {needs}"
+    return row
 
 
 def _sesoi_of(parts: list[Part]) -> float:
@@ -450,11 +482,14 @@ def _sesoi_of(parts: list[Part]) -> float:
     return math.nan if first is None or first.side == "within" else float(first.fail_margin)
 
 
-def claim_all(claim_id, text, source, metric, parts, *, kind: str = "cell", display: Callable | None = None) -> dict:
+def claim_all(claim_id, text, source, metric, parts, *, kind: str = "cell", display: Callable | None = None,
+              strata: dict | None = None, stratum: str = "") -> dict:
     """A claim made of several parts (``Part`` or (Estimate, dict(above=/below=/within=, sesoi=, label=, gate=)));
     value and interval shown are the first non-gate part's (or ``display``'s). Holds when every part holds,
-    fails when a non-gate part fails (and every gate holds)."""
-    ps = [p if isinstance(p, Part) else make_part(p[0], **p[1]) for p in parts]
+    fails when a non-gate part fails (and every gate holds). ``strata``: {label: parts} of the strata the claim
+    pools, ``stratum`` what they are (e.g. "activation"): each is judged as a cell ``<claim_id>[<label>]``
+    and opposite verdicts make the claim ``mixed`` (module docstring)."""
+    ps = _as_parts(parts)
     first = next(p for p in ps if not p.gate)
     t = combine(ps)
     verdict = _exact_verdict(ps) if t["exact"] else (
@@ -463,15 +498,38 @@ def claim_all(claim_id, text, source, metric, parts, *, kind: str = "cell", disp
     shown = [p for p in ps if not p.gate and not (p.exact and len(ps) > 1)] or [first]  # exact side parts: in text
     thr = " and ".join(p.threshold() for p in shown)
     return claim(claim_id, text, source, metric, value, low, high, thr, verdict, first.est.n, kind=kind,
-                 p_holds=t["p_holds"], p_fails=t["p_fails"], sesoi=_sesoi_of(ps), parts=ps, display=display)
+                 p_holds=t["p_holds"], p_fails=t["p_fails"], sesoi=_sesoi_of(ps), parts=ps, display=display,
+                 strata=strata, stratum=stratum)
 
 
 def claim_from(claim_id, text, source, metric, est: Estimate, *, kind: str = "cell", sesoi: float | None = None,
-               label: str = "", **side) -> dict:
+               label: str = "", strata: dict | None = None, stratum: str = "", **side) -> dict:
     """``claim`` from an Estimate, one of above=, below=, within= and, for a directional claim, its
     smallest effect of interest ``sesoi`` (see ``make_part``; without it the threshold is the margin
-    both ways)."""
-    return claim_all(claim_id, text, source, metric, [make_part(est, sesoi=sesoi, label=label, **side)], kind=kind)
+    both ways). ``strata``/``stratum``: see ``claim_all``."""
+    return claim_all(claim_id, text, source, metric, [make_part(est, sesoi=sesoi, label=label, **side)], kind=kind,
+                     strata=strata, stratum=stratum)
+
+
+def strata_agree(parts: list[Part]) -> float:
+    """p-value of Welch's heterogeneity test (equal means, unequal variances; Welch 1951) of the strata's
+    estimates (one part per stratum, on the test scale). NaN when fewer than two strata have a finite
+    spread with df > 0."""
+    from scipy import stats as st
+
+    ok = [p.est for p in parts if np.isfinite(p.est.center) and np.isfinite(p.est.se) and p.est.se > 0
+          and np.isfinite(p.est.df) and p.est.df > 0]
+    k = len(ok)
+    if k < 2:
+        return math.nan
+    x = np.array([e.center for e in ok])
+    w = 1 / np.array([e.se for e in ok]) ** 2
+    df = np.array([e.df for e in ok])
+    W = w.sum()
+    mean = (w * x).sum() / W
+    tmp = ((1 - w / W) ** 2 / df).sum()
+    f = ((w * (x - mean) ** 2).sum() / (k - 1)) / (1 + 2 * (k - 2) / (k**2 - 1) * tmp)
+    return float(st.f.sf(f, k - 1, (k**2 - 1) / (3 * tmp)))
 
 
 # --------------------------------------------------------------------------- multiplicity
@@ -758,36 +816,30 @@ def _power_text(pw: dict, parts: list[Part], n: int, cap: int, a: float) -> str:
     return det + f"; about {int(need)} seeds would decide it (80% power at the observed effect and spread)"
 
 
-def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int = SEEDS_CAP):
-    """claims.csv's final form: one multiplicity rule per family, verdicts, the interval each verdict was made
-    from, the basis of each verdict and, for undecided claims, power figures.
-
-    ``claims``: a DataFrame of ``claim`` rows. alpha = 1 - ci. The headline claims of the study are one
-    family, its cells another (``stepdown``); each check and identity is judged alone. Rows without parts
-    but with p-values (one-sided) take part with c = 2; rows without p-values keep their verdict and
-    interval. Returns a DataFrame with exactly ``CLAIM_COLUMNS``: ``p_adj`` is the adjusted p-value of the
-    verdict's test (holds: against "the claim is false"; fails: against "the effect is as large as the
-    smallest effect of interest"; inconclusive: the smaller of the two); ``ci_low``/``ci_high`` the
-    interval at ``ci_level``, the level the verdict was decided at; ``basis`` says how; ``detectable`` and
-    ``seeds_needed`` (inconclusive rows) what more seeds would buy (``power_figures``)."""
+def _expand_strata(df):
+    """Each stratum of a pooled claim as a cell row ``<claim_id>[<label>]`` placed after it; returns the frame and
+    {pooled row index: [(label, stratum row index)]} (indices in the returned frame)."""
     import pandas as pd
 
-    df = pd.DataFrame(claims).copy().reset_index(drop=True)
-    defaults = {"kind": "cell", "p_adj": math.nan, "sesoi": math.nan, "ci_level": math.nan, "basis": "",
-                "detectable": math.nan, "seeds_needed": math.nan, "p_holds": math.nan, "p_fails": math.nan,
-                "_parts": None, "_display": None}
-    for c, v in defaults.items():
-        if c not in df:
-            df[c] = [v] * len(df)
-    df["kind"] = df["kind"].fillna("cell")
-    bad = sorted(set(df["kind"]) - set(KINDS))
-    if bad:
-        raise ValueError(f"unknown claim kinds {bad}")
-    alpha = 1 - ci
-    df["p_adj"] = math.nan
-    for col in ("ci_level", "detectable", "seeds_needed", "sesoi"):
-        df[col] = df[col].astype(float)
-    df["basis"] = df["basis"].fillna("").astype(object)
+    rows, children = [], {}
+    for _, r in df.iterrows():
+        rows.append(r.to_dict())
+        strata = r["_strata"] if isinstance(r["_strata"], dict) else None
+        if not strata:
+            continue
+        parent = len(rows) - 1
+        name = str(r["_stratum"] or "stratum")
+        children[parent] = []
+        for label, parts in strata.items():
+            c = claim_all(f"{r['claim_id']}[{label}]", f"{r['claim']} ({name} {label})", r["source"], r["metric"],
+                          parts, kind="cell")
+            rows.append(c)
+            children[parent].append((label, len(rows) - 1))
+    return pd.DataFrame(rows).reset_index(drop=True), children
+
+
+def _tests(df) -> list:
+    """(parts, combine's tests) of every row; rows without parts use their own p-values (c = 2)."""
     tests = []
     for _, r in df.iterrows():
         parts = r["_parts"] if isinstance(r["_parts"], list) else None
@@ -797,8 +849,13 @@ def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int =
             ph, pf = float(r["p_holds"]), float(r["p_fails"])
             t = {"p_holds": ph, "p_fails": pf, "exact": not (np.isfinite(ph) or np.isfinite(pf)), "c": 2}
         tests.append((parts, t))
-    groups = {}
-    untestable = set()  # statistical rows without a test (fewer than 2 values in a group): no interval
+    return tests
+
+
+def _decide(df, tests, alpha: float) -> tuple[dict, set]:
+    """The multiplicity rule per family: {row: (verdict, level, p_adj, both rejected, family, family size)} and
+    the statistical rows without a test."""
+    groups, untestable = {}, set()
     for i, r in df.iterrows():
         key = r["kind"] if r["kind"] in FAMILIES else f"{r['kind']}#{i}"
         t = tests[i][1]
@@ -810,62 +867,123 @@ def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int =
         groups.setdefault(key, []).append(i)
     decided = {}
     for key, idx in groups.items():
-        ph = np.array([tests[i][1]["p_holds"] for i in idx])
-        pf = np.array([tests[i][1]["p_fails"] for i in idx])
-        cs = np.array([tests[i][1]["c"] for i in idx])
-        s = stepdown(ph, pf, cs, alpha)
+        s = stepdown(*(np.array([tests[i][1][k] for i in idx]) for k in ("p_holds", "p_fails", "c")), alpha)
         for j, i in enumerate(idx):
             rh, rf = bool(s["reject_holds"][j]), bool(s["reject_fails"][j])
             verdict = "holds" if rh else "fails" if rf else "inconclusive"
             a = s["level_holds"][j] if rh else s["level_fails"][j] if rf else (
                 np.nanmin([s["level_holds"][j], s["level_fails"][j]]))
-            if not np.isfinite(a):
-                a = alpha
+            a = a if np.isfinite(a) else alpha
             pa, pb = s["p_adj_holds"][j], s["p_adj_fails"][j]
             p_adj = pa if rh else pb if rf else np.nanmin([pa, pb])
             decided[i] = (verdict, float(a), float(p_adj), rh and rf, key.split("#")[0], len(idx))
-    for i, r in df.iterrows():
+    return decided, untestable
+
+
+def _write_exact(df, i, parts, alpha: float) -> None:
+    if parts:
+        df.at[i, "verdict"] = _exact_verdict(parts)
+        first = next(p for p in parts if not p.gate)
+        df.at[i, "value"] = first.est.value
+        df.at[i, "ci_low"] = df.at[i, "ci_high"] = first.est.value
+        df.at[i, "basis"] = _basis(df.at[i, "verdict"], parts, alpha, alpha, "", 1, math.nan, False)
+    elif not df.at[i, "basis"]:
+        df.at[i, "basis"] = f"{df.at[i, 'verdict']}: as the study judged it (no test)"
+
+
+def _write_decided(df, i, parts, decision, alpha: float, power: float, seeds_cap: int) -> None:
+    """A statistical row's verdict, the interval it was decided from, its basis and power figures."""
+    verdict, a, p_adj, both, family, n_family = decision
+    df.at[i, "verdict"] = verdict
+    df.at[i, "p_adj"] = p_adj
+    if not parts:
+        df.at[i, "basis"] = (f"{verdict}: the study's own test, one-sided at {a:.3g} after the step-down; "
+                             "interval as the study gave it")
+        return
+    main = [p for p in parts if not p.gate]
+    k = max(len([p for p in main if not p.exact]), 1)
+    level = 1 - 2 * a
+    if verdict == "fails" and len(parts) == 1:
+        level = 1 - a / k if main[0].side == "within" else 1 - 2 * a / k
+    disp = df.at[i, "_display"]
+    value, low, high = disp(level) if callable(disp) else (main[0].est.value, *main[0].est.interval(level))
+    df.at[i, "value"], df.at[i, "ci_low"], df.at[i, "ci_high"] = value, low, high
+    df.at[i, "ci_level"] = level
+    text = _basis(verdict, parts, a, alpha, family, n_family, level, both)
+    if verdict == "inconclusive":
+        pw = power_figures(parts, a, power, seeds_cap)
+        df.at[i, "detectable"] = pw["detectable"]
+        df.at[i, "seeds_needed"] = pw["seeds_needed"]
+        extra = _power_text(pw, parts, int(main[0].est.n), seeds_cap, a)
+        text += f". {extra}" if extra else ""
+    df.at[i, "basis"] = text
+
+
+def _write_strata(df, parent: int, kids: list) -> None:
+    """A pooled claim's ``strata`` column, ``mixed`` when one stratum holds and another fails, and the strata's
+    agreement (Welch's heterogeneity test) in its basis."""
+    by = {v: [label for label, j in kids if df.at[j, "verdict"] == v] for v in VERDICTS}
+    df.at[parent, "strata"] = "; ".join(f"{v}: {', '.join(labels)}" for v, labels in by.items() if labels)
+    name = df.at[parent, "_stratum"] or "stratum"
+    firsts = [next((p for p in df.at[j, "_parts"] if not p.gate), None) for _, j in kids]
+    p_het = strata_agree([p for p in firsts if p is not None and not p.exact])
+    agree = (f"Welch's test of equal effects across the {len(kids)} {name} strata: p = {_fmt(p_het)}"
+             if np.isfinite(p_het) else f"the {len(kids)} {name} strata's agreement not testable (exact or too few seeds)")
+    if by["holds"] and by["fails"]:
+        pooled = df.at[parent, "basis"]
+        df.at[parent, "verdict"] = "mixed"
+        df.at[parent, "basis"] = (f"mixed: holds for {name} {', '.join(by['holds'])}; fails for {', '.join(by['fails'])} "
+                                  f"(each stratum judged as a cell, in the study's cell family); {agree}. "
+                                  f"Pooled over the strata it {pooled}")
+    else:
+        df.at[parent, "basis"] = f"{df.at[parent, 'basis']}. Strata ({name}): {df.at[parent, 'strata']}; {agree}"
+
+
+def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int = SEEDS_CAP):
+    """claims.csv's final form: one multiplicity rule per family, verdicts, the interval each verdict was made
+    from, the basis of each verdict, for undecided claims power figures, and the strata of pooled claims.
+
+    ``claims``: a DataFrame of ``claim`` rows. alpha = 1 - ci. The headline claims of the study are one
+    family, its cells (with the strata of pooled claims) another (``stepdown``); each check and identity is
+    judged alone. Rows without parts but with p-values (one-sided) take part with c = 2; rows without
+    p-values keep their verdict and interval (``not_run`` rows). Returns a DataFrame with exactly
+    ``CLAIM_COLUMNS``: ``p_adj`` is the adjusted p-value of the verdict's test (holds: against "the claim is
+    false"; fails: against "the effect is as large as the smallest effect of interest"; inconclusive: the
+    smaller of the two); ``ci_low``/``ci_high`` the interval at ``ci_level``, the level the verdict was
+    decided at; ``basis`` says how; ``detectable`` and ``seeds_needed`` (inconclusive rows) what more seeds
+    would buy (``power_figures``); ``strata`` the verdicts of a pooled claim's strata (``mixed`` when they
+    are opposite)."""
+    import pandas as pd
+
+    df = pd.DataFrame(claims).copy().reset_index(drop=True)
+    defaults = {"kind": "cell", "p_adj": math.nan, "sesoi": math.nan, "ci_level": math.nan, "basis": "",
+                "detectable": math.nan, "seeds_needed": math.nan, "strata": "", "p_holds": math.nan,
+                "p_fails": math.nan, "_parts": None, "_display": None, "_strata": None, "_stratum": ""}
+    for c, v in defaults.items():
+        if c not in df:
+            df[c] = [v] * len(df)
+    df["kind"] = df["kind"].fillna("cell")
+    bad = sorted(set(df["kind"]) - set(KINDS))
+    if bad:
+        raise ValueError(f"unknown claim kinds {bad}")
+    df, children = _expand_strata(df)
+    alpha = 1 - ci
+    df["p_adj"] = math.nan
+    for col in ("ci_level", "detectable", "seeds_needed", "sesoi"):
+        df[col] = df[col].astype(float)
+    for col in ("basis", "strata"):
+        df[col] = df[col].fillna("").astype(object)
+    tests = _tests(df)
+    decided, untestable = _decide(df, tests, alpha)
+    for i in range(len(df)):
         parts, t = tests[i]
         if t["exact"]:
-            if parts:
-                df.at[i, "verdict"] = _exact_verdict(parts)
-                first = next(p for p in parts if not p.gate)
-                df.at[i, "value"] = first.est.value
-                df.at[i, "ci_low"] = df.at[i, "ci_high"] = first.est.value
-                df.at[i, "basis"] = _basis(df.at[i, "verdict"], parts, alpha, alpha, "", 1, math.nan, False)
-            elif not df.at[i, "basis"]:
-                df.at[i, "basis"] = f"{r['verdict']}: as the study judged it (no test)"
-            continue
-        if i in untestable:
+            _write_exact(df, i, parts, alpha)
+        elif i in untestable:
             df.at[i, "verdict"] = "inconclusive"
             df.at[i, "basis"] = "inconclusive: no interval (fewer than two finite values in a group of seeds)"
-            continue
-        verdict, a, p_adj, both, family, n_family = decided[i]
-        df.at[i, "verdict"] = verdict
-        df.at[i, "p_adj"] = p_adj
-        if not parts:
-            df.at[i, "basis"] = (f"{verdict}: the study's own test, one-sided at {a:.3g} after the step-down; "
-                                 "interval as the study gave it")
-            continue
-        main = [p for p in parts if not p.gate]
-        k = max(len([p for p in main if not p.exact]), 1)
-        level = 1 - 2 * a
-        if verdict == "fails" and len(parts) == 1:
-            level = 1 - a / k if main[0].side == "within" else 1 - 2 * a / k
-        disp = r["_display"]
-        if callable(disp):
-            value, low, high = disp(level)
         else:
-            value = main[0].est.value
-            low, high = main[0].est.interval(level)
-        df.at[i, "value"], df.at[i, "ci_low"], df.at[i, "ci_high"] = value, low, high
-        df.at[i, "ci_level"] = level
-        text = _basis(verdict, parts, a, alpha, family, n_family, level, both)
-        if verdict == "inconclusive":
-            pw = power_figures(parts, a, power, seeds_cap)
-            df.at[i, "detectable"] = pw["detectable"]
-            df.at[i, "seeds_needed"] = pw["seeds_needed"]
-            extra = _power_text(pw, parts, int(main[0].est.n), seeds_cap, a)
-            text += f". {extra}" if extra else ""
-        df.at[i, "basis"] = text
+            _write_decided(df, i, parts, decided[i], alpha, power, seeds_cap)
+    for parent, kids in children.items():
+        _write_strata(df, parent, kids)
     return df[CLAIM_COLUMNS]
