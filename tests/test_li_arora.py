@@ -14,6 +14,7 @@ from normlab.config import ConfigError, validate
 from normlab.models import build_model
 from normlab.stats import finalize
 from normlab.studies import li_arora
+from normlab.studies.li_arora import claims as la_claims
 from normlab.studies.li_arora.exactness import batch_stat_outputs, check_scale_invariant, run_pair
 
 TINY = {"arch": "mlp", "depth": 2, "width": 16, "norm": "bn_pre", "act": "relu", "scale_invariant": True, "bn_eps": 1e-30}
@@ -155,13 +156,12 @@ def test_config_errors_name_the_key():
 @pytest.mark.parametrize("over,keys", [
     ({"step_decay": {"milestones": [0.75, 0.5]}}, ["'step_decay.milestones'", "'train.steps'"]),
     ({"step_decay": {"milestones": [0.5, 0.5001]}}, ["'step_decay.milestones'", "'train.steps'"]),
-    ({"schedules": ["step_wd", "texp", "const_wd", "exponential"]}, ["'schedules'", "texp_practical", "S2.b"]),
-    ({"schedules": ["step_wd", "texp_practical", "const_wd"]}, ["'schedules'", "exponential", "S2.c"]),
     ({"train": {"steps": 100, "batch_size": 32, "eval_every": 200}}, ["'train.eval_every'", "'train.steps'"]),
     ({"norm_every": 5000}, ["'norm_every'", "'train.steps'"]),
     ({"exactness": {"steps": 10, "log_every": 20}}, ["'exactness.log_every'", "'exactness.steps'"]),
-    ({"exactness": {"pairs": ["texp"]}}, ["'exactness.pairs'", "S2.a"]),
-    ({"exactness": {"dtypes": ["float64"]}}, ["'exactness.dtypes'", "S2.d"]),
+    ({"exactness": {"pairs": ["texp"]}}, ["'exactness.pairs'", "'exactness.dtypes'", "float32"]),
+    ({"schedules": ["texp"], "exactness": {"dtypes": ["float64"], "pairs": ["texp"]}},
+     ["'schedules'", "'exactness.pairs'", "no claim could run", "S2.a needs", "S2.b needs", "S2.c needs", "S2.d needs"]),
     ({"growth": {"weight_decay": 0.05}}, ["'growth.weight_decay'", "'lr'"]),
 ])
 def test_cross_key_errors_name_both_keys(over, keys):
@@ -174,7 +174,7 @@ def test_cross_key_errors_name_both_keys(over, keys):
 
 
 def test_check_config_clean_on_shipped_configs():
-    for name in ["config", "smoke", "paper"]:
+    for name in ["config", "smoke", "paper", "fashion"]:
         cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
         if name != "config":
             over = yaml.safe_load((ROOT / "config" / f"{name}.yaml").read_text())["studies"]["li_arora"]
@@ -187,11 +187,11 @@ def test_check_config_clean_on_shipped_configs():
 
 
 def test_snakemake_reports_the_cross_key_error_in_one_line(workdir):
-    (workdir / "bad.yaml").write_text("studies:\n  li_arora:\n    schedules: [step_wd, texp, const_wd, exponential]\n")
+    (workdir / "bad.yaml").write_text("studies:\n  li_arora:\n    exactness: {pairs: [texp]}\n")
     p = snakemake(workdir, "-n", "li_arora", "--configfile", "bad.yaml", check=False)
     assert p.returncode != 0
     lines = [x for x in p.stderr.splitlines() if x.startswith("Config error:")]
-    assert len(lines) == 1 and "'schedules'" in lines[0] and "texp_practical" in lines[0]
+    assert len(lines) == 1 and "'exactness.pairs'" in lines[0] and "float32" in lines[0]
     assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
 
 
@@ -279,8 +279,8 @@ def test_verdicts_follow_the_numbers(tmp_path):
 
 
 def test_drift_rate_measures_decades_per_1000_steps(tmp_path):
-    ex = li_arora.load_exact(synthetic_exact(tmp_path, f32=lambda t, seed: 1e-7 * 10 ** (t / (200 + 100 * seed))))
-    dr = li_arora.drift_rates(ex, 1e-2).set_index(["pair", "setting", "seed"]).sort_index()
+    ex = la_claims.load_exact(synthetic_exact(tmp_path, f32=lambda t, seed: 1e-7 * 10 ** (t / (200 + 100 * seed))))
+    dr = la_claims.drift_rates(ex, 1e-2).set_index(["pair", "setting", "seed"]).sort_index()
     # 1e-7 -> 1e-2: 5 decades in 1000 / 1500 / 2000 steps (seed 0 / 1 / 2); the start level is the median of
     # the first five logged steps (10..50: the value at step 30), the clock starts at step 10
     expect = [(5 - 30 / P) / (5 * P - 10) * 1000 for P in (200, 300, 400)]
@@ -298,7 +298,7 @@ def test_smoke_run(smoke_workdir):
     vdir = next((smoke_workdir / "results" / "li_arora").glob("smoke-*"))
     claims = pd.read_csv(vdir / "claims.csv")
     assert claims[claims.kind.isin(["headline", "identity"])].claim_id.tolist() == list(li_arora.HEADLINES)
-    assert set(claims.verdict) <= {"holds", "fails", "inconclusive"}
+    assert set(claims.verdict) <= {"holds", "fails", "inconclusive", "mixed"}  # the default smoke runs every claim
     c = claims.set_index("claim_id")
     assert c.loc["S2.a", "verdict"] == "holds" and c.loc["S2.b[exact_trajectory]", "verdict"] == "holds"
     for f in ("exactness_gap", "drift", "lr_schedules", "norms", "test_accuracy"):
@@ -306,3 +306,70 @@ def test_smoke_run(smoke_workdir):
     ex = pd.read_parquet(vdir / "exactness" / "float32.parquet")
     assert ex[ex.metric == "weight_gap"].value.max() > 1e-9  # float32 drift is measured, not hidden
     assert ex.seed.nunique() == 2
+
+
+@pytest.mark.parametrize("over", [
+    {"exactness": {"dtypes": ["float64"]}},
+    {"exactness": {"dtypes": ["float32"], "pairs": ["exp"]}},
+    {"schedules": ["step_wd", "texp_practical"]},
+    {"schedules": ["const_wd"], "exactness": {"dtypes": ["float64"]}},
+    {"schedules": ["exponential", "const_wd"], "exactness": {"pairs": ["exp"]}},
+])
+def test_subsets_are_accepted(over):
+    """Part of the grid is a valid config: the claims it cannot test are reported `not run`, not refused."""
+    cfg = study_cfg(**over)
+    assert li_arora.check_config(cfg) == []
+    assert set(li_arora.variants(cfg)) == set(cfg["schedules"])
+    assert set(li_arora.side_jobs(cfg)) == {f"exact_{d}" for d in cfg["exactness"]["dtypes"]}
+
+
+def test_subset_claims_not_run_name_what_they_need(tmp_path):
+    """float64 only and two schedules: S2.a and S2.b run; S2.c and S2.d are `not run` rows naming their needs."""
+    cfg = study_cfg(schedules=["step_wd", "texp_practical"], exactness={"dtypes": ["float64"]})
+    m, s = synthetic_runs(cfg)
+    ex = pd.read_parquet(synthetic_exact(tmp_path)["exact"])
+    ex[ex.dtype == "float64"].to_parquet(tmp_path / "f64.parquet")
+    c = finalize(li_arora.analyze(m, s, cfg, {"exact_float64": tmp_path / "f64.parquet"}))
+    assert c[c.kind.isin(["headline", "identity"])].claim_id.tolist() == list(li_arora.HEADLINES)
+    c = c.set_index("claim_id")
+    assert c.loc["S2.a", "verdict"] == "holds" and c.loc["S2.b", "verdict"] == "holds"
+    assert c.loc["S2.c", "verdict"] == "not run" and c.loc["S2.d", "verdict"] == "not run"
+    assert "schedule const_wd" in c.loc["S2.c", "basis"] and "schedule exponential" in c.loc["S2.c", "basis"]
+    assert "exactness dtype float32" in c.loc["S2.d", "basis"]
+    assert not any(i.startswith(("S2.c[", "S2.d[")) for i in c.index)
+    # the other way round: float32 and the S2.c schedules only
+    cfg = study_cfg(schedules=["const_wd", "exponential"], exactness={"dtypes": ["float32"], "pairs": ["exp"]})
+    m, s = synthetic_runs(cfg)
+    ex[ex.dtype == "float32"].to_parquet(tmp_path / "f32.parquet")
+    c = finalize(li_arora.analyze(m, s, cfg, {"exact_float32": tmp_path / "f32.parquet"})).set_index("claim_id")
+    assert c.loc["S2.a", "verdict"] == "not run" and c.loc["S2.a", "kind"] == "identity"
+    assert "exactness dtype float64" in c.loc["S2.a", "basis"]
+    assert c.loc["S2.b", "verdict"] == "not run" and "schedule texp_practical" in c.loc["S2.b", "basis"]
+    assert c.loc["S2.b[exact_trajectory]", "verdict"] == "not run"
+    assert c.loc["S2.c", "verdict"] == "holds" and c.loc["S2.d", "verdict"] == "holds"
+
+
+def test_directional_claims_declare_a_smallest_effect(tmp_path):
+    """Every directional row (above/below) shows the margin at which it fails (sesoi column)."""
+    cfg = study_cfg(schedules=["step_wd", "texp_practical", "texp", "const_wd", "exponential"])
+    m, s = synthetic_runs(cfg)
+    c = finalize(li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path)))
+    directional = c[c.threshold.str.startswith((">", "<")) & (c.verdict != "not run")]
+    assert len(directional) and directional.sesoi.notna().all(), directional[["claim_id", "threshold", "sesoi"]]
+
+
+def test_drift_strata_that_disagree_make_s2d_mixed(tmp_path):
+    """S2.d pools the (lr, wd, momentum) settings: one that drifts and one that stays at rounding level give
+    opposite stratum verdicts, so the pooled claim is `mixed` and names each side."""
+    cfg = study_cfg()
+    m, s = synthetic_runs(cfg)
+    path = synthetic_exact(tmp_path)["exact"]
+    ex = pd.read_parquet(path)
+    flat = (ex.dtype == "float32") & (ex.setting == "s2")
+    ex.loc[flat, "value"] = 1e-7 * (1 + 0.01 * ex.loc[flat, "seed"])
+    ex.to_parquet(path)
+    c = finalize(li_arora.analyze(m, s, cfg, {"exact": path})).set_index("claim_id")
+    # (the synthetic float32 frame has two pairs, so the labels name the pair too)
+    assert c.loc["S2.d[exp s1]", "verdict"] == "holds" and c.loc["S2.d[exp s2]", "verdict"] == "fails"
+    assert c.loc["S2.d", "verdict"] == "mixed"
+    assert c.loc["S2.d", "strata"] == "holds: exp s1, texp s1; fails: exp s2, texp s2"

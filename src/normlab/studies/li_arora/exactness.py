@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ...io import read_spec
-from . import milestone_steps
+from .variants import milestone_steps
 
 
 def setting_label(s: dict) -> str:
