@@ -596,3 +596,12 @@ def test_not_run_rows_pass_through():
     assert o.loc["S4.a", "verdict"] == "not run" and o.loc["S4.a", "basis"] == "not run: needs norms none and bn_post"
     assert o.loc["S4.c", "verdict"] == "holds" and "judged alone" in o.loc["S4.c", "basis"]
     assert set(o.verdict) <= set(stats.VERDICTS)
+
+
+def test_strata_in_different_measures_are_not_tested_for_agreement():
+    acc, loss = _seeds(0.05, seed=6), _seeds(-0.4, seed=7)
+    rows = [stats.claim_from("S1.a", "x", "s", "m", mean_ci([acc]), kind="headline", above=0.0, sesoi=0.02,
+                             strata={"accuracy": [(mean_ci([acc]), dict(above=0.0, sesoi=0.02))],
+                                     "log10 loss": [(mean_ci([loss]), dict(below=0.0, sesoi=0.3))]}, stratum="metric")]
+    o = finalize(pd.DataFrame(rows)).set_index("claim_id")
+    assert "agreement not tested (different measures or margins)" in o.loc["S1.a", "basis"]

@@ -40,8 +40,8 @@ Strata: a claim that pools strata (layers, activations, conditions, metrics) dec
 list of parts per stratum). ``finalize`` judges each stratum as a row of its own, ``<claim_id>[<label>]``, in
 the study's cell family; when one stratum holds and another fails, the pooled claim's verdict is ``mixed``
 and its ``strata`` column names the strata on each side. Whether the strata agree is tested by Welch's
-heterogeneity test (Welch 1951: equal means under unequal variances) on the strata's first parts, its
-p-value in the basis (it treats the strata as independent; strata measured on the same seeds are not,
+heterogeneity test (Welch 1951: equal means under unequal variances) on the strata's first parts when they
+measure the same thing against the same margins (not across metrics or measures), its p-value in the basis (it treats the strata as independent; strata measured on the same seeds are not,
 so read it as descriptive).
 
 Power (``power_figures``): for an inconclusive claim, from its observed effect and spread, the effect
@@ -926,9 +926,12 @@ def _write_strata(df, parent: int, kids: list) -> None:
     df.at[parent, "strata"] = "; ".join(f"{v}: {', '.join(labels)}" for v, labels in by.items() if labels)
     name = df.at[parent, "_stratum"] or "stratum"
     firsts = [next((p for p in df.at[j, "_parts"] if not p.gate), None) for _, j in kids]
-    p_het = strata_agree([p for p in firsts if p is not None and not p.exact])
+    same_scale = len({(p.side, p.holds, p.fails, p.est.log) for p in firsts if p is not None}) == 1
+    p_het = strata_agree([p for p in firsts if p is not None and not p.exact]) if same_scale else math.nan
     agree = (f"Welch's test of equal effects across the {len(kids)} {name} strata: p = {_fmt(p_het)}"
-             if np.isfinite(p_het) else f"the {len(kids)} {name} strata's agreement not testable (exact or too few seeds)")
+             if np.isfinite(p_het) else
+             f"the {len(kids)} {name} strata's agreement not tested (different measures or margins)" if not same_scale
+             else f"the {len(kids)} {name} strata's agreement not testable (exact or too few seeds)")
     if by["holds"] and by["fails"]:
         pooled = df.at[parent, "basis"]
         df.at[parent, "verdict"] = "mixed"

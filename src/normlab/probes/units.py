@@ -6,7 +6,7 @@ over the rows w_j of the weight matrix (conv filters are flattened):
 
 before the update (``before_step``, gradient g_j = dJ/dw_j of this step's batch):
 - ``w2_*``: ||w_j||^2 (mean and quantiles over units), ``w4_mean``: mean_j ||w_j||^4 (the
-  quantity that grows linearly in k under the lecture's law, see studies/norm_growth.py);
+  quantity that grows linearly in k under the lecture's law, see studies/norm_growth/);
 - ``g2_mean``: mean_j ||g_j||^2; ``G2_mean``/``G_q*``: the gradient at unit norm,
   G_j = ||grad J(w_hat_j)|| = ||w_j|| ||g_j|| (Euler: degree -1 homogeneity);
 - ``efflr_*``: the effective learning rate eta / ||w_j||^2;
