@@ -331,7 +331,11 @@ def test_variants_grid_and_probes():
 
     cfg = _cfg()
     v = variants(cfg)
-    assert len(v) == len(cfg["nets"]) * 4 * 2
+    # every norm at every rate of lrs; the probed norms (none, bn_pre) also at probes.lrs (0.01: the paper's Fig. 3)
+    assert len(v) == len(cfg["nets"]) * (4 * 2 + 2)
+    assert {"mlp-none-lr0.01", "mlp-bn_pre-lr0.01"} <= set(v) and "mlp-noisy_bn-lr0.01" not in v
+    assert [p["name"] for p in v["mlp-bn_pre-lr0.01"]["probes"]][2:] == ["ics", "landscape"]
+    assert len(variants(_cfg(probes={"lrs": [0.1]}))) == 8  # a rate already in lrs adds nothing
     spec = v["mlp-noisy_bn-lr0.5"]
     assert spec["model"]["norm"] == "noisy_bn" and spec["model"]["noise"] == P and spec["lr"] == 0.5
     assert spec["optimizer"]["momentum"] == 0.0 and spec["train"]["steps"] >= 4000
@@ -342,13 +346,24 @@ def test_variants_grid_and_probes():
     json.dumps(v)  # a run spec is JSON
 
 
-def _fake_runs(bn_ics=10.0, none_ics=1.0, bn_beta=1.0, none_beta=100.0, seeds=3, accs=None):
-    """Two cells (lr 0.1: the standard net trains; lr 0.5: it fails); train-mode batch accuracy per step."""
+CLEAN = {"none": (0.99, 0.1), "bn_pre": (0.99, 0.99), "noisy_bn": (0.98, 0.975), "noise_only": (0.1, 0.1)}
+
+
+def _fake_runs(bn_ics=10.0, none_ics=1.0, bn_beta=1.0, none_beta=100.0, seeds=3, accs=None, clean=None,
+               clean_loss=None, norms=None, lrs=(0.1, 0.5), probe_lrs=(0.1,), beta_at_0=None, late_ics=None):
+    """Cells lr 0.1 (the standard net trains) and 0.5 (it fails), or ``lrs``; train-mode batch accuracy per step;
+    the noise-free accuracy (``clean``, default ``accs``) and loss (``clean_loss``: 0.05, the standard net's 2.3 at
+    lr 0.5) at the last
+    step; ICS (layer 1, and layer 9 with ``late_ics`` = (bn, none)) and landscape probes at steps 0, 10, 20 of
+    none and bn_pre at ``probe_lrs`` (``beta_at_0``: the (bn, none) landscape values at step 0)."""
     rng = np.random.default_rng(0)
     metrics, summary = [], []
     accs = accs or {"none": (0.99, 0.1), "bn_pre": (0.99, 0.99), "noisy_bn": (0.98, 0.975), "noise_only": (0.1, 0.1)}
+    clean = clean or accs
     for norm, per_lr in accs.items():
-        for lr, acc in zip((0.1, 0.5), per_lr):
+        if norms is not None and norm not in norms:
+            continue
+        for k, (lr, acc) in enumerate(zip(lrs, per_lr)):
             variant = f"mlp-{norm}-lr{lr:g}"
             for seed in range(seeds):
                 base = {"net": "mlp", "norm": norm, "lr": lr, "seed": seed, "variant": variant}
@@ -357,17 +372,31 @@ def _fake_runs(bn_ics=10.0, none_ics=1.0, bn_beta=1.0, none_beta=100.0, seeds=3,
                     metrics.append({**base, "step": step, "metric": "batch_acc",
                                     "value": (0.1 if step < 90 else acc) + rng.normal(0, 0.003)})
                     metrics.append({**base, "step": step, "metric": "batch_loss", "value": 1.0})
-                metrics.append({**base, "step": 99, "metric": "bn_clean/test_acc", "value": acc - 0.1})
-                if norm in ("none", "bn_pre") and lr == 0.1:
-                    ics, beta = (bn_ics, bn_beta) if norm == "bn_pre" else (none_ics, none_beta)
-                    for step in (0, 10, 20):
-                        for name, val in [("ics/l2/1", ics), ("ics/rel/1", ics), ("ics/cos/1", 0.5 if norm == "bn_pre"
-                                                                                    else 0.9),
-                                          ("landscape/loss_range", beta), ("landscape/grad_diff_max", beta),
-                                          ("landscape/beta", beta)]:
-                            metrics.append({**base, "step": step, "metric": name,
-                                            "value": val * np.exp(rng.normal(0, 0.05))})
+                c_acc = clean[norm][k] + rng.normal(0, 0.003)
+                losses = {"none": (0.05, 2.3)} if clean_loss is None else clean_loss
+                loss = losses.get(norm, (0.05, 0.05))[k] * np.exp(rng.normal(0, 0.05))
+                for name, val in [("test_acc", c_acc - 0.1), ("train_acc", c_acc), ("train_loss", loss)]:
+                    metrics.append({**base, "step": 99, "metric": f"bn_clean/{name}", "value": val})
+                if norm in ("none", "bn_pre") and any(np.isclose(lr, probe_lrs)):
+                    metrics += _fake_probes(base, norm, bn_ics, none_ics, bn_beta, none_beta, beta_at_0, late_ics, rng)
     return pd.DataFrame(metrics), pd.DataFrame(summary)
+
+
+def _fake_probes(base, norm, bn_ics, none_ics, bn_beta, none_beta, beta_at_0, late_ics, rng):
+    bn = norm == "bn_pre"
+    rows = []
+    for step in (0, 10, 20):
+        ics, beta = (bn_ics, bn_beta) if bn else (none_ics, none_beta)
+        if step == 0 and beta_at_0 is not None:
+            beta = beta_at_0[0 if bn else 1]
+        vals = [("ics/l2/1", ics), ("ics/rel/1", ics), ("ics/cos/1", 0.5 if bn else 0.9),
+                ("landscape/loss_range", beta), ("landscape/grad_diff_max", beta), ("landscape/beta", beta)]
+        if late_ics is not None:
+            late = late_ics[0 if bn else 1]
+            vals += [("ics/l2/9", late), ("ics/rel/9", late), ("ics/cos/9", 0.5 if bn else 0.9)]
+        rows += [{**base, "step": step, "metric": name, "value": val * np.exp(rng.normal(0, 0.05))}
+                 for name, val in vals]
+    return rows
 
 
 def test_claims_follow_the_data():
@@ -384,29 +413,152 @@ def test_claims_follow_the_data():
     assert c.loc[["S1.a", "S1.b", "S1.c", "S1.d"], "verdict"].eq("holds").all()
     # the regime matters: S1.a pools lr 0.5 only, where the standard net fails
     assert c.loc["S1.a[bn_pre > none, pooled]", "value"] == pytest.approx(0.89, abs=0.02)
-    # BN's ICS a tenth of the standard net's: S1.c fails; a rougher landscape with BN: S1.d fails
+    # BN's ICS a tenth of the standard net's: S1.c's norm strata fail while its cosine stratum holds (mixed), the
+    # three-part pooled claim fails; a rougher landscape with BN: S1.d fails
     c = finalize(analyze(*_fake_runs(bn_ics=0.1, bn_beta=1000.0), cfg, None)).set_index("claim_id")
-    assert c.loc["S1.c", "verdict"] == "fails" and c.loc["S1.d", "verdict"] == "fails"
+    assert c.loc["S1.c", "verdict"] == "mixed" and c.loc["S1.d", "verdict"] == "fails"
+    assert c.loc["S1.c", "strata"] == "holds: layer 1 cos; fails: layer 1 l2, layer 1 rel"
     assert c.loc["S1.c", "value"] == pytest.approx(-1.0, abs=0.05)
-    assert "ratio's" in c.loc["S1.c", "basis"] and "lies below" in c.loc["S1.c", "basis"]  # the failing part, named
+    assert c.loc["S1.c[l2, pooled]", "verdict"] == "fails" and c.loc["S1.c[cos, pooled]", "verdict"] == "holds"
     # the same landscape with and without BN (a true null): S1.d fails, since its interval rules out the
-    # smallest effect of interest (a factor 1.25); without one it would stay inconclusive for ever
+    # smallest effect of interest (a factor 10, stated against the paper's two orders of magnitude)
     c = finalize(analyze(*_fake_runs(bn_beta=100.0), cfg, None)).set_index("claim_id")
-    assert c.loc["S1.d", "verdict"] == "fails" and c.loc["S1.d", "sesoi"] == pytest.approx(-np.log10(1.25))
-    assert "smallest effect of interest" in c.loc["S1.d", "claim"] and "smallest effect" in c.loc["S1.d", "basis"]
-    # noisy BN 10 points below BN: "about as well" fails; the noise without BN training: S1.b fails
+    assert c.loc["S1.d", "verdict"] == "fails" and c.loc["S1.d", "sesoi"] == pytest.approx(-1.0)
+    assert "two orders of magnitude" in c.loc["S1.d", "claim"] and "smallest effect" in c.loc["S1.d", "basis"]
+    # noisy BN 10 points below BN (and so on every metric): "about as well" fails; the noise without BN
+    # training: S1.b fails
     accs = {"none": (0.99, 0.1), "bn_pre": (0.99, 0.99), "noisy_bn": (0.9, 0.89), "noise_only": (0.9, 0.9)}
     c = finalize(analyze(*_fake_runs(accs=accs), cfg, None)).set_index("claim_id")
     assert c.loc["S1.a", "verdict"] == "fails" and c.loc["S1.b", "verdict"] == "fails"
     # the standard net as good as BN in the regime: "clearly better" fails, so S1.a fails
     accs = {"none": (0.99, 0.99), "bn_pre": (0.99, 0.99), "noisy_bn": (0.98, 0.98), "noise_only": (0.1, 0.1)}
-    c = finalize(analyze(*_fake_runs(accs=accs), cfg, None)).set_index("claim_id")
+    c = finalize(analyze(*_fake_runs(accs=accs, clean_loss={}), cfg, None)).set_index("claim_id")
     assert c.loc["S1.a", "verdict"] == "fails" and c.loc["S1.a[noisy_bn ~ bn_pre, pooled]", "verdict"] == "holds"
 
 
+def test_s1a_metric_strata_separate_the_noise_from_the_weights():
+    """Noisy BN 12 points below BN in train mode (the noise in the forward pass scored) but within 1 point with
+    the noise off: S1.a is mixed, its train-mode stratum fails and the noise-free accuracies hold; a noise-free
+    loss 10x BN's fails the loss stratum (a factor 2 allowed)."""
+    from normlab.stats import finalize
+    from normlab.studies.santurkar import analyze
+
+    cfg = _cfg(seeds=6)
+    accs = {"none": (0.99, 0.1), "bn_pre": (0.99, 0.97), "noisy_bn": (0.98, 0.85), "noise_only": (0.1, 0.1)}
+    clean = {**accs, "noisy_bn": (0.98, 0.968)}
+    c = finalize(analyze(*_fake_runs(accs=accs, clean=clean, seeds=6), cfg, None)).set_index("claim_id")
+    assert c.loc["S1.a", "verdict"] == "mixed"
+    assert c.loc["S1.a[train mode]", "verdict"] == "fails"
+    assert c.loc[["S1.a[noise-free train acc]", "S1.a[noise-free test acc]", "S1.a[noise-free train loss]"],
+                 "verdict"].eq("holds").all()
+    assert c.loc["S1.a", "strata"] == ("holds: noise-free train acc, noise-free train loss, noise-free test acc; "
+                                       "fails: train mode")
+    assert c.loc["S1.a", "value"] == pytest.approx(-0.12, abs=0.01)  # the paper's metric: train mode
+    assert "the paper's" in c.loc["S1.a", "claim"] and "noise off" in c.loc["S1.a", "claim"]
+    loss = {"none": (0.05, 2.3), "bn_pre": (0.05, 0.02), "noisy_bn": (0.05, 0.2)}
+    c = finalize(analyze(*_fake_runs(accs=accs, clean=clean, clean_loss=loss, seeds=6), cfg, None)).set_index("claim_id")
+    assert c.loc["S1.a[noise-free train loss]", "verdict"] == "fails"
+    assert c.loc["S1.a[noise-free train loss]", "value"] == pytest.approx(1.0, abs=0.05)  # log10 of 10x
+
+
+def test_s1c_layer_strata_and_the_second_rate():
+    """A late layer where BN's ICS is a tenth of the standard net's, an early one where it is larger: S1.c is
+    mixed by layer x measure; lr 0.01 (the paper's Fig. 3) is a row of its own, and 'not run' when not trained."""
+    from normlab.stats import finalize
+    from normlab.studies.santurkar import analyze
+
+    cfg = _cfg()
+    m, s = _fake_runs(late_ics=(0.1, 1.0))
+    m2, s2 = _fake_runs(lrs=(0.01,), probe_lrs=(0.01,), norms=("none", "bn_pre"), late_ics=(0.1, 1.0),
+                        accs={"none": (0.9,), "bn_pre": (0.9,)})
+    c = finalize(analyze(pd.concat([m, m2]), pd.concat([s, s2]), cfg, None)).set_index("claim_id")
+    assert c.loc["S1.c", "verdict"] == "mixed"
+    assert set(c.loc["S1.c", "strata"].split("; fails: ")[1].split(", ")) == {"layer 9 l2", "layer 9 rel"}
+    assert c.loc["S1.c[layer 1 l2]", "verdict"] == "holds" and c.loc["S1.c[layer 9 l2]", "verdict"] == "fails"
+    assert c.loc["S1.c[layer 9 l2]", "kind"] == "cell" and "lr in [0.1, 0.01]" in c.loc["S1.c", "claim"]
+    assert {"S1.c[lr=0.1]", "S1.c[lr=0.01]", "S1.c[mlp lr=0.01 layer 9 l2]"} <= set(c.index)
+    # a config that does not train lr 0.01: that rate is 'not run', naming what it needs; S1.c pools lr 0.1
+    cfg = _cfg(probes={"lrs": []})
+    c = finalize(analyze(m, s, cfg, None)).set_index("claim_id")
+    assert c.loc["S1.c[lr=0.01]", "verdict"] == "not run" and "'probes.lrs'" in c.loc["S1.c[lr=0.01]", "basis"]
+    assert c.loc["S1.c", "verdict"] == "mixed" and "rate 0.01 not trained" in c.loc["S1.c", "claim"]
+
+
+def test_s1d_early_window_leaves_out_step_0():
+    """At step 0 BN's landscape is 100x smoother, later the same as without BN: S1.d (the early window, after
+    step 0) fails against its smallest effect of interest; every probe step from step 0 (S1.d[all steps]) would
+    credit BN with the initialization's gap."""
+    from normlab.stats import finalize
+    from normlab.studies.santurkar import analyze
+
+    c = finalize(analyze(*_fake_runs(bn_beta=100.0, beta_at_0=(1.0, 100.0)), _cfg(), None)).set_index("claim_id")
+    assert c.loc["S1.d", "verdict"] == "fails" and c.loc["S1.d", "value"] == pytest.approx(0.0, abs=0.05)
+    assert c.loc["S1.d[all steps]", "value"] == pytest.approx(-2 / 3, abs=0.05)
+    assert "after step 0" in c.loc["S1.d", "claim"] and "probe steps 200, 400, 600, 800" in c.loc["S1.d", "claim"]
+    assert set(c.loc["S1.d", "strata"].removeprefix("fails: ").split(", ")) == {"loss_range", "grad_diff_max", "beta"}
+
+
+@pytest.mark.parametrize("norms, ran", [
+    (["none", "bn_pre"], {"S1.c", "S1.d"}),
+    (["none", "bn_pre", "noisy_bn"], {"S1.a", "S1.c", "S1.d"}),
+    (["noisy_bn", "noise_only"], {"S1.b"}),
+    (["none", "bn_pre", "noisy_bn", "noise_only"], {"S1.a", "S1.b", "S1.c", "S1.d"}),
+])
+def test_subsets_of_the_norms_run_and_the_rest_is_not_run(norms, ran):
+    """A config with some of the norms is accepted; the claims whose variants it lacks are 'not run' rows naming
+    what they need, with no cells; the others are judged as usual."""
+    from normlab.stats import finalize
+    from normlab.studies.santurkar import HEADLINES, analyze, check_config, variants
+
+    cfg = _cfg(norms=norms)
+    assert check_config(cfg) == []
+    assert {v["keys"]["norm"] for v in variants(cfg).values()} == set(norms)
+    c = finalize(analyze(*_fake_runs(norms=norms), cfg, None))
+    assert [x for x in c[c.kind == "headline"].claim_id] == list(HEADLINES)
+    rows = c.set_index("claim_id")
+    for cid in ("S1.a", "S1.b", "S1.c", "S1.d"):
+        if cid in ran:
+            assert rows.loc[cid, "verdict"] == "holds", cid
+        else:
+            assert rows.loc[cid, "verdict"] == "not run" and rows.loc[cid, "basis"].startswith("not run: needs norms")
+            assert not c.claim_id.str.startswith(f"{cid}[").any(), cid
+
+
+@pytest.mark.parametrize("norms", [["none", "bn_pre"], ["noisy_bn", "noise_only"]])
+def test_every_figure_is_written_for_a_subset(norms, tmp_path):
+    """Without the probed norms, or without noisy BN and the noise control, every declared figure is written
+    (empty panels say what is missing; the claims forest shows the rows not run)."""
+    from normlab.stats import finalize
+    from normlab.studies.santurkar import FIGURES, analyze, figures
+
+    cfg = _cfg(norms=norms)
+    m, s = _fake_runs(norms=norms)
+    m = pd.concat([m, m[m.metric == "batch_acc"].assign(metric="test_acc")])
+    written = figures(m, s, finalize(analyze(m, s, cfg, None)), cfg, tmp_path)
+    assert {p.name for p in written} == {f"{f.stem}.{e}" for f in FIGURES for e in ("png", "pdf")}
+
+
+def test_subsets_of_the_rates_run():
+    """lrs [0.1] only (the default regime_lrs 0.5 and 1.0 not trained): S1.a is 'not run' naming the key;
+    regime_lrs [0.5, 0.8] with 0.8 not trained: S1.a pools 0.5 and says so."""
+    from normlab.stats import finalize
+    from normlab.studies.santurkar import analyze, check_config
+
+    cfg = _cfg(lrs=[0.1], claims={"measure_lrs": [0.1], "regime_lrs": [0.5, 1.0]})
+    assert check_config(cfg) == []
+    m, s = _fake_runs(lrs=(0.1,))
+    c = finalize(analyze(m, s, cfg, None)).set_index("claim_id")
+    assert c.loc["S1.a", "verdict"] == "not run" and "'claims.regime_lrs' [0.5, 1]" in c.loc["S1.a", "basis"]
+    assert c.loc[["S1.b", "S1.c", "S1.d"], "verdict"].ne("not run").all()
+    cfg = _cfg(claims={"measure_lrs": [0.1], "regime_lrs": [0.5, 0.8]})
+    c = finalize(analyze(*_fake_runs(), cfg, None)).set_index("claim_id")
+    assert c.loc["S1.a", "verdict"] == "holds" and "'claims.regime_lrs' rate 0.8 not trained" in c.loc["S1.a", "claim"]
+
+
 @pytest.mark.parametrize("over, keys", [
-    ({"claims": {"measure_lrs": [0.2]}}, ["'claims.measure_lrs'", "'lrs'"]),
-    ({"claims": {"regime_lrs": [0.8]}}, ["'claims.regime_lrs'", "'lrs'"]),
+    # no claim could run: every rate a claim pools is absent, or every norm pair a claim compares
+    ({"lrs": [0.05, 0.8], "probes": {"lrs": []}}, ["no S1 claim could run", "'claims.measure_lrs'", "'lrs'"]),
+    ({"norms": ["bn_pre", "noisy_bn"]}, ["no S1 claim could run", "norms none", "'norms'"]),
     ({"norms": ["none", "bn_pre"], "probes": {"norms": ["noisy_bn"]}}, ["'probes.norms'", "'norms'"]),
     ({"probes": {"ics_layers": [1, 40]}}, ["'probes.ics_layers'", "'models.mlp'"]),
     ({"nets": ["mlp", "vgg"]}, ["'nets'", "'models'"]),
@@ -447,7 +599,8 @@ def test_check_config_clean_on_shipped_configs():
 def test_snakemake_reports_the_cross_key_error_in_one_line(workdir):
     from conftest import snakemake
 
-    (workdir / "bad.yaml").write_text("studies:\n  santurkar:\n    lrs: [0.05, 0.8]\n")
+    # no claim could run: no rate of claims.regime_lrs, measure_lrs or ics_lrs is trained
+    (workdir / "bad.yaml").write_text("studies:\n  santurkar:\n    lrs: [0.05, 0.8]\n    probes: {lrs: []}\n")
     p = snakemake(workdir, "-n", "santurkar", "--configfile", "bad.yaml", check=False)
     assert p.returncode != 0
     lines = [x for x in p.stderr.splitlines() if x.startswith("Config error:")]
@@ -503,7 +656,7 @@ def test_dln_stacked_matches_plain_loop():
 
 
 def test_smoke_run_outputs(smoke_workdir):
-    from normlab.stats import CLAIM_COLUMNS
+    from normlab.stats import CLAIM_COLUMNS, VERDICTS
 
     vdirs = sorted((smoke_workdir / "results" / "santurkar").glob("smoke-*"))
     assert vdirs
@@ -512,7 +665,7 @@ def test_smoke_run_outputs(smoke_workdir):
     assert list(claims.columns) == CLAIM_COLUMNS
     assert {"S1.a", "S1.b", "S1.c", "S1.d"} <= set(claims.claim_id)
     assert claims[claims.kind == "headline"].claim_id.tolist() == ["S1.a", "S1.c", "S1.d"]
-    assert set(claims.verdict) <= {"holds", "fails", "inconclusive"}
+    assert set(claims.verdict) <= set(VERDICTS)
     for f in ["train_accuracy", "lr_sweep", "activation_histograms", "ics", "landscape", "dln", "claims"]:
         assert (v / "figures" / f"{f}.png").stat().st_size > 0
     dln = pd.read_parquet(v / "dln" / "metrics.parquet")

@@ -74,44 +74,81 @@ def run_group(cfg: dict, bn: bool, members: list[tuple[int, float]]) -> list[lis
     each member as its ordinary ``nn.Sequential`` (sample-major inputs, its own optimizer and RNG
     state), called exactly as the training loop calls them; a member whose loss stops being finite
     stops there (a ``diverged`` row), as before."""
-    import torch.nn.functional as F
+    g = _Group(cfg, bn, members)
+    n = cfg["n_samples"]
+    rows: list[list[tuple[int, str, float]]] = [[] for _ in members]
+    active = list(range(len(members)))
+    for t in range(cfg["steps"]):
+        losses = g.losses()
+        if not bool(torch.isfinite(losses[active]).all()):
+            active = g.stop_diverged(losses, active, t, rows)
+            if not active:
+                break
+        grads = torch.autograd.grad(losses.sum(), g.stacked)
+        if any(p.due(t) for p in g.probes[0]):
+            for e in active:
+                g.probe(e, t, grads, losses, rows[e])
+        g.step(grads)
+        if t % cfg["log_every"] == 0:
+            vals = losses.tolist()
+            for e in active:
+                rows[e].append((t, "train_loss", vals[e] / n))
+    return rows
 
-    from ...engine import call_probes
-    from ...probes import ProbeContext, build_probe
 
-    n, width, E = cfg["n_samples"], cfg["width"], len(members)
-    models, xs, ys, rngs = [], [], [], []
-    for seed, _ in members:
-        x, y = problem(seed, n, width)
-        torch.manual_seed(seed)
-        models.append(build_dln(cfg["depth"], width, bn))
-        rngs.append(torch.get_rng_state())
-        xs.append(x)
-        ys.append(y)
-    opts = [torch.optim.SGD(m.parameters(), lr=lr) for m, (_, lr) in zip(models, members)]
-    probes = [[build_probe({"name": "ics", "every": cfg["probe_every"], "layers": cfg["ics_layers"]}),
-               build_probe({"name": "landscape", "every": cfg["probe_every"], "scales": cfg["landscape_scales"],
-                            "n": cfg["landscape_n"], "spacing": "log"})] for _ in members]
-    spec = {"constraints": []}
+class _Group:
+    """The members of one ``run_group``: each member's ``nn.Sequential``, data, optimizer, RNG state and
+    probes, and the stacked weights (leading axis E) the training pass runs on."""
 
-    names = [k for k, _ in models[0].named_parameters()]
-    stacked = [torch.stack([dict(m.named_parameters())[k].detach() for m in models]).requires_grad_()
-               for k in names]
-    by_name = dict(zip(names, stacked))
-    ops = []  # (kind, weight, bias, eps) per module, forward order
-    for i, m in enumerate(models[0]):
-        if isinstance(m, nn.Linear):
-            ops.append(("linear", by_name[f"{i}.weight"], None, None))
-        else:
-            ops.append(("bn", by_name[f"{i}.weight"], by_name[f"{i}.bias"], m.eps))
-    neg_lr = torch.tensor([-lr for _, lr in members], dtype=torch.float64)
-    neg_lrs = [neg_lr.view(E, *([1] * (p.dim() - 1))) for p in stacked]
-    xt = torch.stack([x.T for x in xs]).contiguous()  # (E, width, n)
-    yt = torch.stack([y.T for y in ys]).contiguous()
+    def __init__(self, cfg: dict, bn: bool, members: list[tuple[int, float]]):
+        from ...probes import build_probe
 
-    def forward():
-        h = xt
-        for kind, w, b, eps in ops:
+        n, width = cfg["n_samples"], cfg["width"]
+        self.bn, self.members, self.n, self.width, self.E = bn, members, n, width, len(members)
+        self.models, self.xs, self.ys, self.rngs = [], [], [], []
+        for seed, _ in members:
+            x, y = problem(seed, n, width)
+            torch.manual_seed(seed)
+            self.models.append(build_dln(cfg["depth"], width, bn))
+            self.rngs.append(torch.get_rng_state())
+            self.xs.append(x)
+            self.ys.append(y)
+        self.opts = [torch.optim.SGD(m.parameters(), lr=lr) for m, (_, lr) in zip(self.models, members)]
+        self.probes = [[build_probe({"name": "ics", "every": cfg["probe_every"], "layers": cfg["ics_layers"]}),
+                        build_probe({"name": "landscape", "every": cfg["probe_every"], "scales": cfg["landscape_scales"],
+                                     "n": cfg["landscape_n"], "spacing": "log"})] for _ in members]
+        self._stack()
+
+    def _stack(self) -> None:
+        """The members' weights stacked along axis E, the forward ops, the inputs feature-major and (without BN)
+        the product form of the loss."""
+        names = [k for k, _ in self.models[0].named_parameters()]
+        self.stacked = [torch.stack([dict(m.named_parameters())[k].detach() for m in self.models]).requires_grad_()
+                        for k in names]
+        by_name = dict(zip(names, self.stacked))
+        self.ops = []  # (kind, weight, bias, eps) per module, forward order
+        for i, m in enumerate(self.models[0]):
+            if isinstance(m, nn.Linear):
+                self.ops.append(("linear", by_name[f"{i}.weight"], None, None))
+            else:
+                self.ops.append(("bn", by_name[f"{i}.weight"], by_name[f"{i}.bias"], m.eps))
+        self.neg_lr = torch.tensor([-lr for _, lr in self.members], dtype=torch.float64)
+        self.neg_lrs = [self.neg_lr.view(self.E, *([1] * (p.dim() - 1))) for p in self.stacked]
+        self.xt = torch.stack([x.T for x in self.xs]).contiguous()  # (E, width, n)
+        self.yt = torch.stack([y.T for y in self.ys]).contiguous()
+        if not self.bn:
+            # Without BN the net is the linear map P = W_depth ... W_1 and the loss a quadratic form in it:
+            # sum_i ||(P - A) x_i||^2 = <(P - A) S, P - A> with S = X^T X (width x width products, no n-sample pass).
+            self.s_mat = torch.bmm(self.xt, self.xt.transpose(1, 2))
+            self.a_mat = torch.stack([problem_map(seed, self.width) for seed, _ in self.members])
+            self.weights = [w for _, w, _, _ in self.ops]
+
+    def forward(self):
+        import torch.nn.functional as F
+
+        E, width, n = self.E, self.width, self.n
+        h = self.xt
+        for kind, w, b, eps in self.ops:
             if kind == "linear":
                 h = torch.bmm(w, h)
             else:
@@ -119,55 +156,44 @@ def run_group(cfg: dict, bn: bool, members: list[tuple[int, float]]) -> list[lis
                                  True, 0.0, eps).view(E, width, n)
         return h
 
-    if not bn:
-        # Without BN the net is the linear map P = W_depth ... W_1 and the loss a quadratic form in it:
-        # sum_i ||(P - A) x_i||^2 = <(P - A) S, P - A> with S = X^T X (width x width products, no n-sample pass).
-        s_mat = torch.bmm(xt, xt.transpose(1, 2))
-        a_mat = torch.stack([problem_map(seed, width) for seed, _ in members])
-        weights = [w for _, w, _, _ in ops]
-
-    def member_losses():
-        if bn:
-            return ((forward() - yt) ** 2).sum(dim=(1, 2))
-        p = weights[0]
-        for w in weights[1:]:
+    def losses(self):
+        """Each member's loss (a vector of E)."""
+        if self.bn:
+            return ((self.forward() - self.yt) ** 2).sum(dim=(1, 2))
+        p = self.weights[0]
+        for w in self.weights[1:]:
             p = torch.bmm(w, p)
-        d = p - a_mat
-        return (torch.bmm(d, s_mat) * d).sum(dim=(1, 2))
+        d = p - self.a_mat
+        return (torch.bmm(d, self.s_mat) * d).sum(dim=(1, 2))
 
-    rows: list[list[tuple[int, str, float]]] = [[] for _ in members]
-    active = list(range(E))
-    for t in range(cfg["steps"]):
-        losses = member_losses()
-        if not bool(torch.isfinite(losses[active]).all()):
-            finite = torch.isfinite(losses).tolist()
-            for e in [e for e in active if not finite[e]]:
-                rows[e].append((t, "diverged", 1.0))
-                neg_lr[e] = 0.0
-            active = [e for e in active if finite[e]]
-            if not active:
-                break
-        grads = torch.autograd.grad(losses.sum(), stacked)
-        due = [p.due(t) for p in probes[0]]
-        if any(due):
-            for e in active:
-                model = models[e]
-                with torch.no_grad():
-                    for p, sp, g in zip(model.parameters(), stacked, grads):
-                        p.copy_(sp[e])
-                        p.grad = g[e].clone()
-                torch.set_rng_state(rngs[e])
-                ctx = ProbeContext(t, model, opts[e], sum_squared, xs[e], ys[e], members[e][1], None, spec,
-                                   losses[e].detach())
-                call_probes(probes[e], "before_step", ctx, rows[e])
+    def stop_diverged(self, losses, active: list[int], t: int, rows) -> list[int]:
+        """Stop the active members whose loss is not finite (a ``diverged`` row, rate 0); the others."""
+        finite = torch.isfinite(losses).tolist()
+        for e in [e for e in active if not finite[e]]:
+            rows[e].append((t, "diverged", 1.0))
+            self.neg_lr[e] = 0.0
+        return [e for e in active if finite[e]]
+
+    def probe(self, e: int, t: int, grads, losses, rows) -> None:
+        """Call member ``e``'s probes on its own ``nn.Sequential`` holding its stacked weights and gradient."""
+        from ...engine import call_probes
+        from ...probes import ProbeContext
+
+        model = self.models[e]
         with torch.no_grad():
-            for p, g, nl in zip(stacked, grads, neg_lrs):
+            for p, sp, g in zip(model.parameters(), self.stacked, grads):
+                p.copy_(sp[e])
+                p.grad = g[e].clone()
+        torch.set_rng_state(self.rngs[e])
+        ctx = ProbeContext(t, model, self.opts[e], sum_squared, self.xs[e], self.ys[e], self.members[e][1], None,
+                           {"constraints": []}, losses[e].detach())
+        call_probes(self.probes[e], "before_step", ctx, rows)
+
+    def step(self, grads) -> None:
+        """One gradient-descent step of every member at its own rate (0 once stopped)."""
+        with torch.no_grad():
+            for p, g, nl in zip(self.stacked, grads, self.neg_lrs):
                 p.add_(g * nl)
-        if t % cfg["log_every"] == 0:
-            vals = losses.tolist()
-            for e in active:
-                rows[e].append((t, "train_loss", vals[e] / n))
-    return rows
 
 
 def run(cfg: dict, out: Path) -> None:
