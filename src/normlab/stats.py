@@ -23,7 +23,8 @@ the 90% interval. Each claim yields two p-values: ``p_holds`` (rejects "the clai
 
 ``finalize`` (called once per study by ``normlab.analyze``) applies ONE multiplicity rule per family:
 Holm's step-down over both hypotheses of every claim of the family (a study's headline claims are one
-family, its cells another; each check and each identity is judged alone), with Shaffer's logical
+family, its cells another, the strata of each pooled claim another; each check and each identity is judged
+alone), with Shaffer's logical
 constraint: a directional claim with a smallest effect of interest > 0 has disjoint null hypotheses
 ("effect <= h" and "effect >= h + sesoi"), so at most one of its two can be true and it counts once;
 a band or a threshold claim can have both true at its margin (there both verdicts are wrong) and
@@ -37,8 +38,10 @@ the same value (zero variance) are compared exactly with their margins, carry no
 no family.
 
 Strata: a claim that pools strata (layers, activations, conditions, metrics) declares them (``strata=``, one
-list of parts per stratum). ``finalize`` judges each stratum as a row of its own, ``<claim_id>[<label>]``, in
-the study's cell family; when one stratum holds and another fails, the pooled claim's verdict is ``mixed``
+list of parts per stratum). ``finalize`` judges each stratum as a cell row of its own, ``<claim_id>[<label>]``, in
+their own family (the claim's strata: Holm's step-down over them, so the chance of a wrong stratum verdict,
+hence of a wrong ``mixed``, is at most alpha per pooled claim); when one stratum holds and another fails, the
+pooled claim's verdict is ``mixed``
 and its ``strata`` column names the strata on each side. Whether the strata agree is tested by Welch's
 heterogeneity test (Welch 1951: equal means under unequal variances) on the strata's first parts when they
 measure the same thing against the same margins (not across metrics or measures), its p-value in the basis (it treats the strata as independent; strata measured on the same seeds are not,
@@ -62,7 +65,7 @@ CLAIM_COLUMNS = ["claim_id", "claim", "source", "metric", "value", "ci_low", "ci
                  "n_seeds", "kind", "p_adj", "sesoi", "ci_level", "basis", "detectable", "seeds_needed", "strata"]
 # Internal columns the studies fill (through ``claim``); ``finalize`` consumes them.
 P_COLUMNS = ["p_holds", "p_fails"]
-INTERNAL = ["_parts", "_display", "_strata", "_stratum"]
+INTERNAL = ["_parts", "_display", "_strata", "_stratum", "_family"]
 # mixed: a pooled claim whose strata give opposite verdicts (one holds, another fails); not run: the config
 # does not contain what the claim needs.
 VERDICTS = ("holds", "fails", "mixed", "inconclusive", "not run")
@@ -464,9 +467,14 @@ def _as_parts(parts) -> list[Part]:
 
 
 def _as_strata(strata: dict | None) -> dict | None:
+    """{label: {"parts": [Part], "display", "metric", "claim"}} from {label: parts or such a dict}."""
     if not strata:
         return None
-    return {str(k): _as_parts(v) for k, v in strata.items()}
+    out = {}
+    for k, v in strata.items():
+        spec = dict(v) if isinstance(v, dict) else {"parts": v}
+        out[str(k)] = {**spec, "parts": _as_parts(spec["parts"])}
+    return out
 
 
 def not_run(claim_id, text, source, needs: str, *, kind: str = "headline", metric: str = "") -> dict:
@@ -743,7 +751,10 @@ def _basis(verdict: str, parts: list[Part], a: float, alpha: float, family: str,
         how = ("all seeds gave the same value (zero variance): compared exactly with its margins, as identities are"
                if any(p.est.se == 0 for p in parts) else "exact value (no sampling error): compared with its margins")
         return f"{verdict}: {how}"
-    if n_family > 1:
+    if n_family > 1 and family.startswith("strata of "):
+        adj = (f"one-sided tests at {a:.3g}: alpha {alpha:g} shared by the {n_family} {family} "
+               "(Holm's step-down, Shaffer's constraints)")
+    elif n_family > 1:
         adj = (f"one-sided tests at {a:.3g}: alpha {alpha:g} shared by the {n_family} claims of the study's {family} "
                "family (Holm's step-down, Shaffer's constraints)")
     else:
@@ -830,9 +841,11 @@ def _expand_strata(df):
         parent = len(rows) - 1
         name = str(r["_stratum"] or "stratum")
         children[parent] = []
-        for label, parts in strata.items():
-            c = claim_all(f"{r['claim_id']}[{label}]", f"{r['claim']} ({name} {label})", r["source"], r["metric"],
-                          parts, kind="cell")
+        for label, spec in strata.items():
+            c = claim_all(f"{r['claim_id']}[{label}]", spec.get("claim") or f"{r['claim']} ({name} {label})",
+                          r["source"], spec.get("metric") or r["metric"], spec["parts"], kind="cell",
+                          display=spec.get("display"))
+            c["_family"] = f"strata of {r['claim_id']}"
             rows.append(c)
             children[parent].append((label, len(rows) - 1))
     return pd.DataFrame(rows).reset_index(drop=True), children
@@ -857,7 +870,8 @@ def _decide(df, tests, alpha: float) -> tuple[dict, set]:
     the statistical rows without a test."""
     groups, untestable = {}, set()
     for i, r in df.iterrows():
-        key = r["kind"] if r["kind"] in FAMILIES else f"{r['kind']}#{i}"
+        fam = r.get("_family")
+        key = fam if isinstance(fam, str) and fam else r["kind"] if r["kind"] in FAMILIES else f"{r['kind']}#{i}"
         t = tests[i][1]
         if t["exact"]:
             continue
@@ -936,7 +950,7 @@ def _write_strata(df, parent: int, kids: list) -> None:
         pooled = df.at[parent, "basis"]
         df.at[parent, "verdict"] = "mixed"
         df.at[parent, "basis"] = (f"mixed: holds for {name} {', '.join(by['holds'])}; fails for {', '.join(by['fails'])} "
-                                  f"(each stratum judged as a cell, in the study's cell family); {agree}. "
+                                  f"(each stratum a cell row, the claim's strata one family); {agree}. "
                                   f"Pooled over the strata it {pooled}")
     else:
         df.at[parent, "basis"] = f"{df.at[parent, 'basis']}. Strata ({name}): {df.at[parent, 'strata']}; {agree}"
@@ -947,7 +961,7 @@ def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int =
     from, the basis of each verdict, for undecided claims power figures, and the strata of pooled claims.
 
     ``claims``: a DataFrame of ``claim`` rows. alpha = 1 - ci. The headline claims of the study are one
-    family, its cells (with the strata of pooled claims) another (``stepdown``); each check and identity is
+    family, its cells another, the strata of each pooled claim another (``stepdown``); each check and identity is
     judged alone. Rows without parts but with p-values (one-sided) take part with c = 2; rows without
     p-values keep their verdict and interval (``not_run`` rows). Returns a DataFrame with exactly
     ``CLAIM_COLUMNS``: ``p_adj`` is the adjusted p-value of the verdict's test (holds: against "the claim is
@@ -961,7 +975,7 @@ def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int =
     df = pd.DataFrame(claims).copy().reset_index(drop=True)
     defaults = {"kind": "cell", "p_adj": math.nan, "sesoi": math.nan, "ci_level": math.nan, "basis": "",
                 "detectable": math.nan, "seeds_needed": math.nan, "strata": "", "p_holds": math.nan,
-                "p_fails": math.nan, "_parts": None, "_display": None, "_strata": None, "_stratum": ""}
+                "p_fails": math.nan, "_parts": None, "_display": None, "_strata": None, "_stratum": "", "_family": ""}
     for c, v in defaults.items():
         if c not in df:
             df[c] = [v] * len(df)
