@@ -12,9 +12,12 @@ import torch
 from normlab.config import ConfigError, load_schema, validate
 from normlab.models import build_model, weight_layers
 from normlab.models.shifted import affine_modules
-from normlab.stats import CLAIM_COLUMNS, finalize
+from normlab.stats import CLAIM_COLUMNS, VERDICTS, finalize
 from normlab.studies import ics_conditioning as ics
 from normlab.studies.ics_conditioning import checks as ics_checks
+from normlab.studies.ics_conditioning import claims as ics_claims
+from normlab.studies.ics_conditioning.variants import cond_label
+from normlab.studies.ics_conditioning.variants import needs as ics_variants_needs
 
 torch.set_num_threads(1)
 
@@ -123,7 +126,13 @@ def test_variants_and_probe():
     n_cond = len(cfg["conditions"])
     n_cen = sum(bool(c.get("center")) for c in cfg["conditions"])
     assert "none-tanh-s2-centered" in v and "bn_pre-tanh-s2-centered" not in v  # center_norms: [none]
-    assert len(v) == 2 * (n_cond - n_cen) + n_cen
+    n_sweep = 3 * n_cen * len(cfg["lr_sweep"]["lrs"])  # S5.e's three variants per centered condition, per rate
+    assert len(v) == 2 * (n_cond - n_cen) + n_cen + n_sweep
+    sw = v["bn_pre-tanh-s2-lr0.2"]
+    assert sw["lr"] == 0.2 and sw["keys"]["sweep_lr"] == 0.2 and sw["probes"] == [] and "sweep_lr" not in v["bn_pre-tanh-s2"]["keys"]
+    assert sw["train"]["steps"] == cfg["train"]["steps"] and sw["model"] == v["bn_pre-tanh-s2"]["model"]
+    assert not any(k.startswith("bn_pre-tanh-s1-lr") for k in v)  # only the variants S5.e compares
+    assert set(ics.variants(study_cfg(lr_sweep={"lrs": [0.05]}))) == {k for k in v if "-lr" not in k}  # lr itself
     spec = v["none-tanh-s1"]
     assert spec["model"]["arch"] == "shifted_mlp" and spec["model"]["shift"] == 1.0
     assert spec["probes"][0]["name"] == "curvature"
@@ -141,9 +150,9 @@ BAD = [
     ({"train": {"steps": 200, "eval_every": 100}, "curvature": {"every": 300}}, ["'curvature.every' 300",
                                                                                  "'train.steps' 200"]),
     ({"claims": {"speed_step": 5000}}, ["'claims.speed_step' 5000", "'train.steps'"]),
-    ({"conditions": [{"act": "tanh", "shift": 1.0}, {"act": "logistic", "center": True}]},
-     ["'conditions[1]'", "uncentered twin"]),
-    ({"center_norms": ["bn_pre"]}, ["'conditions'", "'center_norms'"]),
+    ({"lr_sweep": {"lrs": [0.2], "steps": 2000}}, ["'lr_sweep.steps' 2000", "'train.steps'"]),
+    ({"lr_sweep": {"lrs": [0.2], "steps": 150}}, ["'lr_sweep.steps' 150", "'train.eval_every' 100"]),
+    ({"lr_sweep": {"lrs": [0.2]}, "claims": {"speed_step": 250}}, ["'claims.speed_step' 250", "'train.eval_every'"]),
 ]
 
 
@@ -155,6 +164,29 @@ def test_bad_cross_reference_names_both_keys(over, words):
     assert msg.startswith("studies.ics_conditioning: ")
     for w in words:
         assert w in msg, (w, msg)
+
+
+SUBSETS = [  # part of the grid: accepted; the claims it cannot test are "not run" (variants.needs)
+    ({"norms": ["none"]}, {"S5.e": "norms none and bn_pre"}),
+    ({"norms": ["bn_pre"], "center_norms": []}, {"S5.a": "norm none", "S5.b": "norm none", "S5.e": "norms none"}),
+    ({"conditions": [{"act": "tanh", "shift": 1.0}, {"act": "logistic", "center": True}]},
+     {"S5.b": "uncentered twin", "S5.e": "uncentered twin"}),
+    ({"norms": ["none", "bn_pre"], "center_norms": ["bn_pre"]}, {"S5.b": "'center_norms'", "S5.e": "'center_norms'"}),
+    ({"lr_sweep": {"lrs": []}}, {"S5.e": "'lr_sweep.lrs'"}),
+    ({"conditions": [{"act": "tanh", "shift": 2.0}]}, {"S5.b": "twin", "S5.e": "twin"}),
+]
+
+
+@pytest.mark.parametrize("over, missing", SUBSETS)
+def test_subsets_are_accepted_and_say_what_they_lack(over, missing):
+    cfg = study_cfg(**{"lr_sweep": {"lrs": [0.2]}, **over})
+    assert ics.check_config(cfg) == []
+    got = ics_variants_needs(cfg)
+    for cid, words in missing.items():
+        assert words in got[cid], (cid, got[cid])
+    assert {k for k, v in got.items() if v} <= set(missing) | {"S5.e[common lr]"}
+    v = ics.variants(cfg)
+    assert v and all(spec["keys"]["norm"] in cfg["norms"] for spec in v.values())
 
 
 def test_shipped_configs_pass_the_cross_key_checks():
@@ -203,7 +235,7 @@ def synthetic(ratio_none: float, bn_flat: bool, share: float = 0.8, bn_gain: flo
             if center and norm == "bn_pre":
                 continue
             variant = f"{norm}-{act}-s{shift:g}" + ("-centered" if center else "")
-            keys = dict(norm=norm, act=act, shift=shift, center=center, condition=ics.cond_label(act, shift, center))
+            keys = dict(norm=norm, act=act, shift=shift, center=center, condition=cond_label(act, shift, center))
             unc, bn = 1.0 + 0.5 * shift, 1.0 + (0.5 - bn_gain) * shift
             loss = bn if norm == "bn_pre" else unc - share * (unc - bn) if center else unc
             for seed in seeds:
@@ -231,6 +263,28 @@ def synthetic(ratio_none: float, bn_flat: bool, share: float = 0.8, bn_gain: flo
 
 COND4 = [{"act": "tanh", "shift": 0.0}, {"act": "tanh", "shift": 1.0}, {"act": "tanh", "shift": 2.0},
          {"act": "tanh", "shift": 2.0, "center": True}]
+LOGISTIC = [{"act": "logistic"}, {"act": "logistic", "center": True}]
+
+
+def speed_runs(losses: dict, seeds=(0, 1, 2, 3, 4), sweep_lr=None, sd=0.02):
+    """Train-loss-only runs (no curvature probe), as the sweep runs are: ``losses`` {(norm, act, shift, center): mean
+    train loss at step 1000}; ``sweep_lr`` marks them as sweep runs at that rate."""
+    noise = np.random.default_rng(7 if sweep_lr is None else int(1000 * sweep_lr))
+    rows, summ = [], []
+    for (norm, act, shift, center), loss in losses.items():
+        keys = dict(norm=norm, act=act, shift=shift, center=center, condition=cond_label(act, shift, center))
+        if sweep_lr is not None:
+            keys["sweep_lr"] = sweep_lr
+        variant = f"{norm}-{act}-s{shift:g}" + ("-centered" if center else "") + (f"-lr{sweep_lr:g}" if sweep_lr else "")
+        for seed in seeds:
+            lv = loss + sd * noise.standard_normal()
+            rows.append({"step": 1000, "metric": "train_loss", "value": lv, "variant": variant, "seed": seed, **keys})
+            summ.append({"variant": variant, "seed": seed, **keys, "status": "ok", "final_train_loss": lv})
+    return pd.DataFrame(rows), pd.DataFrame(summ)
+
+
+def joined(*parts):
+    return pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True)
 
 
 def claims_for(ratio_none, bn_flat, extra=None, **kw):
@@ -322,7 +376,7 @@ def test_share_inconclusive_without_a_bn_advantage(job_files):
 def test_share_ci_is_fieller():
     rng = np.random.default_rng(0)
     a, b = rng.normal(1.0, 0.1, 6), rng.normal(2.0, 0.1, 6)
-    s = ics.share_ci([a], [b])
+    s = ics_claims.share_ci([a], [b])
     assert s["value"] == pytest.approx(a.mean() / b.mean())
     assert s["low"] < s["value"] < s["high"]
     # at each end of the interval the paired t test of a - theta b sits exactly on the critical value
@@ -341,7 +395,7 @@ def test_share_ci_coverage():
     for _ in range(n):
         den = [rng.normal(0.5, 0.15, 3), rng.normal(0.3, 0.15, 3)]
         num = [true * d + rng.normal(0, 0.1, 3) for d in den]
-        s = ics.share_ci(num, den)
+        s = ics_claims.share_ci(num, den)
         lo, hi = (s["low"], s["high"]) if np.isfinite(s["low"]) else (-np.inf, np.inf)
         hits += lo <= true <= hi
     assert 0.93 <= hits / n <= 0.97, hits / n
@@ -358,7 +412,108 @@ def test_smoke_outputs(smoke_workdir):
         assert got[cid] == "holds", (cid, claims[claims.claim_id == cid].to_dict("records"))
     assert list(claims[claims.kind.isin(["headline", "identity"])].claim_id) == list(ics.HEADLINES)
     assert list(claims[claims.kind == "identity"].claim_id) == ["S5.c", "S5.d"]
-    assert set(claims.verdict) <= {"holds", "fails", "inconclusive"}
+    assert set(claims.verdict) <= set(VERDICTS)
+    # smoke sweeps one rate besides lr: the headline S5.e compares at the chosen rates, the common rate is a cell
+    s5e = claims.set_index("claim_id").loc["S5.e"]
+    assert s5e.verdict != "not run" and "rates swept 0.05, 0.2" in s5e.claim and "chosen: tanh s=2:" in s5e.claim
+    assert "S5.e[common lr]" in set(claims.claim_id)
     for name in ["eig_vs_nu", "spectra_centering", "invariance", "training_curves", "curvature_over_training",
-                 "bn_advantage_share"]:
+                 "bn_advantage_share", "lr_sweep"]:
         assert (v / "figures" / f"{name}.png").stat().st_size > 10_000
+
+
+# S5.e: strata by condition, the learning-rate sweep, subsets -------------------------------------------
+
+def test_s5e_is_mixed_when_conditions_disagree(job_files):
+    """Centering recovers 80% of BN's advantage for tanh + 2 and none of it for logistic: the pooled share (about
+    0.4) hides two answers, so the headline is mixed and names the condition on each side."""
+    cfg = study_cfg(conditions=COND4 + LOGISTIC, lr_sweep={"lrs": []})
+    logistic = speed_runs({("none", "logistic", 0.0, False): 2.0, ("none", "logistic", 0.0, True): 2.0,
+                           ("bn_pre", "logistic", 0.0, False): 1.0})
+    m, s = joined(synthetic(1.02, bn_flat=True, share=0.8), logistic)
+    c = finalize(ics.analyze(m, s, cfg, job_files["good"])).set_index("claim_id")
+    assert c.loc["S5.e", "verdict"] == "not run" and "'lr_sweep.lrs'" in c.loc["S5.e", "basis"]  # no sweep
+    assert c.loc["S5.e[common lr]", "kind"] == "cell"
+    assert c.loc["S5.e[common lr, tanh s=2]", "verdict"] == "holds"
+    assert c.loc["S5.e[common lr, logistic s=0]", "verdict"] == "fails"
+    # with a sweep (here: the sweep runs are the main runs' twins at 0.2, slower for every variant) the headline
+    # compares at the chosen rates, and its strata are the conditions
+    cfg = study_cfg(conditions=COND4 + LOGISTIC, lr_sweep={"lrs": [0.2]})
+    slow = speed_runs({k: 2.5 for k in [("none", a, sh, cen) for a, sh in [("tanh", 2.0), ("logistic", 0.0)]
+                                        for cen in (False, True)] + [("bn_pre", "tanh", 2.0, False),
+                                                                     ("bn_pre", "logistic", 0.0, False)]}, sweep_lr=0.2)
+    m, s = joined(synthetic(1.02, bn_flat=True, share=0.8), logistic, slow)
+    c = finalize(ics.analyze(m, s, cfg, job_files["good"])).set_index("claim_id")
+    row = c.loc["S5.e"]
+    assert row["kind"] == "headline" and row["verdict"] == "mixed", row.to_dict()
+    assert row["strata"] == "holds: tanh s=2; fails: logistic s=0"
+    assert c.loc["S5.e[tanh s=2]", "verdict"] == "holds" and c.loc["S5.e[logistic s=0]", "verdict"] == "fails"
+    assert "chosen: tanh s=2: uncentered 0.05, centered 0.05, BN 0.05" in row["claim"]
+    assert row["sesoi"] == 0.5 and row["threshold"] == "> 0.5"
+
+
+def test_s5e_compares_each_variant_at_its_best_rate(job_files):
+    """The sweep picks each variant's rate by its seed-mean train loss; a diverged run counts at chance level. Here
+    BN gains most from a higher rate and the uncentered net diverges there: at the common rate centering recovers
+    80% of BN's advantage (the cell holds), at the best rates much less (the headline fails)."""
+    cfg = study_cfg(conditions=COND4, lr_sweep={"lrs": [0.02, 0.2]})
+    base = synthetic(1.02, bn_flat=True, share=0.8)  # at 0.05: U 2.0, C 1.28, B 1.1 (tanh s=2)
+    lo = speed_runs({("none", "tanh", 2.0, False): 2.2, ("none", "tanh", 2.0, True): 1.9,
+                     ("bn_pre", "tanh", 2.0, False): 1.3}, sweep_lr=0.02)
+    hi = speed_runs({("none", "tanh", 2.0, False): 1.98, ("none", "tanh", 2.0, True): 1.2,
+                     ("bn_pre", "tanh", 2.0, False): 0.2}, sweep_lr=0.2)
+    hi[1].loc[(hi[1].variant == "none-tanh-s2-lr0.2") & (hi[1].seed == 0), "status"] = "diverged"
+    m, s = joined(base, lo, hi)
+    from normlab.studies.ics_conditioning import claims as ics_claims
+
+    table = ics_claims.sweep_table(m, s, cfg)
+    assert sorted(table.lr.unique()) == [0.02, 0.05, 0.2]
+    assert ics_claims.chosen_lrs(table) == {("none", "tanh s=2"): 0.05, ("none", "tanh s=2 centered"): 0.2,
+                                            ("bn_pre", "tanh s=2"): 0.2}
+    c = finalize(ics.analyze(m, s, cfg, job_files["good"])).set_index("claim_id")
+    assert c.loc["S5.e[common lr]", "value"] == pytest.approx(0.8, abs=0.05)
+    assert c.loc["S5.e[common lr]", "verdict"] == "holds"
+    # best rates: U 2.0 (0.05: at 0.2 one seed diverged), C 1.2 (0.2), B 0.2 (0.2): share 0.8 / 1.8 = 0.44
+    assert c.loc["S5.e", "value"] == pytest.approx(0.444, abs=0.02)
+    assert c.loc["S5.e", "verdict"] == "fails"
+    assert "rates swept 0.02, 0.05, 0.2" in c.loc["S5.e", "claim"]
+    assert "chosen: tanh s=2: uncentered 0.05, centered 0.2, BN 0.2" in c.loc["S5.e", "claim"]
+    assert c.loc["S5.e", "strata"] == ""  # one condition: nothing to stratify
+    # the sweep runs are not main runs: S5.a-c and the curves read the main runs only
+    assert c.loc["S5.c[speed]", "n_seeds"] == 5
+
+
+@pytest.mark.parametrize("over, missing", SUBSETS[:4])
+def test_subset_claims_are_not_run_rows(over, missing, job_files):
+    """A config with part of the grid gives one row per headline; those it cannot test say "not run" and what
+    they need, the others are judged."""
+    cfg = study_cfg(**{"lr_sweep": {"lrs": []}, **over})
+    m, s = synthetic(1.02, bn_flat=True)
+    conds = {cond_label(*ics_claims_cond(x)) for x in cfg["conditions"]}
+    keep = s.norm.isin(cfg["norms"]) & s.condition.isin(conds) & (~s.center | s.norm.isin(cfg["center_norms"]))
+    m = m.merge(s[keep][["variant", "seed"]], on=["variant", "seed"])
+    c = finalize(ics.analyze(m, s[keep], cfg, job_files["good"])).set_index("claim_id")
+    heads = c[c.kind.isin(["headline", "identity"])]
+    assert list(heads.index) == list(ics.HEADLINES)
+    for cid in ics.HEADLINES:
+        if cid in missing:
+            assert heads.loc[cid, "verdict"] == "not run" and missing[cid] in heads.loc[cid, "basis"], cid
+        elif cid != "S5.e":  # S5.e: no sweep here
+            assert heads.loc[cid, "verdict"] != "not run", cid
+    assert heads.loc["S5.c", "verdict"] == "holds" and heads.loc["S5.d", "verdict"] == "holds"
+
+
+def ics_claims_cond(x: dict):
+    return x["act"], float(x.get("shift", 0.0)), bool(x.get("center", False))
+
+
+def test_subset_config_writes_every_declared_figure(tmp_path, job_files):
+    """The analysis requires every declared figure: one the config cannot draw says what it needs."""
+    cfg = study_cfg(norms=["none"], lr_sweep={"lrs": []})
+    m, s = synthetic(1.02, bn_flat=True)
+    keep = s.norm == "none"
+    m = m.merge(s[keep][["variant", "seed"]], on=["variant", "seed"])
+    c = finalize(ics.analyze(m, s[keep], cfg, job_files["good"]))
+    written = ics.figures(m, s[keep], c, cfg, tmp_path, job_files["good"])
+    assert {p.name for p in written if p.suffix == ".png"} == {f.file for f in ics.FIGURES}
+    assert all(p.stat().st_size > 5000 for p in written)
