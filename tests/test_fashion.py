@@ -118,7 +118,7 @@ def tiny_override() -> dict:
             "ics_conditioning": {"seeds": 2, "model": {"depth": 2, "width": 16},
                                  "conditions": [{"act": "tanh", "shift": 1.0}, {"act": "tanh", "shift": 2.0},
                                                 {"act": "tanh", "shift": 2.0, "center": True}],
-                                 "train": {"steps": 30, "eval_every": 15, "eval_train_max": 256},
+                                 "train": {"steps": 30, "eval_every": 15, "eval_train_max": 256}, "lr_sweep": {"lrs": [0.2]},
                                  "curvature": {"every": 15, "n_samples": 64, "k": 4, "k_network": 2},
                                  "invariance": {"steps": 30, "width": 16, "probe_every": 5, "probe_size": 64},
                                  "centering_check": {"batches": 2, "width": 16}},
