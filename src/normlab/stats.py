@@ -23,7 +23,7 @@ the 90% interval. Each claim yields two p-values: ``p_holds`` (rejects "the clai
 
 ``finalize`` (called once per study by ``normlab.analyze``) applies ONE multiplicity rule per family:
 Holm's step-down over both hypotheses of every claim of the family (a study's headline claims are one
-family, its cells another, the strata of each pooled claim another; each check and each identity is judged
+family with the strata of its pooled claims, its cells another; each check and each identity is judged
 alone), with Shaffer's logical
 constraint: a directional claim with a smallest effect of interest > 0 has disjoint null hypotheses
 ("effect <= h" and "effect >= h + sesoi"), so at most one of its two can be true and it counts once;
@@ -39,9 +39,9 @@ no family.
 
 Strata: a claim that pools strata (layers, activations, conditions, metrics) declares them (``strata=``, one
 list of parts per stratum). ``finalize`` judges each stratum as a cell row of its own, ``<claim_id>[<label>]``, in
-their own family (the claim's strata: Holm's step-down over them, so the chance of a wrong stratum verdict,
-hence of a wrong ``mixed``, is at most alpha per pooled claim); when one stratum holds and another fails, the
-pooled claim's verdict is ``mixed``
+the family of the pooled claim (a headline's strata in the headline family: everything that decides a
+headline verdict shares its alpha, so a wrong ``mixed`` is one of the family's wrong verdicts, at most alpha
+in all); when one stratum holds and another fails, the pooled claim's verdict is ``mixed``
 and its ``strata`` column names the strata on each side. Whether the strata agree is tested by Welch's
 heterogeneity test (Welch 1951: equal means under unequal variances) on the strata's first parts when they
 measure the same thing against the same margins (not across metrics or measures), its p-value in the basis (it treats the strata as independent; strata measured on the same seeds are not,
@@ -845,7 +845,7 @@ def _expand_strata(df):
             c = claim_all(f"{r['claim_id']}[{label}]", spec.get("claim") or f"{r['claim']} ({name} {label})",
                           r["source"], spec.get("metric") or r["metric"], spec["parts"], kind="cell",
                           display=spec.get("display"))
-            c["_family"] = f"strata of {r['claim_id']}"
+            c["_family"] = r["kind"] if r["kind"] in FAMILIES else "headline"
             rows.append(c)
             children[parent].append((label, len(rows) - 1))
     return pd.DataFrame(rows).reset_index(drop=True), children
@@ -950,7 +950,7 @@ def _write_strata(df, parent: int, kids: list) -> None:
         pooled = df.at[parent, "basis"]
         df.at[parent, "verdict"] = "mixed"
         df.at[parent, "basis"] = (f"mixed: holds for {name} {', '.join(by['holds'])}; fails for {', '.join(by['fails'])} "
-                                  f"(each stratum a cell row, the claim's strata one family); {agree}. "
+                                  f"(each stratum a cell row judged in the claim's family); {agree}. "
                                   f"Pooled over the strata it {pooled}")
     else:
         df.at[parent, "basis"] = f"{df.at[parent, 'basis']}. Strata ({name}): {df.at[parent, 'strata']}; {agree}"
@@ -961,7 +961,7 @@ def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int =
     from, the basis of each verdict, for undecided claims power figures, and the strata of pooled claims.
 
     ``claims``: a DataFrame of ``claim`` rows. alpha = 1 - ci. The headline claims of the study are one
-    family, its cells another, the strata of each pooled claim another (``stepdown``); each check and identity is
+    family with the strata of its pooled claims, its cells another (``stepdown``); each check and identity is
     judged alone. Rows without parts but with p-values (one-sided) take part with c = 2; rows without
     p-values keep their verdict and interval (``not_run`` rows). Returns a DataFrame with exactly
     ``CLAIM_COLUMNS``: ``p_adj`` is the adjusted p-value of the verdict's test (holds: against "the claim is
