@@ -9,7 +9,7 @@ import yaml
 from conftest import snakemake
 
 from normlab.io import point_latest
-from normlab.stats import CLAIM_COLUMNS
+from normlab.stats import CLAIM_COLUMNS, VERDICTS
 
 
 def files_digest(folder):
@@ -53,7 +53,7 @@ def test_bn_placement_layout(smoke_workdir):
     assert len(summary) == len(runs) and set(summary.status) <= {"ok", "diverged"}
     claims = pd.read_csv(v / "claims.csv")
     assert list(claims.columns) == CLAIM_COLUMNS
-    assert set(claims.verdict) <= {"holds", "fails", "inconclusive"}
+    assert set(claims.verdict) <= set(VERDICTS)
     assert (claims.ci_low <= claims.value + 1e-12).all() and (claims.value <= claims.ci_high + 1e-12).all()
     for fig in ("learning_curves", "final_accuracy", "steps_to_target", "placement_difference"):
         assert (v / "figures" / f"{fig}.png").stat().st_size > 5000
