@@ -97,7 +97,7 @@ def test_front_page_shows_the_headline_table(tmp_path, monkeypatch):
 
     from normlab import scorecard
 
-    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    monkeypatch.setattr(scorecard.load, "study_module", lambda name: {"alpha": ALPHA}.get(name))
     res = tmp_path / "results"
     fake_version(res, "alpha", "smoke-0000aaaa", [claim("A1.a", "holds", kind="headline", p_adj=0.01),
                                                  claim("A1.b", "fails", kind="headline", p_adj=0.02),
@@ -271,7 +271,7 @@ def test_wandb_reports_put_headline_claims_first(tmp_path, monkeypatch):
 
     from normlab import scorecard
 
-    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    monkeypatch.setattr(scorecard.load, "study_module", lambda name: {"alpha": ALPHA}.get(name))
     res = tmp_path / "results"
     v = fake_version(res, "alpha", "smoke-0000aaaa", [claim("A1.a[x]", "holds"), claim("A1.chk", "holds", kind="check"),
                                                      claim("A1.b", "fails", kind="headline", p_adj=0.002),
@@ -300,7 +300,7 @@ def test_wandb_overview_shows_the_replication_matrix(tmp_path, monkeypatch):
 
     from normlab import scorecard
 
-    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    monkeypatch.setattr(scorecard.load, "study_module", lambda name: {"alpha": ALPHA}.get(name))
     res = tmp_path / "results"
     h = dict(kind="headline", p_adj=0.01)
     finished_at(fake_version(res, "alpha", "default-0000aaa2", [claim("A1.a", "holds", 0.5, 0.4, 0.6, **h)],

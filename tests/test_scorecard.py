@@ -25,8 +25,8 @@ def present_versions(results: Path) -> dict[str, Path]:
 
 def html_rows(page: str) -> list[tuple[str, str]]:
     """(claim id, verdict) of every claims-table row of a scorecard page."""
-    rows = re.findall(r"<tr><td>([^<]+)</td><td><span class=\"verdict (\w+)\">", page)
-    return [(html.unescape(cid), verdict) for cid, verdict in rows]
+    rows = re.findall(r"<tr><td>([^<]+)</td><td><span class=\"verdict ([\w-]+)\">", page)
+    return [(html.unescape(cid), verdict.replace("-", " ")) for cid, verdict in rows]  # class not-run: "not run"
 
 
 def test_scorecard_lists_every_claim_of_every_study(smoke_workdir):
@@ -128,7 +128,7 @@ def fake_studies(tmp_path, monkeypatch):
     """Three studies: alpha declares TITLE/PAPERS/HEADLINES; beta declares nothing; gamma has an old
     claims.csv (no kind, no p_adj: every row a cell)."""
     mods = {"alpha": ALPHA, "beta": SimpleNamespace(__doc__="B1: the beta study.\n\nMore text.")}
-    monkeypatch.setattr(scorecard, "study_module", lambda name: mods.get(name))
+    monkeypatch.setattr(scorecard.load, "study_module", lambda name: mods.get(name))
     res = tmp_path / "results"
     fake_version(res, "alpha", "smoke-0000aaaa", [
         claim("A1.a[x]", "holds", kind="cell", p_adj=0.01),
@@ -261,7 +261,7 @@ def test_scorecard_counts_and_formats(tmp_path):
                                                  claim("A1.c", "inconclusive", float("nan"), float("nan"), float("nan"),
                                                        text="a | b")], figure=False)
     df = scorecard.build(scorecard.latest_versions(res), res)
-    assert scorecard.counts(df) == {"holds": 1, "fails": 1, "inconclusive": 1}
+    assert scorecard.counts(df) == {"holds": 1, "fails": 1, "mixed": 0, "inconclusive": 1, "not run": 0}
     md = (res / "scorecard.md").read_text()
     assert ("**Empirical headline claims: 0 hold, 0 fail, 0 inconclusive (of 0). Identities: 0 hold, 0 fail, "
             "0 inconclusive (of 0). Cells: 1 hold, 1 fail, 1 inconclusive (of 3).") in md
@@ -365,7 +365,7 @@ def config_dir(root: Path, **names) -> Path:
 def two_configs(tmp_path, monkeypatch):
     """alpha: two default versions (the OLDER one is `latest`, with other verdicts), a fashion version, an
     unfinished newer fashion version (no manifest) and a smoke version; beta: default only."""
-    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    monkeypatch.setattr(scorecard.load, "study_module", lambda name: {"alpha": ALPHA}.get(name))
     res = tmp_path / "results"
     h = dict(kind="headline", p_adj=0.01)
     finished_at(fake_version(res, "alpha", "smoke-0000aaa0", [claim("A1.a", "fails", **h)], figure=False), "2030-01-01")
@@ -407,7 +407,7 @@ def test_replication_matrix_picks_the_newest_version_of_each_config(two_configs)
     assert cell["A1.a", "default"]["row"].verdict == "holds"  # the newest default version, not `latest`
     assert cell["A1.a", "fashion"]["row"].verdict == "inconclusive"  # not the unfinished newer one
     assert cell["A1.b", "fashion"]["row"] is None  # declared but not in that version: missing
-    assert cell["B1.a", "fashion"] is None  # beta has no fashion version: not run
+    assert cell["B1.a", "fashion"] is None  # beta has no fashion version: study not run
     assert cell["A1.d", "default"]["row"] is None  # declared, no row: missing
     assert cell["A1.e", "default"] is None and cell["A1.e", "fashion"]["row"].verdict == "holds"
 
@@ -418,7 +418,7 @@ def test_replication_matrix_picks_the_newest_version_of_each_config(two_configs)
             "(on a margin) |") in md
     assert md.splitlines()[2] == "| **Empirical claims** | | | |" and "| **Identities** | | | |" in md
     assert "| A1: Alpha et al. 2099 | A1.i | [**holds**](alpha/default-0000aaa2/claims.csv) 0 [0, 0] | [**missing**]" in md
-    assert "| B1.a | [**holds**](beta/default-0000bbb1/claims.csv) 0.1 [0.05, 0.2] | not run |" in md
+    assert "| B1.a | [**holds**](beta/default-0000bbb1/claims.csv) 0.1 [0.05, 0.2] | study not run |" in md
     assert "\n|  | A1.d | [**missing**](alpha/default-0000aaa2/claims.csv) | [**missing**](alpha/fashion" in md
     assert "| beta | B1.a |" in md  # each study named on its first row
     assert "0000aaa1" not in md and "0000aaa9" not in md and "smoke" not in md
@@ -447,7 +447,7 @@ def test_replication_matrix_picks_the_newest_version_of_each_config(two_configs)
 
 def test_replication_matrix_with_one_config(tmp_path, monkeypatch):
     """One config with results: one column, and a note naming the configs that would fill more."""
-    monkeypatch.setattr(scorecard, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    monkeypatch.setattr(scorecard.load, "study_module", lambda name: {"alpha": ALPHA}.get(name))
     res = tmp_path / "results"
     fake_version(res, "alpha", "default-0000aaaa", [claim("A1.a", "holds", kind="headline")], figure=False)
     configs = config_dir(tmp_path, config="default", fashion="fashion", paper="paper", smoke="smoke")
@@ -460,3 +460,123 @@ def test_replication_matrix_with_one_config(tmp_path, monkeypatch):
     assert "config/<name>.yaml" in scorecard.matrix_note(scorecard.replication_matrix(res))  # no config folder
     empty = scorecard.replication_matrix(tmp_path / "nothing")
     assert empty["configs"] == [] and "no headline claims under any config yet" in scorecard.matrix_markdown(empty)
+
+
+# ---------------------------------------------------------------------------- the verdicts mixed and not run
+STRATA = "holds: tanh; fails: logistic; inconclusive: relu"
+
+
+@pytest.fixture
+def new_verdicts(tmp_path, monkeypatch):
+    """alpha, default config: a mixed headline claim (its strata as cells), one not run, one holding, an identity."""
+    monkeypatch.setattr(scorecard.load, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    res = tmp_path / "results"
+    nan = float("nan")
+    fake_version(res, "alpha", "default-0000aaaa", [
+        claim("A1.a", "mixed", 0.04, 0.01, 0.07, kind="headline", p_adj=0.02, strata=STRATA, ci_level=0.9,
+              basis="mixed: tanh holds, logistic fails; the strata disagree (Welch p 0.001)"),
+        claim("A1.a[tanh]", "holds", 0.2, 0.1, 0.3), claim("A1.a[logistic]", "fails", -0.05, -0.08, -0.02),
+        claim("A1.a[relu]", "inconclusive", 0.0, -0.03, 0.03),
+        claim("A1.b", "not run", nan, nan, nan, kind="headline", basis="not run: needs norms none and bn_pre"),
+        claim("A1.c", "holds", kind="headline", p_adj=0.01),
+        claim("A1.i", "holds", 0, 0, 0, kind="identity")], figure=False)
+    return res
+
+
+def test_scorecard_counts_mixed_and_not_run_apart(new_verdicts):
+    res = new_verdicts
+    df = scorecard.build(scorecard.latest_versions(res), res, configs=None)
+    assert scorecard.counts(df[df.kind == "headline"]) == {"holds": 1, "fails": 0, "mixed": 1, "inconclusive": 0,
+                                                           "not run": 1}
+    head = "Empirical headline claims: 1 hold, 0 fail, 1 mixed, 0 inconclusive (of 2); 1 not run."
+    assert scorecard.summary_line(df).startswith(head + " Identities: 1 hold, 0 fail, 0 inconclusive (of 1).")
+    assert "Cells: 1 hold, 1 fail, 1 inconclusive (of 3)." in scorecard.summary_line(df)  # no mixed: not shown
+
+    md = (res / "scorecard.md").read_text()
+    assert f"**{scorecard.summary_line(df)}**" in md
+    table = md.split("\n## Replication matrix\n")[0]
+    row_a = next(ln for ln in table.splitlines() if ln.startswith("| [A1: ") and "| A1.a |" in ln)
+    assert "| **mixed** (p_adj 0.02) |" in row_a and f"; strata: {STRATA} |" in row_a  # the strata on each side
+    assert "|  | A1.b | **not run** | Gamma is smooth. | needs norms none and bn_pre |" in table  # what it needs
+    matrix = md.split("\n## Replication matrix\n")[1].split("\n## Studies\n")[0]
+    assert f"[**mixed**](alpha/default-0000aaaa/claims.csv) 0.04 [0.01, 0.07] (90%); strata: {STRATA} |" in matrix
+    assert "| A1.b | [**not run**](alpha/default-0000aaaa/claims.csv); needs norms none and bn_pre |" in matrix
+    assert f"Strata: {STRATA}." in md.split("### Empirical headline claims")[1]  # the claims table: with the basis
+
+    page = (res / "scorecard.html").read_text()
+    assert html.escape(head) in page
+    headlines = page[page.index("<table class='headlines'"):]
+    headlines = headlines[:headlines.index("</table>")]
+    assert '<span class="verdict mixed">mixed</span>' in headlines and html.escape(f"strata: {STRATA}") in headlines
+    assert '<span class="verdict not-run">not run</span>' in headlines and "needs norms none and bn_pre" in headlines
+    assert ("A1.b", "not run") in html_rows(page) and ("A1.a", "mixed") in html_rows(page)
+    matrix_html = page[page.index("<table class='matrix'"):]
+    matrix_html = matrix_html[:matrix_html.index("</table>")]
+    assert "<br><small>needs norms none and bn_pre</small>" in matrix_html
+    assert html.escape(f"<br><small>strata: {STRATA}</small>", quote=False) not in matrix_html  # escaped text...
+    assert f"<br><small>strata: {html.escape(STRATA)}</small>" in matrix_html  # ...inside the tags
+
+    front = (res / "scorecard_front.html").read_text()
+    from normlab.plotting import VERDICT_COLORS
+
+    assert f"background:{VERDICT_COLORS['mixed']};color:#fff" in front
+    assert f"background:{VERDICT_COLORS['not run']};color:#1f2328" in front  # light grey: dark text
+    assert "needs norms none and bn_pre" in front and "class=" not in front
+    assert pd.read_csv(res / "claims_all.csv").set_index("claim_id").strata["A1.a"] == STRATA
+
+
+def test_old_claims_without_strata_load(tmp_path):
+    old = pd.DataFrame([claim("A1.a", "holds")]).drop(columns=["kind", "p_adj"])
+    assert "strata" not in old and scorecard.normalize_claims(old).strata.tolist() == [""]
+    v = fake_version(tmp_path, "alpha", "smoke-0000aaaa", [claim("A1.a", "holds", kind="headline")], figure=False,
+                     columns=[c for c in CLAIM_COLUMNS if c != "strata"])
+    s = scorecard.load_study(v)
+    assert s["claims"].strata.tolist() == [""] and s["claims"].kind.tolist() == ["headline"]
+
+
+def test_page_colours_are_the_figures_colours():
+    """The CSS file's verdict classes use the figures' colours (normlab.plotting.VERDICT_COLORS)."""
+    from normlab.plotting import VERDICT_COLORS
+    from normlab.stats import VERDICTS
+
+    css = (Path(scorecard.__file__).parent.parent / "templates" / "scorecard.css").read_text()
+    got = dict(re.findall(r"^\.([a-z-]+)\{background:(#[0-9a-f]{6})", css, flags=re.M))
+    assert got == {v.replace(" ", "-"): c for v, c in VERDICT_COLORS.items()}
+    assert set(VERDICTS) <= set(VERDICT_COLORS)
+
+
+def test_forest_plot_of_claims():
+    """normlab.plotting.forest: rows top to bottom, colour = verdict, a row not run says so, an open interval
+    reaches the edge of the axes, thresholds and smallest effects as ticks, reference lines."""
+    from matplotlib.colors import to_hex
+
+    from normlab.plotting import SESOI_COLOR, VERDICT_COLORS, forest, verdict_legend
+
+    inf, nan = float("inf"), float("nan")
+    rows = pd.DataFrame([claim("A1.a", "mixed", 0.03, 0.01, 0.05, kind="headline", sesoi=0.01),
+                         claim("A1.a[tanh]", "holds", 0.2, 0.1, 0.3, sesoi=0.01),
+                         claim("A1.a[logistic]", "fails", -0.05, -0.08, -0.02, sesoi=0.01),
+                         claim("A1.b", "not run", nan, nan, nan, kind="headline"),
+                         claim("A1.e", "inconclusive", 0.6, 0.2, inf)]).assign(
+        threshold=["> 0", "> 0", "> 0", "", "in [-0.1, 0.1]"])
+    ax = forest(rows, lines=[(0.5, {"ls": "--"})], xlim=(-0.5, 1.0))
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(rows.claim_id)
+    bars = ax.containers
+    assert [to_hex(b.lines[0].get_color()) for b in bars] == [VERDICT_COLORS[v] for v in
+                                                             ("mixed", "holds", "fails", "inconclusive")]
+    assert [b.lines[0].get_marker() for b in bars] == ["D", "o", "o", "o"]  # the headline claim: a diamond
+    assert [b.lines[0].get_ydata()[0] for b in bars] == [0, 1, 2, 4]
+    assert [t.get_text() for t in ax.texts] == ["not run"]
+    arrows = [ln for ln in ax.lines if ln.get_marker() == ">"]
+    assert len(arrows) == 1 and arrows[0].get_xdata()[0] == 1.0  # the open end, drawn to the edge
+    ticks = [(ln.get_xdata()[0], ln.get_ydata()[0], to_hex(ln.get_color())) for ln in ax.lines if ln.get_marker() == "|"]
+    black = to_hex("k")  # seaborn's theme: near black
+    assert (0.01, 0, SESOI_COLOR) in ticks and (0.0, 0, black) in ticks
+    assert (-0.1, 4, black) in ticks and (0.1, 4, black) in ticks  # both ends of a band
+    assert any(ln.get_xdata()[0] == 0.5 and ln.get_linestyle() == "--" for ln in ax.lines)
+    assert ax.get_xlim() == (-0.5, 1.0) and ax.get_ylim() == (4.5, -0.5)
+    legend = verdict_legend(ax, rows.verdict)
+    assert [t.get_text() for t in legend.get_texts()] == ["holds", "fails", "mixed", "inconclusive", "not run"]
+    import matplotlib.pyplot as plt
+
+    plt.close(ax.figure)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from .analyze import load_runs
 from .io import atomic_write, write_csv
+from .plotting import forest, setup, threshold_numbers, verdict_legend
 from .scorecard import fmt, md_cell, normalize_claims, rel
 from .stats import t_band
 
@@ -86,8 +87,6 @@ def figures_markdown(a: dict, b: dict, out: Path) -> str:
 
 
 def load_metrics(vdir: Path) -> pd.DataFrame:
-    from .analyze import load_runs
-
     return load_runs(Path(vdir))[0]
 
 
@@ -98,15 +97,39 @@ def curve_metrics(ma: pd.DataFrame, mb: pd.DataFrame) -> list[str]:
 
 def thresholds(texts) -> set[float]:
     """The numbers of threshold texts ('> 0.5', '< 1e-09', 'in [0.9, 1.1]'; old files: plain numbers)."""
-    out = set()
-    for t in texts.dropna().astype(str):
-        out |= {float(x) for x in re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?", t)}
-    return out
+    return {x for t in texts.dropna() for x in threshold_numbers(t)}
+
+
+VERSION_MARKERS = {"a": ("o", -0.15), "b": ("s", 0.15)}  # version A: dots above, B: squares below
+
+
+def claims_figure(df: pd.DataFrame, a: dict, b: dict):
+    """Each claim's value and interval for A and B on one forest plot (colour: verdict; marker: version), one
+    panel per claim metric (its own scale), with A's thresholds."""
+    from matplotlib.lines import Line2D
+
+    plt, _ = setup()
+    groups = [(m, g) for m, g in df.groupby(df.metric.fillna("(absent in A)"), sort=False)]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(7.5, 0.32 * len(df) + 0.9 * len(groups) + 0.5), squeeze=False,
+                             gridspec_kw={"height_ratios": [len(g) + 1 for _, g in groups]})
+    for ax, (metric, g) in zip(axes[:, 0], groups):
+        lines = sorted(thresholds(a["claims"].set_index("claim_id").threshold.reindex(g.claim_id)))
+        for tag, (marker, dy) in VERSION_MARKERS.items():
+            side = g.rename(columns={f"{c}_{tag}": c for c in ("value", "ci_low", "ci_high", "verdict")})
+            forest(side.assign(verdict=side.verdict.fillna("absent")), ax, marker=marker, offset=dy, ticks=False,
+                   emphasis=(), lines=lines if tag == "a" else ())
+        ax.set_title(metric, fontsize=8)
+    versions = [Line2D([], [], marker=m, ls="", color="k", label=f"{tag.upper()}: {v['version']}")
+                for (tag, (m, _)), v in zip(VERSION_MARKERS.items(), (a, b))]
+    verdict_legend(axes[0, 0], set(df.verdict_a.dropna()) | set(df.verdict_b.dropna()), handles=versions,
+                   loc="upper left", bbox_to_anchor=(1.01, 1))
+    axes[-1, 0].set_xlabel("claim value and the interval its verdict was made from (black lines: thresholds of A)")
+    fig.suptitle(f"{a['study']}: claims of two versions")
+    fig.tight_layout()
+    return fig
 
 
 def plot(df: pd.DataFrame, a: dict, b: dict, fig_dir: Path) -> list[Path]:
-    from .plotting import setup
-
     plt, sns = setup()
     fig_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -117,26 +140,7 @@ def plot(df: pd.DataFrame, a: dict, b: dict, fig_dir: Path) -> list[Path]:
         plt.close(fig)
         written.append(p)
 
-    # claims: A and B on one forest plot, one panel per claim metric (its own scale)
-    groups = [(m, g) for m, g in df.groupby(df.metric.fillna("(absent in A)"), sort=False)]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(7.5, 0.32 * len(df) + 0.9 * len(groups) + 0.5), squeeze=False,
-                             gridspec_kw={"height_ratios": [len(g) + 1 for _, g in groups]})
-    for ax, (metric, g) in zip(axes[:, 0], groups):
-        for k, (tag, color, dy) in enumerate([("a", "tab:blue", -0.15), ("b", "tab:orange", 0.15)]):
-            v, lo, hi = (pd.to_numeric(g[f"{c}_{tag}"], errors="coerce") for c in ("value", "ci_low", "ci_high"))
-            ax.errorbar(v, [i + dy for i in range(len(g))], xerr=[(v - lo).clip(lower=0), (hi - v).clip(lower=0)],
-                        fmt="o", ms=4, color=color, capsize=2, label=f"{'AB'[k]}: {(a, b)[k]['version']}")
-        for t in thresholds(a["claims"].set_index("claim_id").threshold.reindex(g.claim_id)):
-            ax.axvline(t, color="k", lw=0.8)
-        ax.set_yticks(range(len(g)), g.claim_id, fontsize=7)
-        ax.set_ylim(len(g) - 0.5, -0.5)
-        ax.set_title(metric, fontsize=8)
-    axes[0, 0].legend(loc="best", fontsize=7)
-    axes[-1, 0].set_xlabel("claim value and 95% Student t CI over seeds (black lines: thresholds of A)")
-    fig.suptitle(f"{a['study']}: claims of two versions")
-    fig.tight_layout()
-    save(fig, "claims")
-
+    save(claims_figure(df, a, b), "claims")
     # learning curves of both versions overlaid, per variant
     ma, mb = load_metrics(a["dir"]), load_metrics(b["dir"])
     both = pd.concat([ma.assign(version=f"A: {a['version']}"), mb.assign(version=f"B: {b['version']}")],

@@ -120,12 +120,15 @@ ANALYSIS_CODE = ("analyze.py", "stats.py", "plotting.py", "io.py", "studies/__in
 
 
 def code_hash(paths) -> str:
-    """A hash of the files' contents (paths relative to the package; a folder: its .py and .rst files)."""
+    """A hash of the files' contents (paths relative to the package; a folder: its code, captions, templates and
+    styles). A path that does not exist is an error (a renamed module must not silently drop out of the hash)."""
     h = hashlib.sha256()
     for rel in paths:
         p = PACKAGE / rel
+        if not p.exists():
+            raise FileNotFoundError(f"code_hash: {p} does not exist")
         for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
-            if f.suffix in (".py", ".rst") and f.is_file() and "__pycache__" not in f.parts:
+            if f.suffix in (".py", ".rst", ".j2", ".css") and f.is_file() and "__pycache__" not in f.parts:
                 h.update(str(f.relative_to(PACKAGE)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:12]
 

@@ -33,6 +33,25 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import studies
+from .scorecard import (
+    KIND_TITLES,
+    fmt,
+    headlines_markdown,
+    kind_line,
+    latest_versions,
+    matrix_note,
+    md_cell,
+    normalize_claims,
+    p_text,
+    replication_matrix,
+    results_root,
+    study_title,
+    summary_line,
+)
+from .scorecard import matrix_markdown as matrix_table_markdown
+from .stats import KINDS
+
 DEFAULT_METRICS = ["test_acc", "train_acc", "test_loss", "train_loss", "batch_loss"]
 PLACEHOLDER_ENTITY = "offline"  # entity of reports built without an API (dry run, tests)
 
@@ -56,9 +75,6 @@ def study_meta(version_dir: Path) -> dict:
 
 def _claims(vdir: Path) -> pd.DataFrame:
     """claims.csv with kind/p_adj filled (old files: every row a cell), headline claims first."""
-    from .scorecard import normalize_claims
-    from .stats import KINDS
-
     c = normalize_claims(pd.read_csv(Path(vdir) / "claims.csv"))
     order = c["kind"].map({k: i for i, k in enumerate(KINDS)})
     return c.iloc[order.argsort(kind="stable")].reset_index(drop=True)
@@ -77,8 +93,6 @@ def key_metrics(version_dir: Path) -> list[str]:
 
     Candidates: the study module's ``WANDB_METRICS`` or DEFAULT_METRICS; kept: those in every run's
     metrics.parquet."""
-    from . import studies
-
     meta = study_meta(version_dir)
     try:
         cand = list(getattr(studies.get(meta["study"]), "WANDB_METRICS", DEFAULT_METRICS))
@@ -96,9 +110,6 @@ def figure_keys(version_dir: Path) -> list[str]:
 
 def claims_markdown(claims: pd.DataFrame) -> str:
     """Claims as a markdown table, headline claims first (then cells, then checks)."""
-    from .scorecard import fmt, md_cell, normalize_claims, p_text
-    from .stats import KINDS
-
     claims = normalize_claims(claims)
     claims = claims.iloc[claims["kind"].map({k: i for i, k in enumerate(KINDS)}).argsort(kind="stable")]
     lines = ["| claim | verdict | kind | value [CI] | p_adj | seeds | source |", "|---|---|---|---|---|---|---|"]
@@ -112,25 +123,8 @@ def matrix_markdown(results: Path, configs: Path | None = Path("config")) -> str
     """The scorecard's replication matrix (headline claims x configs, newest version of each config name
     under ``results``) as markdown: its note, then the table; each cell names its version (the W&B group
     ``<study>/<version>``) instead of linking to local files."""
-    from . import scorecard
-
-    m = scorecard.replication_matrix(results, configs=configs)
-    return scorecard.matrix_note(m) + "\n\n" + scorecard.matrix_markdown(m)
-
-
-def headlines_markdown(version_dirs: list[Path]) -> str:
-    """The scorecard's headline table (every study's headline claims) as markdown."""
-    from .scorecard import headline_rows, load_study, md_cell, p_text, short, value_ci
-
-    lines = ["| claim | verdict | the paper says | we measured | departs from the paper |", "|---|---|---|---|---|"]
-    for v in version_dirs:
-        for h in headline_rows(load_study(v)):
-            r = h["row"]
-            verdict = "**missing**" if r is None else f"**{r.verdict}** {p_text(r)}".strip()
-            meas = "no row" if r is None else f"{md_cell(r.metric)} = {value_ci(r)}, {r.n_seeds} seeds"
-            lines.append(f"| {md_cell(h['claim_id'])} | {verdict} | {md_cell(short(h['statement']))} | {meas} | "
-                         f"{md_cell(short(h['departures']))} |")
-    return "\n".join(lines)
+    m = replication_matrix(results, configs=configs)
+    return matrix_note(m) + "\n\n" + matrix_table_markdown(m)
 
 
 # ---------------------------------------------------------------------------- building
@@ -150,8 +144,6 @@ def build_study_report(version_dir: Path, project: str | None = None, entity: st
     """The Report of one study version (not saved)."""
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
-
-    from .scorecard import study_title, summary_line
 
     meta = study_meta(version_dir)
     project = project or meta["project"]
@@ -190,9 +182,6 @@ def build_overview(version_dirs: list[Path], project: str | None = None, entity:
     import wandb_workspaces.reports.v2 as wr
     from wandb_workspaces import expr
 
-    from .scorecard import KIND_TITLES, kind_line, results_root, study_title, summary_line
-    from .stats import KINDS
-
     metas = [study_meta(v) for v in version_dirs]
     project = project or (metas[0]["project"] if metas else "normlab")
     entity = entity or (metas[0]["entity"] if metas else None) or PLACEHOLDER_ENTITY
@@ -224,8 +213,6 @@ def build_overview(version_dirs: list[Path], project: str | None = None, entity:
 
 
 def version_dirs_of(results: Path) -> list[Path]:
-    from .scorecard import latest_versions
-
     return latest_versions(results)
 
 

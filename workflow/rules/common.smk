@@ -100,7 +100,7 @@ def study_targets(study):
 
 SCORECARD = ["results/scorecard.md", "results/scorecard.html", "results/claims_all.csv"]
 # The code of the pages (a rule param: an edit to it rebuilds the scorecard and the claims tables).
-PAGES_CODE = _plan.code_hash(["scorecard.py", "stats.py", "studies"])
+PAGES_CODE = _plan.code_hash(["scorecard", "templates", "plotting.py", "stats.py", "studies"])
 
 
 def all_targets():

@@ -1,0 +1,261 @@
+"""The scorecard's table model: each table (headline claims, a study's claims, the replication matrix) as a list
+of row records with the display columns, from which ``render`` writes Markdown and HTML alike; the formatting
+of numbers and verdicts, the counts, and the texts that explain the verdicts."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+
+from ..stats import KINDS, VERDICTS
+from .load import figures_of, grouped_headlines
+from .matrix import first_of_group, first_of_study
+
+PLURAL = {"holds": "hold", "fails": "fail", "mixed": "mixed", "inconclusive": "inconclusive", "not run": "not run"}
+KIND_TITLES = {"headline": "Empirical headline claims", "identity": "Identities", "cell": "Cells", "check": "Checks"}
+GROUP_TITLES = {"headline": "Empirical claims: what replicated",
+                "identity": "Identities: true by construction for a correct implementation (they verify the code "
+                            "and the theorem, not an empirical finding)"}
+VERDICT_RULE = (
+    "Every test is one-sided at alpha = 1 - ci (5%). A directional claim *holds* when its interval clears its "
+    "threshold in the claimed direction and *fails* when it rules out an effect as large as its smallest effect "
+    "of interest; an equivalence claim holds by TOST (the interval inside the band) and fails when the interval "
+    "lies outside it; otherwise a claim is *inconclusive*. A claim that pools strata (layers, activations, "
+    "conditions, metrics) is judged per stratum too, and is *mixed* when one stratum holds and another fails (its "
+    "row names the strata on each side); a claim whose variants the config does not contain is *not run* (its row "
+    "says what it needs) and is counted apart. One multiplicity rule per study: its headline claims "
+    "are one family, its cells another (Holm's step-down over both tests of every claim, with Shaffer's "
+    "constraints), so the chance of any wrong holds or fails in a family is at most 5%; each check and identity "
+    "is judged alone. Each interval is the Student t interval over seeds the verdict was made from, at the level "
+    "the rule gave that claim (90% for a directional claim judged alone; higher when adjusted): column "
+    "`ci_level`, and `basis` says how the verdict was reached. Values without sampling error (identities) and "
+    "seeds that all agree are compared exactly with their margins. An inconclusive claim gives the effect its "
+    "seeds could detect and the seeds that would decide it at 80% power (observed effect and spread), or says "
+    "more seeds would not help (the estimate sits on a margin).")
+
+RULE_SHORT = (  # HTML
+    "<b>holds</b>: the interval clears the claim's threshold (an equivalence band: lies inside it, TOST); "
+    "<b>fails</b>: it rules out the smallest effect of interest (a band: lies outside it); else "
+    "<b>inconclusive</b>; <b>mixed</b>: one stratum of a pooled claim holds and another fails (the row names "
+    "them); <b>not run</b>: the config lacks what the claim needs (counted apart). One-sided tests at 5%, "
+    "<b>one multiplicity rule per study</b> (its headline claims one "
+    "family, its cells another: Holm's step-down over both tests of every claim, Shaffer's constraints; any wrong "
+    "verdict at most 5% per family). Values: mean [the Student t interval over seeds the verdict was made from] "
+    "at its (adjusted) level; <i>sesoi</i> = smallest effect of interest; for an inconclusive claim, the seeds "
+    "that would decide it at 80% power. Identities (true by construction) are counted apart. <i>Departs from the "
+    "paper</i>: as the study declares it for its default config; the claim's own text (hover <i>we measured</i>) "
+    "describes this run's setup.")
+
+
+# ---------------------------------------------------------------------------- formatting
+def fmt(x, digits: int = 4) -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if math.isnan(x):
+        return "n/a"
+    return f"{x:.{digits}g}"
+
+
+def num(r, col: str) -> float:
+    """The row's ``col`` as a float (NaN when absent or not a number)."""
+    try:
+        return float(getattr(r, col, math.nan))
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def value_ci(r, digits: int = 4) -> str:
+    return f"{fmt(r.value, digits)} [{fmt(r.ci_low, digits)}, {fmt(r.ci_high, digits)}]"
+
+
+def level_text(r) -> str:
+    """'97.5%': the confidence level of the interval shown (the one the verdict was made from); '' if unknown
+    or exact."""
+    lv = num(r, "ci_level")
+    if not math.isfinite(lv):
+        return ""
+    pct = 100 * lv
+    return f"{pct:.1f}%" if abs(pct - round(pct)) > 0.05 else f"{pct:.0f}%"
+
+
+def level_suffix(r) -> str:
+    lv = level_text(r)
+    return f" ({lv})" if lv else ""
+
+
+def sesoi_text(r) -> str:
+    """'sesoi 0.01' when the row declares a smallest effect of interest other than its threshold's number."""
+    v = num(r, "sesoi")
+    if not math.isfinite(v) or fmt(v) in str(getattr(r, "threshold", "")):
+        return ""
+    return f"sesoi {fmt(v)}"
+
+
+def claim_text(r) -> str:
+    """'> 0; sesoi 0.01': the claim's threshold and its smallest effect of interest."""
+    return "; ".join(x for x in (fmt(r.threshold), sesoi_text(r)) if x)
+
+
+def power_short(r) -> str:
+    """For an inconclusive row: the seeds that would decide it at 80% power, or that more seeds would not help."""
+    if str(getattr(r, "verdict", "")) != "inconclusive":
+        return ""
+    need = num(r, "seeds_needed")
+    if need == math.inf:
+        return "more seeds would not help (on a margin)"
+    if not math.isfinite(need):
+        return ""
+    det = num(r, "detectable")
+    return f"~{int(need)} seeds would decide it" + (f" (detects {fmt(det, 3)} at {r.n_seeds})"
+                                                   if math.isfinite(det) else "")
+
+
+def p_text(r) -> str:
+    p = num(r, "p_adj")
+    return "" if math.isnan(p) else ("p_adj < 1e-4" if p < 1e-4 else f"p_adj {p:.2g}")
+
+
+def md_cell(s) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def short(text: str, n: int = 110) -> str:
+    """The first sentence of ``text``, cut at ``n`` characters."""
+    text = " ".join(str(text).split())
+    first = re.split(r"(?<=[.;])\s|\s\(", text, maxsplit=1)[0].rstrip(".;")
+    first = first if len(first) >= 40 else text
+    return first if len(first) <= n else first[: n - 1].rsplit(" ", 1)[0] + "…"
+
+
+def anchor(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def short_title(title: str) -> str:
+    """'S1: Santurkar et al. 2018, How does ...' -> 'S1: Santurkar et al. 2018' (cut at ', ' or ' (')."""
+    return re.split(r",\s|\s\(", title, maxsplit=1)[0]
+
+
+def measured(r) -> str:
+    """'metric = value [low, high] (level), n seeds (claim: threshold; sesoi x); what more seeds would buy'."""
+    more = power_short(r)
+    seeds = f"{r.n_seeds} seed{'' if str(r.n_seeds) == '1' else 's'}"
+    return (f"{r.metric} = {value_ci(r)}{level_suffix(r)}, {seeds} (claim: {claim_text(r)})"
+            + (f"; {more}" if more else ""))
+
+
+def needs_text(r) -> str:
+    """For a row ``not run``: what the claim needs ('needs norms none and bn_pre', from its basis), else ''."""
+    if str(getattr(r, "verdict", "")) != "not run":
+        return ""
+    basis = str(getattr(r, "basis", "") or "").removeprefix("not run: ")
+    return basis or "needs variants the config does not contain"
+
+
+def strata_text(r) -> str:
+    """The row's strata on each side ('holds: tanh; fails: logistic'), '' when it has none."""
+    return str(getattr(r, "strata", "") or "")
+
+
+# ---------------------------------------------------------------------------- counts
+def counts(df: pd.DataFrame) -> dict:
+    vc = df["verdict"].value_counts() if len(df) else pd.Series(dtype=int)
+    return {v: int(vc.get(v, 0)) for v in VERDICTS}
+
+
+def kind_of(df: pd.DataFrame, kind: str) -> pd.DataFrame:
+    return df[df["kind"] == kind] if "kind" in df else (df if kind == "cell" else df.iloc[0:0])
+
+
+def kind_line(df: pd.DataFrame, kind: str) -> str:
+    """'9 hold, 4 fail, 5 inconclusive (of 18)' for the claims of one kind that ran ('2 mixed' among them when
+    any is); '; 2 not run' after it when some claims could not run with the config."""
+    d = kind_of(df, kind)
+    c = counts(d)
+    shown = [v for v in VERDICTS if v != "not run" and (v != "mixed" or c[v])]
+    text = ", ".join(f"{c[v]} {PLURAL[v]}" for v in shown) + f" (of {len(d) - c['not run']})"
+    return text + (f"; {c['not run']} not run" if c["not run"] else "")
+
+
+def summary_line(df: pd.DataFrame, kinds=KINDS) -> str:
+    """'Headline claims: ... Cells: ... Checks: ...' (counts kept apart)."""
+    return " ".join(f"{KIND_TITLES[k]}: {kind_line(df, k)}." for k in kinds)
+
+
+# ---------------------------------------------------------------------------- the table model
+def row_display(r) -> dict:
+    """The display columns of one claims.csv row (a namedtuple; None: a declared claim without a row)."""
+    if r is None:
+        return {"verdict": "missing", "has_row": False, "p": "", "measured": "no row in claims.csv", "note": "",
+                "basis": "", "claim": "", "value_ci": "", "value_ci3": "", "level": "", "metric": "",
+                "claim_txt": "", "seeds": "", "more": ""}
+    verdict = str(r.verdict)
+    needs = needs_text(r)
+    strata = f"strata: {strata_text(r)}" if strata_text(r) else ""  # a pooled claim's strata, whatever its verdict
+    note = needs or strata  # what the row must say beside its value: what it needs, or its strata on each side
+    meas = needs or measured(r) + (f"; {strata}" if strata else "")
+    return {"verdict": verdict, "has_row": True, "p": p_text(r), "measured": meas, "note": note,
+            "basis": str(getattr(r, "basis", "") or ""), "claim": str(r.claim), "value_ci": value_ci(r),
+            "value_ci3": value_ci(r, 3), "level": level_text(r), "metric": str(r.metric), "claim_txt": claim_text(r),
+            "seeds": str(r.n_seeds), "more": power_short(r)}
+
+
+def headline_records(loaded: list[dict]) -> list[dict]:
+    """The headline table: one record per paper-level claim of every study, the empirical headline claims first
+    and the identities apart below. A record: ``group`` (the heading of a group that starts at this row, else
+    ''), ``kind``, ``study`` (the loaded study), ``first``/``span`` (the study's first row in its group and how
+    many rows it spans there), ``claim_id``, ``statement``, ``departures``, ``figure`` (the first figure or
+    None), ``figures``, and the ``row_display`` columns."""
+    out = []
+    groups = grouped_headlines(loaded)
+    for kind, entries in groups.items():
+        for i, h in enumerate(entries):
+            s = h["study"]
+            first = i == 0 or entries[i - 1]["study"] is not s
+            out.append({"group": GROUP_TITLES[kind] if i == 0 and (len(groups) > 1 or kind == "identity") else "",
+                        "kind": kind, "study": s, "first": first,
+                        "span": sum(1 for x in entries if x["study"] is s) if first else 0,
+                        "claim_id": h["claim_id"], "statement": h["statement"], "departures": h["departures"],
+                        "figure": h["figures"][0] if h["figures"] else None, "figures": h["figures"],
+                        **row_display(h["row"])})
+    return out
+
+
+def claim_records(s: dict | None, claims: pd.DataFrame) -> list[dict]:
+    """A claims table (a study's cells, checks...): one record per row with the display columns ``claim_id``,
+    ``verdict``, ``value_ci``, ``level``, ``threshold``, ``sesoi``, ``p``, ``seeds``, ``more``, ``claim``,
+    ``basis`` (with the strata, when the row has any), ``metric``, ``source`` and ``figures`` (the figures
+    mapped to the claim; none without the study ``s``)."""
+    out = []
+    for r in claims.itertuples():
+        sesoi, strata = num(r, "sesoi"), strata_text(r)
+        basis = str(getattr(r, "basis", "") or "")
+        out.append({"claim_id": str(r.claim_id), "verdict": str(r.verdict), "value_ci": value_ci(r),
+                    "level": level_text(r), "threshold": fmt(r.threshold),
+                    "sesoi": fmt(sesoi) if math.isfinite(sesoi) else "", "p": p_text(r).removeprefix("p_adj "),
+                    "seeds": str(r.n_seeds), "more": power_short(r), "claim": str(r.claim),
+                    "basis": basis + (f" Strata: {strata}." if strata else ""), "metric": str(r.metric),
+                    "source": str(r.source),
+                    "figures": figures_of(s, str(r.claim_id), all_if_unmapped=False) if s else []})
+    return out
+
+
+def matrix_records(m: dict) -> list[dict]:
+    """The replication matrix's rows: ``group`` (a heading that starts at this row, else ''), ``study`` (its
+    short title on its first row, else ''), ``claim_id``, ``statement`` and ``cells`` (one per config: None
+    when the study has no version of it, else {study, version, vdir} and the ``row_display`` columns)."""
+    out = []
+    for i, row in enumerate(m["rows"]):
+        cells = []
+        for n in m["configs"]:
+            h = row["cells"][n]
+            cells.append(None if h is None else {"study": h["study"]["name"], "version": h["study"]["version"],
+                                                 "vdir": h["study"]["vdir"], **row_display(h["row"])})
+        out.append({"group": GROUP_TITLES[row.get("kind", "headline")].split(":")[0] if first_of_group(m, i) else "",
+                    "study": short_title(row["title"]) if first_of_study(m, i) else "", "claim_id": row["claim_id"],
+                    "statement": row["statement"], "cells": cells})
+    return out
