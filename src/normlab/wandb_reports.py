@@ -195,8 +195,8 @@ def build_overview(version_dirs: list[Path], project: str | None = None, entity:
     metric = "test_acc" if all("test_acc" in key_metrics(m["dir"]) for m in metas) else None
     blocks = [wr.H1("normlab replication scorecard"),
               wr.P(f"{len(metas)} studies. {summary_line(all_claims)} Verdicts use one multiplicity rule per "
-                   "family (Holm's step-down over both tests of every claim; a study's headline claims are one "
-                   "family, its cells another; identities and checks are judged alone)."),
+                   "family (Holm's step-down over both tests of every claim; a study's headline claims and their "
+                   "strata are one family, its cells another; identities and checks are judged alone)."),
               wr.H2("Headline claims"),
               wr.MarkdownBlock(headlines_markdown([m["dir"] for m in metas])),
               wr.H2("Replication matrix"),

@@ -26,7 +26,7 @@ VERDICT_RULE = (
     "conditions, metrics) is judged per stratum too, and is *mixed* when one stratum holds and another fails (its "
     "row names the strata on each side); a claim whose variants the config does not contain is *not run* (its row "
     "says what it needs) and is counted apart. One multiplicity rule per study: its headline claims "
-    "are one family, its cells another (Holm's step-down over both tests of every claim, with Shaffer's "
+    "and their strata are one family, its cells another (Holm's step-down over both tests of every claim, with Shaffer's "
     "constraints), so the chance of any wrong holds or fails in a family is at most 5%; each check and identity "
     "is judged alone. Each interval is the Student t interval over seeds the verdict was made from, at the level "
     "the rule gave that claim (90% for a directional claim judged alone; higher when adjusted): column "
