@@ -448,7 +448,8 @@ def test_s5e_is_mixed_when_conditions_disagree(job_files):
     assert row["kind"] == "headline" and row["verdict"] == "mixed", row.to_dict()
     assert row["strata"] == "holds: tanh s=2; fails: logistic s=0"
     assert c.loc["S5.e[tanh s=2]", "verdict"] == "holds" and c.loc["S5.e[logistic s=0]", "verdict"] == "fails"
-    assert "chosen: tanh s=2: uncentered 0.05, centered 0.05, BN 0.05" in row["claim"]
+    assert "chosen: tanh s=2: uncentered 0.05*, centered 0.05*, BN 0.05*" in row["claim"]  # 0.05: the sweep's low end
+    assert "at an end of the sweep, the variant's best rate may lie beyond it" in row["claim"]
     assert row["sesoi"] == 0.5 and row["threshold"] == "> 0.5"
 
 
@@ -477,7 +478,7 @@ def test_s5e_compares_each_variant_at_its_best_rate(job_files):
     assert c.loc["S5.e", "value"] == pytest.approx(0.444, abs=0.02)
     assert c.loc["S5.e", "verdict"] == "fails"
     assert "rates swept 0.02, 0.05, 0.2" in c.loc["S5.e", "claim"]
-    assert "chosen: tanh s=2: uncentered 0.05, centered 0.2, BN 0.2" in c.loc["S5.e", "claim"]
+    assert "chosen: tanh s=2: uncentered 0.05, centered 0.2*, BN 0.2*" in c.loc["S5.e", "claim"]  # 0.05 inside
     assert c.loc["S5.e", "strata"] == ""  # one condition: nothing to stratify
     # the sweep runs are not main runs: S5.a-c and the curves read the main runs only
     assert c.loc["S5.c[speed]", "n_seeds"] == 5

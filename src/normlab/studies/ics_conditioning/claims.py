@@ -621,12 +621,17 @@ def s5e_data(metrics, summary, cfg: dict) -> dict:
 
 
 def _chosen_text(chosen: dict, cfg: dict) -> str:
+    """The rate chosen per variant; a rate at the end of the sweep is marked (*): its best may lie beyond."""
     out = []
+    rates = [float(cfg["lr"]), *sweep_lrs(cfg)]
+    ends = {min(rates), max(rates)}
     for unc, cen in center_pairs(cfg):
         got = [(w, chosen.get(k)) for w, k in [("uncentered", ("none", unc)), ("centered", ("none", cen)),
                                                ("BN", ("bn_pre", unc))]]
-        out.append(f"{unc}: " + ", ".join(f"{w} {lr:g}" for w, lr in got if lr is not None))
-    return "; ".join(out)
+        out.append(f"{unc}: " + ", ".join(f"{w} {lr:g}" + ("*" if lr in ends else "") for w, lr in got
+                                          if lr is not None))
+    text = "; ".join(out)
+    return text + (" (*: at an end of the sweep, the variant's best rate may lie beyond it)" if "*" in text else "")
 
 
 def s5e_claims(x: Ctx) -> list[dict]:
