@@ -27,7 +27,9 @@ checks run when the plan is built).
 run (variant, seed, the variant's keys, status, final metrics). Study modules import torch/seaborn
 lazily inside functions, never at module level. ``workflow/rules/studies.smk`` turns these
 declarations into rules; a study with needs they cannot express adds ``workflow/rules/<name>.smk``.
-See README "Add a study".
+Every study has the same layout (docs/adding-a-study.md): ``__init__.py`` holds the declarations and imports
+``variants``/``check_config`` from ``variants.py``, ``analyze`` from ``claims.py`` and ``figures`` from
+``figures.py``; side jobs have modules of their own. See README "Add a study".
 """
 
 from __future__ import annotations
