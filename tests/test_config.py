@@ -66,3 +66,25 @@ def test_snakemake_stops_before_any_job_with_one_line(workdir):
     assert "Config error: 'studies.bn_placement.lrs[0]'" in p.stderr
     assert "Traceback" not in p.stderr and "File \"" not in p.stderr
     assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+
+
+def test_config_overrides_of_numbers_are_read_as_the_schema_types():
+    """Snakemake reads a nested --config value with YAML's BaseLoader (every scalar a string): the schema
+    turns them back into numbers, booleans and null; a string that is not one still names its key."""
+    over = yaml.load("{ics_conditioning: {seeds: 4, lr: 1e-3, model: {bn_eps: 1.0e-5},"
+                     " conditions: [{act: tanh, shift: 2, center: true}]}, bn_placement: {lrs: [0.1], max_seeds: null}}",
+                     Loader=yaml.BaseLoader)
+    assert over["ics_conditioning"]["seeds"] == "4"
+    cfg = validate(deep_update(base(), {"studies": over}))
+    s = cfg["studies"]["ics_conditioning"]
+    assert (s["seeds"], s["lr"], s["model"]["bn_eps"]) == (4, 1e-3, 1e-5)
+    assert s["conditions"] == [{"act": "tanh", "shift": 2, "center": True}]
+    assert cfg["studies"]["bn_placement"]["lrs"] == [0.1] and cfg["studies"]["bn_placement"]["max_seeds"] is None
+    with pytest.raises(ConfigError, match="ics_conditioning.seeds"):
+        validate(deep_update(base(), {"studies": {"ics_conditioning": {"seeds": "four"}}}))
+
+
+def test_snakemake_config_override_of_seeds(workdir):
+    p = snakemake(workdir, "-n", "--config", "studies={ics_conditioning: {seeds: 4}}", check=False)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Config error" not in p.stderr

@@ -72,9 +72,77 @@ def _message(error: jsonschema.ValidationError) -> str:
     return f"'{key}': {error.message}"
 
 
+def _branches(schema, root: dict) -> list[dict]:
+    """``schema`` and the schemas it is made of (``$ref`` to the root's definitions, allOf/anyOf/oneOf)."""
+    if not isinstance(schema, dict):
+        return []
+    out = [schema]
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target = root
+        for part in ref[2:].split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        out += _branches(target, root)
+    for key in ("allOf", "anyOf", "oneOf"):
+        for sub in schema.get(key) or []:
+            out += _branches(sub, root)
+    return out
+
+
+def _scalar(text: str, types: set[str]):
+    """A string of a ``--config`` override as the number, boolean or null the schema asks for, else itself."""
+    if "string" in types or not types & {"integer", "number", "boolean", "null"}:
+        return text
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if "number" in types and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-6 (no dot) as a string
+            value = float(value)
+        except ValueError:
+            return text
+    ok = {"integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+          "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+          "boolean": lambda v: isinstance(v, bool), "null": lambda v: v is None}
+    return value if any(ok[t](value) for t in types if t in ok) else text
+
+
+def coerce_overrides(value, schema: dict, root: dict | None = None):
+    """``value`` with the strings the schema types as numbers, booleans or null converted (in place for dicts
+    and lists; returns the value). Snakemake reads a nested ``--config`` value with YAML's BaseLoader, which
+    keeps every scalar a string: ``--config 'studies={ics_conditioning: {seeds: 4}}'`` gives seeds '4'. A
+    string that does not parse as the schema's type is left as is, for validation to name."""
+    root = schema if root is None else root
+    parts = _branches(schema, root)
+    if isinstance(value, str):
+        types = set()
+        for p in parts:
+            t = p.get("type")
+            types |= set(t) if isinstance(t, list) else {t} if isinstance(t, str) else set()
+            if "enum" in p and "type" not in p:
+                types |= {"string"} if any(isinstance(e, str) for e in p["enum"]) else set()
+                types |= {"integer" if isinstance(e, int) else "number" for e in p["enum"]
+                          if isinstance(e, (int, float)) and not isinstance(e, bool)}
+        return _scalar(value, types)
+    if isinstance(value, dict):
+        for k in value:
+            subs = [p["properties"][k] for p in parts if k in (p.get("properties") or {})]
+            subs += [p["additionalProperties"] for p in parts if isinstance(p.get("additionalProperties"), dict)]
+            if subs:
+                value[k] = coerce_overrides(value[k], {"allOf": subs}, root)
+    elif isinstance(value, list):
+        items = [p["items"] for p in parts if isinstance(p.get("items"), dict)]
+        if items:
+            value[:] = [coerce_overrides(v, {"allOf": items}, root) for v in value]
+    return value
+
+
 def validate(config: dict, schema: dict | None = None) -> dict:
-    """Validate ``config`` in place (filling defaults); raise ConfigError naming the key."""
+    """Validate ``config`` in place (filling defaults, and first turning the strings of ``--config`` overrides
+    into the numbers the schema asks for: ``coerce_overrides``); raise ConfigError naming the key."""
     schema = schema or load_schema()
+    coerce_overrides(config, schema)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         # The deepest error is the most specific one (anyOf/oneOf report their parent first).
