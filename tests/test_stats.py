@@ -377,7 +377,7 @@ def test_tost_is_at_the_stated_level(n):
     mean, se = x.mean(-1), x.std(-1, ddof=1) / math.sqrt(n)
     ph, _ = stats.part_pvalues("within", (-4.0, 4.0), None, mean, se, n - 1)
     size = (ph < 0.05).mean()
-    old = (mean + stats._tq(0.95, n - 1) * se < 4.0).mean()  # the 95% interval inside the band
+    old = (mean + stats.tq(0.95, n - 1) * se < 4.0).mean()  # the 95% interval inside the band
     print(f"TOST size n={n}: {size:.4f} (95%-interval rule: {old:.4f})")
     assert abs(size - 0.05) < 4 * math.sqrt(0.05 * 0.95 / N_SIM)
     assert old < 0.03

@@ -116,7 +116,7 @@ def side_specs(config: dict, study: str) -> dict[str, tuple]:
 
 PACKAGE = Path(__file__).resolve().parent
 # The code an analysis runs besides its study package (which is hashed whole: analysis, figures, captions).
-ANALYSIS_CODE = ("analyze.py", "stats.py", "plotting.py", "io.py", "studies/__init__.py", "studies/setup_text.py")
+ANALYSIS_CODE = ("analyze.py", "stats", "plotting.py", "io.py", "studies/__init__.py", "studies/setup_text.py")
 
 
 def code_hash(paths) -> str:

@@ -98,9 +98,14 @@ def study_targets(study):
     return [f"{vdir(study)}/claims.csv", f"{vdir(study)}/manifest.json"]
 
 
-SCORECARD = ["results/scorecard.md", "results/scorecard.html", "results/claims_all.csv"]
+# The scorecard's files of this config (normlab.io.scorecard_paths): results/scorecard.* for the config named
+# `default`, results/scorecards/<name>.* for any other, so a subset config never rewrites the default's pages.
+from normlab.io import scorecard_paths as _scorecard_paths
+
+PAGES = {k: str(v) for k, v in _scorecard_paths(config["name"]).items()}
+SCORECARD = [PAGES["md"], PAGES["html"], PAGES["csv"]]
 # The code of the pages (a rule param: an edit to it rebuilds the scorecard and the claims tables).
-PAGES_CODE = _plan.code_hash(["scorecard", "templates", "plotting.py", "stats.py", "studies"])
+PAGES_CODE = _plan.code_hash(["scorecard", "templates", "plotting.py", "stats", "studies"])
 
 
 def all_targets():
