@@ -19,6 +19,10 @@ they read (``SideJob.reads``): each runs ``python -m <module> <args> --config <i
 ``<version>/<output>``, a link to it, in ``analyze``/``figures``), ``PAPERS`` (list of
 {"cite", "url"}), ``HEADLINES`` ({claim_id: {"statement", "departures", "figures"}}, in order),
 ``headlines(cfg)`` (the departures of the setup ``cfg`` describes, ``setup_text.headlines_for``),
+``claim_variants(cfg) -> {headline claim id: [variant names]}`` (the training variants whose runs each
+headline claim's estimate reads, all its parts and strata; [] for a claim that reads only side jobs or that the
+config cannot run; identities left out: what a sequential design trains more seeds of; every study of this
+repository declares it and ``tests/test_claim_variants.py`` checks it against the data),
 ``CLAIM_FIGURES`` ({claim_id: [figure stems]}) and ``check_config(cfg) -> [error lines]`` (cross-key
 checks run when the plan is built).
 
@@ -107,6 +111,17 @@ def side_jobs(name: str, cfg: dict) -> dict[str, SideJob]:
 def extra_inputs(name: str, cfg: dict, version_dir) -> dict[str, str]:
     """``extra`` for ``analyze``/``figures``: each side job's name and its output's path."""
     return {k: str(Path(version_dir) / j.output) for k, j in side_jobs(name, cfg).items()}
+
+
+def claim_variants(name: str, cfg: dict) -> dict[str, list[str]]:
+    """The study's ``claim_variants(cfg)``; a study that does not declare it: every headline of ``HEADLINES``
+    (identities left out) reads every variant (a safe superset)."""
+    mod = get(name)
+    fn = getattr(mod, "claim_variants", None)
+    if fn:
+        return {k: list(v) for k, v in fn(cfg).items()}
+    names = list(mod.variants(cfg))
+    return {cid: names for cid, h in getattr(mod, "HEADLINES", {}).items() if h.get("kind", "headline") != "identity"}
 
 
 def figure_files(name: str) -> list[str]:

@@ -37,7 +37,7 @@ from __future__ import annotations
 from .. import Figure
 from .claims import analyze, setup_line  # noqa: F401  (the study's entry points)
 from .figures import figures  # noqa: F401
-from .variants import check_config, variants  # noqa: F401
+from .variants import check_config, claim_variants, variants  # noqa: F401
 
 TITLE = "S4: BN before or after the activation (Ioffe & Szegedy 2015; Lecture 5; public benchmarks)"
 CATEGORY = "S4 BN placement"

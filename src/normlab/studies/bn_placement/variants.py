@@ -39,3 +39,12 @@ def variants(cfg: dict) -> dict:
                     "probes": [],
                 }
     return out
+
+
+def claim_variants(cfg: dict) -> dict[str, list[str]]:
+    """{headline claim id: the variants (keys of ``variants(cfg)``) whose runs its estimate reads}: S4.a and S4.b read
+    bn_pre and bn_post, S4.c bn_pre and none, at every activation x lr cell (the pooled estimate and its activation
+    strata); a claim whose pair of norms the config lacks (``not run``) reads none."""
+    vs = variants(cfg)
+    return {cid: [name for name, v in vs.items() if v["keys"]["norm"] in pair]
+            if all(n in cfg["norms"] for n in pair) else [] for cid, pair in NEEDS.items()}

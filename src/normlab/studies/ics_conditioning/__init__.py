@@ -54,10 +54,10 @@ from __future__ import annotations
 from .. import Figure, SideJob
 from .claims import analyze, setup_text
 from .figures import figures
-from .variants import check_config, variants
+from .variants import check_config, claim_variants, variants
 
 __all__ = ["TITLE", "CATEGORY", "FIGURES", "PAPERS", "HEADLINES", "side_jobs", "headlines", "analyze", "figures",
-           "variants", "check_config"]
+           "variants", "check_config", "claim_variants"]
 
 TITLE = "S5: the ICS conditioning hypothesis (Lecture 5's class project: do BN's gains come from removing outlier eigenvalues?)"
 CATEGORY = "S5 ICS conditioning"

@@ -175,3 +175,26 @@ def variants(cfg: dict) -> dict:
         for lr in sweep_lrs(cfg):
             out[f"{_name(*v)}-lr{lr:g}"] = sweep_spec(cfg, *v, lr)
     return out
+
+
+def claim_variants(cfg: dict) -> dict[str, list[str]]:
+    """{headline claim id: the variants (keys of ``variants(cfg)``) whose runs its estimate reads}:
+
+    - S5.a: the main runs without BN or centering (every uncentered condition at norm none; the analysis keeps the
+      strata whose nu reaches ``claims.nu_min``, a filter on the measured data: a condition with centred activations
+      such as tanh at shift 0 is declared and then left out there);
+    - S5.b: the main runs without BN of every centered condition and its uncentered twin;
+    - S5.e: the three variants it compares per centered condition with a twin (uncentered and centered without
+      BN, uncentered with BN), at ``lr`` and at every rate of the sweep (the choice of rate reads them all).
+
+    S5.c and S5.d are identities (side jobs), left out. A claim the config cannot run (``needs``) reads none."""
+    vs = variants(cfg)
+    main = {n: v["keys"] for n, v in vs.items() if "sweep_lr" not in v["keys"]}
+    need = needs(cfg)
+    twins = {x for pair in pairs(cfg) for x in pair}
+    s5e = {(n, cond_label(a, s, c)) for n, a, s, c in s5e_variants(cfg)}
+    return {
+        "S5.a": [] if need["S5.a"] else [n for n, k in main.items() if k["norm"] == "none" and not k["center"]],
+        "S5.b": [] if need["S5.b"] else [n for n, k in main.items() if k["norm"] == "none" and k["condition"] in twins],
+        "S5.e": [] if need["S5.e"] else [n for n, v in vs.items() if (v["keys"]["norm"], v["keys"]["condition"]) in s5e],
+    }

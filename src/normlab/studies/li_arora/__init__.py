@@ -88,7 +88,7 @@ from __future__ import annotations
 from .. import Figure, SideJob
 from .claims import accuracy_net, analyze, exact_net
 from .figures import figures
-from .variants import check_config, variants
+from .variants import check_config, claim_variants, variants
 
 TITLE = "S2: Li & Arora 2020, An exponential learning rate schedule for deep learning"
 CATEGORY = "S2 Li-Arora"
@@ -158,4 +158,4 @@ def headlines(cfg: dict) -> dict:
 
 
 __all__ = ["TITLE", "CATEGORY", "FIGURES", "PAPERS", "HEADLINES", "analyze", "check_config", "figures", "headlines",
-           "side_jobs", "variants"]
+           "side_jobs", "variants", "claim_variants"]

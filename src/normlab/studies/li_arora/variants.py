@@ -109,3 +109,13 @@ def variants(cfg: dict) -> dict:
                    "model": cfg["model"], "optimizer": defs[name][0], "lr": cfg["lr"], "schedule": defs[name][1],
                    "train": cfg["train"], "probes": [{"name": "weight_norms", "every": cfg["norm_every"]}]}
             for name in cfg["schedules"]}
+
+
+def claim_variants(cfg: dict) -> dict[str, list[str]]:
+    """{headline claim id: the variants (keys of ``variants(cfg)``) whose runs its estimate reads}: S2.b step_wd and
+    texp_practical, S2.c const_wd and exponential; S2.d reads the float32 exactness job only (a side job: no
+    variant); a claim the config cannot run (``missing``) reads none. S2.a is an identity (the float64 exactness
+    job), left out."""
+    vs = variants(cfg)
+    return {cid: [] if missing(cfg, need) else [s for s in need.get("schedules", []) if s in vs]
+            for cid, need in NEEDS.items() if cid != "S2.a"}

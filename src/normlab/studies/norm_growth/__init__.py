@@ -70,7 +70,7 @@ from __future__ import annotations
 from .. import Figure, SideJob
 from .claims import analyze
 from .figures import figures
-from .variants import active_variants, check_config, variants
+from .variants import active_variants, check_config, claim_variants, variants
 
 TITLE = "S3: Weight-norm growth and the implicit learning-rate decay of BN (Lecture 5; Arora, Li, Lyu 2019; " \
         "van Laarhoven 2017)"
@@ -161,4 +161,4 @@ def headlines(cfg: dict) -> dict:
 
 
 __all__ = ["TITLE", "CATEGORY", "FIGURES", "PAPERS", "HEADLINES", "analyze", "check_config", "figures", "headlines",
-           "side_jobs", "variants"]
+           "side_jobs", "variants", "claim_variants"]

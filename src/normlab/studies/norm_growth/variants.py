@@ -112,3 +112,36 @@ def variants(cfg: dict) -> dict:
             "probes": [{"name": "units", "every": cfg["probe_every"], "track": cfg["track_units"]}],
         }
     return out
+
+
+def _plain(k: dict) -> bool:
+    """A variant's keys say plain SGD (as ``claims.plain_sgd`` reads them from the runs)."""
+    return (k["opt"] == "sgd" and k["momentum"] == 0 and k["weight_decay"] == 0 and k["constraint"] == "none"
+            and k["schedule"] == "constant")
+
+
+def claim_variants(cfg: dict) -> dict[str, list[str]]:
+    """{headline claim id: the variants (keys of ``variants(cfg)``) whose runs its estimate reads}, chosen from the
+    variants' keys as ``claims.analyze`` chooses them from the runs':
+
+    - S3.c: the plain-SGD variants on fresh labels with the output layer fixed (``sgd_fresh``): the law is fitted
+      where their G^2 is steady;
+    - S3.d: the SGD variants with weight decay, no constraint, constant rate (``sgd_wd``, ``sgd_momentum_wd``);
+    - S3.e: the first unit-norm variant (by name) that has a plain-SGD reference with its labels, output layer and
+      lr, and that reference (``unit_norm``, ``sgd_fresh``);
+    - S3.f: the first plain-SGD variant (by name) that trains the output layer on real labels
+      (``sgd_trained_out_real``); the other output-training runs are cells.
+
+    S3.a and S3.b are identities (the invariance job), left out. A claim without its variants reads none."""
+    keys = {name: v["keys"] for name, v in sorted(variants(cfg).items())}
+    unit = [n for n, k in keys.items() if "unit_norm" in k["constraint"]]
+    refs = [(v, r) for v in unit for r, k in keys.items()
+            if _plain(k) and all(k[x] == keys[v][x] for x in ("labels", "trained_out")) and float(k["lr"]) == float(keys[v]["lr"])]
+    outs = [n for n, k in keys.items() if k["trained_out"] and _plain(k) and k["labels"] == "real"]
+    return {
+        "S3.c": [n for n, k in keys.items() if _plain(k) and k["labels"] == "fresh" and not k["trained_out"]],
+        "S3.d": [n for n, k in keys.items() if k["opt"] == "sgd" and k["weight_decay"] > 0
+                 and k["constraint"] == "none" and k["schedule"] == "constant"],
+        "S3.e": list(refs[0]) if refs else [],
+        "S3.f": outs[:1],
+    }

@@ -46,7 +46,7 @@ from __future__ import annotations
 from .. import Figure, SideJob
 from .claims import analyze  # noqa: F401  (the study's entry points)
 from .figures import figures  # noqa: F401
-from .variants import check_config, setup_text, variants  # noqa: F401
+from .variants import check_config, claim_variants, setup_text, variants  # noqa: F401
 
 TITLE = "S1: Santurkar et al. 2018, How does batch normalization help optimization?"
 CATEGORY = "S1 Santurkar et al."

@@ -189,3 +189,26 @@ def variants(cfg: dict) -> dict:
             "probes": _probes(cfg, net, norm),
         }
     return out
+
+
+# The headline claims' variants: (norms compared, the ``claims`` key of their rates, read with the ICS/landscape
+# probes). S1.b is a check (our control), not a headline.
+HEADLINE_SPECS = {"S1.a": (("none", "bn_pre", "noisy_bn"), "regime_lrs", False),
+                  "S1.c": (("none", "bn_pre"), "ics_lrs", True),
+                  "S1.d": (("none", "bn_pre"), "measure_lrs", True)}
+
+
+def claim_variants(cfg: dict) -> dict[str, list[str]]:
+    """{headline claim id: the variants (keys of ``variants(cfg)``) whose runs its estimate reads}, over every net:
+    S1.a none, bn_pre and noisy_bn at the rates of ``claims.regime_lrs`` (all four metric strata read the same
+    runs); S1.c none and bn_pre at ``claims.ics_lrs`` (the ICS probe); S1.d none and bn_pre at
+    ``claims.measure_lrs`` (the landscape probe). A claim the config cannot run (``claim_needs``) reads none. The
+    DLN (S1.c's and S1.d's DLN rows) is a side job, cells only."""
+    needs = claim_needs(cfg)
+    vs = variants(cfg)
+    out = {}
+    for cid, (norms, key, probed) in HEADLINE_SPECS.items():
+        rates = claim_rates(cfg, key, norms, probed)[0] if needs[cid] is None else []
+        out[cid] = [name for name, v in vs.items()
+                    if v["keys"]["norm"] in norms and rates and among(v["keys"]["lr"], rates)]
+    return out
