@@ -41,12 +41,27 @@ def paired_groups(runs, norm_a: str, norm_b: str, col: str, cells) -> tuple[list
     return ga, gb
 
 
-def pooled(runs, norm_a: str, norm_b: str, col: str, cells, ci: float = 0.95):
-    """Stratified paired estimate: mean over cells of the mean per-seed difference col(a) - col(b)."""
+def grid_mean_ci(groups_a, groups_b=None, *, resolution: float | None = None, **kw):
+    """``stats.mean_ci`` of values read on a grid of spacing ``resolution`` (steps to target, read at the
+    evaluations): each value carries its rounding error (variance resolution^2 / 12), so seeds that tie on the
+    grid are data, not an exact value (``mean_ci``'s ``resolution=``; without that keyword in the installed
+    ``normlab.stats`` the call runs as before)."""
+    import inspect
+
     from ...stats import mean_ci
 
+    if resolution and "resolution" in inspect.signature(mean_ci).parameters:
+        kw["resolution"] = resolution
+    return mean_ci(groups_a, groups_b, **kw)
+
+
+def pooled(runs, norm_a: str, norm_b: str, col: str, cells, ci: float = 0.95, resolution: float | None = None):
+    """Stratified paired estimate: mean over cells of the mean per-seed difference col(a) - col(b); ``resolution``:
+    the grid the values are read on (``grid_mean_ci``)."""
     ga, gb = paired_groups(runs, norm_a, norm_b, col, cells)
-    return mean_ci(ga, gb, ci=ci, paired=True)
+    return grid_mean_ci(ga, gb, ci=ci, paired=True, resolution=resolution)
+
+
 
 
 def net_text(cfg: dict, short: bool = False) -> str:
@@ -66,6 +81,18 @@ def setup_line(cfg: dict) -> str:
     return (f"{cfg['dataset']}, {net}, "
             f"{o['name'].upper()}{mom} at constant lr, {t['steps']} steps of batch {t['batch_size']}{seeds}; "
             f"paper/benchmarks: ImageNet convnets")
+
+
+def eval_grid(cfg: dict) -> int:
+    """The spacing of the evaluations steps to target are read at (``train.eval_every``)."""
+    return int(cfg["train"].get("eval_every", 1))
+
+
+def resolutions(cfg: dict) -> dict:
+    """The grid each claim's values are read on (None: a continuous measure): S4.b's steps to target are read at
+    the evaluations, every ``train.eval_every`` steps; its estimate is a difference of steps (linear scale), so
+    the resolution is eval_every itself."""
+    return {"S4.a": None, "S4.b": eval_grid(cfg), "S4.c": None}
 
 
 def smallest_effects(cfg: dict) -> dict:
@@ -96,13 +123,16 @@ def claim_specs(cfg: dict) -> list[Spec]:
     acc_why = (f"smallest effect of interest {c['effect_min']:g} test accuracy (the public benchmarks' smallest gap, "
                "GoogLeNet 1.1 points): it fails when the interval lies below it")
     speed_why = (f"smallest speed-up of interest {sesoi['S4.b']:g} steps ({c['speed_min']:.0%} of the "
-                 f"{steps:,}-step budget): it fails when the interval rules out a speed-up this large")
+                 f"{steps:,}-step budget); steps to target are read every {eval_grid(cfg)} steps, so seeds that tie "
+                 "on that grid count as data with the grid's rounding error, not as exact values: it fails when the "
+                 "interval rules out a speed-up this large")
     return [
         Spec("S4.a", *NEEDS["S4.a"], "test_acc", dict(above=0.0), LECTURE, "test_acc(bn_pre) - test_acc(bn_post)",
              "BN before the activation gives higher final test accuracy than BN after", acc_why),
         Spec("S4.b", *NEEDS["S4.b"], "steps_to_target", dict(below=0.0), LECTURE,
              "steps_to_target(bn_pre) - steps_to_target(bn_post)",
-             f"BN before reaches {target} in fewer steps than BN after (never reached = {steps + 1})", speed_why),
+             f"BN before reaches {target} in fewer steps than BN after (read every {eval_grid(cfg)} steps; never "
+             f"reached = {steps + 1})", speed_why),
         Spec("S4.c", *NEEDS["S4.c"], "test_acc", dict(above=0.0), "Ioffe & Szegedy 2015",
              "test_acc(bn_pre) - test_acc(none)",
              "BN before the activation gives higher final test accuracy than no BN", acc_why),
@@ -123,10 +153,10 @@ def one_claim(runs, spec: Spec, cells, cfg) -> list[dict]:
     The cells are left out when each activation has one lr: its stratum row is then that cell."""
     from ...stats import claim_from
 
-    ci, sesoi = cfg["claims"]["ci"], smallest_effects(cfg)[spec.cid]
+    ci, sesoi, res = cfg["claims"]["ci"], smallest_effects(cfg)[spec.cid], resolutions(cfg)[spec.cid]
 
     def estimate(some_cells):
-        return pooled(runs, spec.a, spec.b, spec.column, some_cells, ci)
+        return pooled(runs, spec.a, spec.b, spec.column, some_cells, ci, res)
 
     acts = sorted({act for act, _ in cells})
     strata = ({act: [(estimate([x for x in cells if x[0] == act]), dict(sesoi=sesoi, **spec.side))] for act in acts}
