@@ -281,3 +281,15 @@ def test_every_figure_is_written_for_a_subset(tmp_path):
 @pytest.mark.parametrize("norms", [["none", "bn_pre"], ["bn_pre", "bn_post"]])
 def test_subsets_pass_the_config_validation(norms):
     validate(full_config(norms=norms), load_schema())  # no ConfigError
+
+
+def test_speed_sesoi_is_never_finer_than_the_evaluation_grid():
+    """S4.b's smallest speed-up of interest is at least one evaluation interval (steps to target are read on that
+    grid: a smaller speed-up cannot be seen); the default is 10% of the budget, 100 of 1,000 steps = eval_every."""
+    assert study_cfg()["claims"]["speed_min"] == 0.1
+    cfg = cfg_small()
+    assert bnc.smallest_effects(cfg)["S4.b"] == 100 and "raised to the evaluation grid" not in bnc.speed_why(cfg)
+    cfg["claims"]["speed_min"] = 0.05
+    assert bnc.smallest_effects(cfg)["S4.b"] == 100 and "raised to the evaluation grid" in bnc.speed_why(cfg)
+    cfg["claims"]["speed_min"] = 0.2
+    assert bnc.smallest_effects(cfg)["S4.b"] == 200
