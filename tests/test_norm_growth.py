@@ -66,6 +66,22 @@ def test_units_probe_angle_and_efflr_exact():
     assert a["units/bn0/angle_mean"] == pytest.approx(torch.arccos(cos.clamp(-1, 1)).mean().item(), rel=1e-5)
 
 
+def test_units_probe_relative_update_size_every_layer():
+    """relupd_rms = sqrt(mean_j ||w_j' - w_j||^2 / ||w_j||^2), for the BN-fed layers and the trained output layer
+    alike (the S3.f measure); only with relative=True (the default spec's metrics are unchanged)."""
+    torch.manual_seed(2)
+    model = build_model({**MODEL, "scale_invariant": False}, (1, 40), 10, dtype=torch.float64)
+    w_bn, w_out = model[1].weight.detach().clone(), model[-1].weight.detach().clone()
+    probe = build_probe({"name": "units", "every": 1, "relative": True})
+    params = [p for p in model.parameters() if p.requires_grad]
+    _, a = _step(model, torch.optim.SGD(params, lr=0.3), probe, 0.3)
+    for name, w0, w1 in (("bn0", w_bn, model[1].weight.detach()), ("out", w_out, model[-1].weight.detach())):
+        want = (((w1 - w0) ** 2).sum(1) / (w0 ** 2).sum(1)).mean().sqrt().item()
+        assert a[f"units/{name}/relupd_rms"] == pytest.approx(want, rel=1e-10)
+    _, a = _step(model, torch.optim.SGD(params, lr=0.3), build_probe({"name": "units", "every": 1}), 0.3)
+    assert not [k for k in a if "relupd" in k]
+
+
 def _recursion(s0, eta, G2_of_k, K):
     """Exact per-step recursion ||w||^2_{k+1} = ||w||^2_k + eta^2 G_k^2 / ||w||^2_k (one unit)."""
     w2 = [s0]

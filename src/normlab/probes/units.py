@@ -17,7 +17,10 @@ after the update (``after_step``, same step; w_j' = the new weights, after any c
 - ``angle_mean``/``angle_rms``/``angle_q*``: the angle between w_j and w_j' (the step on the sphere);
 - ``dw2_mean``: mean_j (||w_j'||^2 - ||w_j||^2); ``inc_mean``: mean_j eta^2 ||g_j||^2;
 - ``pyth_rel_w_max``: max_j |r_j| / ||w_j||^2 and ``pyth_rel_inc_med``/``_max``: |r_j| / (eta^2 ||g_j||^2),
-  with r_j = ||w_j'||^2 - ||w_j||^2 - eta^2 ||g_j||^2 the residual of the Pythagorean recursion.
+  with r_j = ||w_j'||^2 - ||w_j||^2 - eta^2 ||g_j||^2 the residual of the Pythagorean recursion;
+- ``relupd_rms`` (with ``relative=True``): sqrt(mean_j ||w_j' - w_j||^2 / ||w_j||^2), the relative update size per
+  step, an effective learning rate measured the same way for every layer, scale invariant or not (for a BN-fed
+  unit under plain SGD it is eta ||g_j|| / ||w_j|| = eta G_j / ||w_j||^2, about the angle).
 
 Everything is computed in float64 from the (possibly float32) weights; r_j is computed as
 2 <w_j, d_j> + ||d_j||^2 - eta^2 ||g_j||^2 with d_j = w_j' - w_j, which avoids cancelling two
@@ -99,9 +102,10 @@ class Units(Probe):
 
     read_only = True  # reads weights and grads only
 
-    def __init__(self, every: int, track: int = 4):
-        super().__init__(every, track=track)
+    def __init__(self, every: int, track: int = 4, relative: bool = False):
+        super().__init__(every, track=track, relative=relative)
         self.track = track
+        self.relative = relative
         self._before: dict = {}
         self._step = None
         self._layers: dict = {}
@@ -193,12 +197,16 @@ class Units(Probe):
             stats.append(torch.where(valid, inc, nan))
             maxes = torch.stack([torch.where(valid, r / w2, ninf), torch.where(valid, rel_inc, ninf)]).amax(-1).tolist()
             med = torch.nanmedian(rel_inc, -1).values.tolist()
+        if self.relative:
+            stats.append(torch.where(valid, (D * D).sum(-1) / w2.clamp_min(1e-300), nan))
         means = torch.nanmean(torch.stack(stats), -1).tolist()
         quant = _nanquantiles(ang.unsqueeze(0), b["n"])[:, 0].tolist()
         res, slots = _slots(keys, names)
         for out, i, p in slots:
             out.update({f"{p}/angle_mean": means[0][i], f"{p}/angle_rms": means[1][i] ** 0.5,
                         f"{p}/dw2_mean": means[2][i]})
+            if self.relative:
+                out[f"{p}/relupd_rms"] = means[-1][i] ** 0.5
             for jq, q in enumerate(QUANTILES):
                 out[f"{p}/angle_q{int(q * 100)}"] = quant[jq][i]
             if has_g[i]:
