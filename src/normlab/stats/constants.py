@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 CLAIM_COLUMNS = ["claim_id", "claim", "source", "metric", "value", "ci_low", "ci_high", "threshold", "verdict",
-                 "n_seeds", "kind", "p_adj", "sesoi", "ci_level", "basis", "detectable", "seeds_needed", "strata"]
+                 "n_seeds", "kind", "p_adj", "sesoi", "ci_level", "basis", "detectable", "seeds_needed", "strata",
+                 "look", "looks", "nominal", "stop"]
 # Internal columns the studies fill (through ``claim``); ``finalize`` consumes them.
 P_COLUMNS = ["p_holds", "p_fails"]
 INTERNAL = ["_parts", "_display", "_strata", "_stratum", "_family"]
 # mixed: a pooled claim whose strata give opposite verdicts (one holds, another fails); not run: the config
 # does not contain what the claim needs.
-VERDICTS = ("holds", "fails", "mixed", "inconclusive", "not run")
+VERDICTS = ("holds", "smaller", "fails", "mixed", "inconclusive", "not run")
 # headline: the paper's empirical claims; identity: a paper-level claim true by construction for a correct
 # implementation (it verifies code and theorem, not an empirical finding); cell: per-cell detail; check:
 # controls and instrument checks.

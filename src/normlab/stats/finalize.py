@@ -4,6 +4,7 @@ the interval each verdict was made from, its basis, power figures, strata)."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from .constants import CLAIM_COLUMNS, FAMILIES, KINDS, POWER, SEEDS_CAP, VERDICT
 from .families import stepdown, strata_agree
 from .power import power_figures, undecided_part
 from .rows import claim_all
+from .sequential import Looks
 from .tests import Part, combine, exact_verdict
 
 
@@ -25,8 +27,11 @@ def _level_text(level: float) -> str:
 
 
 def _basis(verdict: str, parts: list[Part], a: float, alpha: float, family: str, n_family: int,
-           level: float, both: bool) -> str:
-    """One line: which interval, at which level, decided the verdict, and why."""
+           level: float, both: bool, a_fail: float | None = None, look: str = "") -> str:
+    """One line: which interval, at which level, decided the verdict, and why. ``a``: the one-sided nominal level
+    of the claim's tests; ``a_fail`` that of each part's fails test (a / k for k parts in a fixed design);
+    ``look``: how the looks set the level (sequential designs)."""
+    a_fail = a if a_fail is None else a_fail
     if all(p.exact for p in parts):
         if any(not np.isfinite(p.est.value) for p in parts):
             return f"{verdict}: nothing measured"
@@ -41,9 +46,9 @@ def _basis(verdict: str, parts: list[Part], a: float, alpha: float, family: str,
                "family (Holm's step-down, Shaffer's constraints)")
     else:
         adj = f"one-sided tests at {a:.3g} (judged alone)"
+    adj += look
     main = [p for p in parts if not p.gate]
     stat_main = [p for p in main if not p.exact]
-    k = max(len(stat_main), 1)
     multi = len(parts) > 1
     lvl = _level_text(level)
 
@@ -54,20 +59,20 @@ def _basis(verdict: str, parts: list[Part], a: float, alpha: float, family: str,
         lo, hi = p.est.interval(lev)
         return f"[{_fmt(lo)}, {_fmt(hi)}]"
 
-    if verdict == "holds":
-        text = "holds: " + "; ".join(f"{name(p)}'s {lvl} interval {iv(p, level)} lies {p.margin_text().split(';')[0]}"
+    if verdict in ("holds", "smaller"):
+        text = f"{verdict}: " + "; ".join(f"{name(p)}'s {lvl} interval {iv(p, level)} lies {p.margin_text().split(';')[0]}"
                                      if not p.exact else f"{name(p)} (exact, {_fmt(p.est.value)}) lies "
                                      f"{p.margin_text().split(';')[0]}" for p in parts)
-        if both and main[0].disjoint:
+        if both:
             text += (f"; it also rules out the smallest effect of interest {main[0].fail_margin:.4g}: a real effect, "
-                     "smaller than the one of interest")
+                     "smaller than claimed")
         return f"{text}; {adj}"
     if verdict == "fails":
         for p in main:
             if p.exact and p.fails_exactly():
                 return f"fails: {name(p)} (exact, {_fmt(p.est.value)}) is not {p.margin_text().split(';')[0]}; {adj}"
         p = min(stat_main, key=lambda q: q.pvalues()[1])
-        lev = 1 - a / k if p.side == "within" else 1 - 2 * a / k
+        lev = 1 - 2 * a_fail
         where = ("outside " + p.threshold().removeprefix("in ") if p.side == "within" else
                  f"{'below' if p.side == 'above' else 'above'} {p.fail_margin:.4g}"
                  + (" (the smallest effect of interest)" if p.disjoint else ""))
@@ -77,7 +82,7 @@ def _basis(verdict: str, parts: list[Part], a: float, alpha: float, family: str,
         if p.pvalues()[0] < a:  # this part holds; another one leaves the claim undecided
             bits.append(f"{name(p)}'s {lvl} interval {iv(p, level)} lies {p.margin_text().split(';')[0]}")
         elif p.side == "within":
-            lf = 1 - a / k
+            lf = 1 - 2 * a_fail
             bits.append(f"{name(p)}'s {lvl} interval {iv(p, level)} is not inside {p.threshold().removeprefix('in ')} "
                         f"and its {_level_text(lf)} interval {iv(p, lf)} not outside")
         else:
@@ -93,7 +98,8 @@ def _power_text(pw: dict, parts: list[Part], n: int, cap: int, a: float) -> str:
     if not (np.isfinite(need) or need == math.inf):
         return ""
     main = undecided_part(parts, a)
-    of = f" ({main.label})" if len(parts) > 1 and main.label else ""
+    multi = len([p for p in parts if not p.gate]) > 1
+    of = f" ({main.label or 'part ' + str(parts.index(main) + 1)})" if multi else ""
     d = pw["detectable"]
     if main.side == "within":
         det = (f"At {n} seeds TOST{of} shows equivalence (80% power, true difference 0) only within "
@@ -102,11 +108,15 @@ def _power_text(pw: dict, parts: list[Part], n: int, cap: int, a: float) -> str:
         det = (f"At {n} seeds it{of} detects (80% power) an effect of "
                + (f"a factor {d:.3g}" if main.est.log else f"{d:.3g}") + f" beyond {main.holds:.4g}")
     if need == math.inf:
-        return det + (f"; more seeds would not help: the estimate sits on a margin (not decided at 80% power "
-                      f"within {cap} seeds)")
+        text = (f"; the estimate{of} sits on a margin: at the observed effect no number of seeds up to {cap} decides "
+                "it with 80% power, though more seeds keep shrinking its interval")
+        n0 = pw.get("seeds_if_centered", math.nan)
+        if main.side == "within" and np.isfinite(n0):
+            text += f" (were the true difference 0, about {int(n0)} seeds would show equivalence)"
+        return det + text
     if need <= n:
         return det + f"; with the observed effect as the truth {n} seeds already give 80% power (an unlucky draw)"
-    return det + f"; about {int(need)} seeds would decide it (80% power at the observed effect and spread)"
+    return det + f"; about {int(need)} seeds would decide it{of} (80% power at the observed effect and spread)"
 
 
 def _expand_strata(df):
@@ -147,35 +157,6 @@ def _tests(df) -> list:
     return tests
 
 
-def _decide(df, tests, alpha: float) -> tuple[dict, set]:
-    """The multiplicity rule per family: {row: (verdict, level, p_adj, both rejected, family, family size)} and
-    the statistical rows without a test."""
-    groups, untestable = {}, set()
-    for i, r in df.iterrows():
-        fam = r.get("_family")
-        key = fam if isinstance(fam, str) and fam else r["kind"] if r["kind"] in FAMILIES else f"{r['kind']}#{i}"
-        t = tests[i][1]
-        if t["exact"]:
-            continue
-        if not (np.isfinite(t["p_holds"]) or np.isfinite(t["p_fails"])):
-            untestable.add(i)
-            continue
-        groups.setdefault(key, []).append(i)
-    decided = {}
-    for key, idx in groups.items():
-        s = stepdown(*(np.array([tests[i][1][k] for i in idx]) for k in ("p_holds", "p_fails", "c")), alpha)
-        for j, i in enumerate(idx):
-            rh, rf = bool(s["reject_holds"][j]), bool(s["reject_fails"][j])
-            verdict = "holds" if rh else "fails" if rf else "inconclusive"
-            a = s["level_holds"][j] if rh else s["level_fails"][j] if rf else (
-                np.nanmin([s["level_holds"][j], s["level_fails"][j]]))
-            a = a if np.isfinite(a) else alpha
-            pa, pb = s["p_adj_holds"][j], s["p_adj_fails"][j]
-            p_adj = pa if rh else pb if rf else np.nanmin([pa, pb])
-            decided[i] = (verdict, float(a), float(p_adj), rh and rf, key.split("#")[0], len(idx))
-    return decided, untestable
-
-
 def _write_exact(df, i, parts, alpha: float) -> None:
     if parts:
         df.at[i, "verdict"] = exact_verdict(parts)
@@ -185,34 +166,6 @@ def _write_exact(df, i, parts, alpha: float) -> None:
         df.at[i, "basis"] = _basis(df.at[i, "verdict"], parts, alpha, alpha, "", 1, math.nan, False)
     elif not df.at[i, "basis"]:
         df.at[i, "basis"] = f"{df.at[i, 'verdict']}: as the study judged it (no test)"
-
-
-def _write_decided(df, i, parts, decision, alpha: float, power: float, seeds_cap: int) -> None:
-    """A statistical row's verdict, the interval it was decided from, its basis and power figures."""
-    verdict, a, p_adj, both, family, n_family = decision
-    df.at[i, "verdict"] = verdict
-    df.at[i, "p_adj"] = p_adj
-    if not parts:
-        df.at[i, "basis"] = (f"{verdict}: the study's own test, one-sided at {a:.3g} after the step-down; "
-                             "interval as the study gave it")
-        return
-    main = [p for p in parts if not p.gate]
-    k = max(len([p for p in main if not p.exact]), 1)
-    level = 1 - 2 * a
-    if verdict == "fails" and len(parts) == 1:
-        level = 1 - a / k if main[0].side == "within" else 1 - 2 * a / k
-    disp = df.at[i, "_display"]
-    value, low, high = disp(level) if callable(disp) else (main[0].est.value, *main[0].est.interval(level))
-    df.at[i, "value"], df.at[i, "ci_low"], df.at[i, "ci_high"] = value, low, high
-    df.at[i, "ci_level"] = level
-    text = _basis(verdict, parts, a, alpha, family, n_family, level, both)
-    if verdict == "inconclusive":
-        pw = power_figures(parts, a, power, seeds_cap)
-        df.at[i, "detectable"] = pw["detectable"]
-        df.at[i, "seeds_needed"] = pw["seeds_needed"]
-        extra = _power_text(pw, parts, int(main[0].est.n), seeds_cap, a)
-        text += f". {extra}" if extra else ""
-    df.at[i, "basis"] = text
 
 
 def _write_strata(df, parent: int, kids: list) -> None:
@@ -238,7 +191,205 @@ def _write_strata(df, parent: int, kids: list) -> None:
         df.at[parent, "basis"] = f"{df.at[parent, 'basis']}. Strata ({name}): {df.at[parent, 'strata']}; {agree}"
 
 
-def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int = SEEDS_CAP):
+def _family_key(r, i) -> str:
+    fam = r.get("_family")
+    return fam if isinstance(fam, str) and fam else r["kind"] if r["kind"] in FAMILIES else f"{r['kind']}#{i}"
+
+
+def _signature(parts, t) -> tuple:
+    """What a row's tests read at a look: a new look of the row only when it changed (more seeds)."""
+    if parts:
+        return tuple((p.est.value, p.est.se, p.est.n) for p in parts)
+    return (t["p_holds"], t["p_fails"])
+
+
+def _row_q(parts, t, q) -> tuple[float, float]:
+    """A row's sequential p-values at one look: each part's one-sided p transformed by the look's ``q`` first."""
+    if parts:
+        c = combine(parts, q)
+        return c["p_holds"], c["p_fails"]
+    return q(t["p_holds"]), q(t["p_fails"])
+
+
+class _Row:
+    """The running state of one statistical row over the looks."""
+
+    def __init__(self):
+        self.qh = self.qf = math.inf
+        self.look_h = self.look_f = 0  # the look whose data gave the smallest q (holds, fails)
+        self.sig = None
+        self.last = 0  # the last look the row was evaluated at
+        self.frozen = False
+        self.decided = 0  # the look after which it was decided (0: not)
+        self.futile = 0  # the look after which it stopped for futility (0: not)
+
+
+def _stepdown_family(rows, idx, c, alpha):
+    qh = np.array([rows[i].qh for i in idx], dtype=float)
+    qf = np.array([rows[i].qf for i in idx], dtype=float)
+    qh[~np.isfinite(qh)] = np.nan
+    qf[~np.isfinite(qf)] = np.nan
+    return stepdown(qh, qf, np.array([c[i] for i in idx]), alpha)
+
+
+def _decide(frames, tests, looks, alpha: float, power: float, futility: Callable | None):
+    """The multiplicity rule per family over the looks (``sequential``): {row: (verdict, u, p_adj, both rejected,
+    family, family size)}, the statistical rows without a test, and each row's running state."""
+    last = len(frames) - 1
+    df = frames[last]
+    groups, untestable, c = {}, set(), {}
+    for i, r in df.iterrows():
+        t = tests[last][i][1]
+        if t["exact"]:
+            continue
+        if not (np.isfinite(t["p_holds"]) or np.isfinite(t["p_fails"])):
+            untestable.add(i)
+            continue
+        groups.setdefault(_family_key(r, i), []).append(i)
+        c[i] = t["c"]
+    rows = {i: _Row() for idx in groups.values() for i in idx}
+    final = {}
+    for k in range(1, len(frames) + 1):
+        q = lambda p, k=k: looks.q(k, p)  # noqa: E731
+        for i, st in rows.items():
+            if st.frozen or tests[k - 1][i] is None:
+                continue
+            parts, t = tests[k - 1][i]
+            sig = _signature(parts, t)
+            if sig == st.sig:
+                continue  # no new seeds for this row: not a new look
+            st.sig, st.last = sig, k
+            qh, qf = _row_q(parts, t, q)
+            if np.isfinite(qh) and qh < st.qh:
+                st.qh, st.look_h = qh, k
+            if np.isfinite(qf) and qf < st.qf:
+                st.qf, st.look_f = qf, k
+            st.look_h, st.look_f = st.look_h or k, st.look_f or k
+        for key, idx in groups.items():
+            s = _stepdown_family(rows, idx, c, alpha)
+            for j, i in enumerate(idx):
+                rh, rf = bool(s["reject_holds"][j]), bool(s["reject_fails"][j])
+                if rows[i].decided:
+                    continue
+                u = s["level_holds"][j] if rh else s["level_fails"][j] if rf else (
+                    np.nanmin([s["level_holds"][j], s["level_fails"][j]]))
+                u = float(u) if np.isfinite(u) else alpha
+                pa, pb = s["p_adj_holds"][j], s["p_adj_fails"][j]
+                p_adj = pa if rh else pb if rf else np.nanmin([pa, pb])
+                both = rh and rf and c[i] == 1
+                verdict = "smaller" if both else "holds" if rh else "fails" if rf else "inconclusive"
+                final[i] = (verdict, u, float(p_adj), both, key.split("#")[0], len(idx))
+                if verdict != "inconclusive":
+                    rows[i].frozen, rows[i].decided = True, k
+        if futility is not None and k < looks.K:
+            for i, st in rows.items():
+                if not st.frozen and futility(df.loc[i], tests[k - 1][i], final[i][1], k):
+                    st.frozen, st.futile = True, k
+    return final, untestable, rows
+
+
+def _write_decided(df, i, parts, decision, st, looks, alpha: float, power: float, seeds_cap: int) -> None:
+    """A statistical row's verdict, the interval it was decided from (at the look whose data decided it), its
+    basis, power figures and how the looks reached it."""
+    verdict, u, p_adj, both, family, n_family = decision
+    look = (st.look_h if verdict in ("holds", "smaller") else st.look_f if verdict == "fails" else st.last) or 1
+    a = float(looks.nominal(look, u))
+    df.at[i, "verdict"] = verdict
+    df.at[i, "p_adj"] = p_adj
+    df.at[i, "look"], df.at[i, "looks"], df.at[i, "nominal"] = look, looks.K, a
+    if looks.K > 1:
+        df.at[i, "stop"] = ("decided" if verdict != "inconclusive" else "futility" if st.futile else
+                            "max_seeds" if st.last == looks.K else "study stopped")
+    if not parts:
+        df.at[i, "basis"] = (f"{verdict}: the study's own test, one-sided at {a:.3g} after the step-down; "
+                             "interval as the study gave it")
+        return
+    main = [p for p in parts if not p.gate]
+    k = max(len([p for p in main if not p.exact]), 1)
+    a_fail = float(looks.nominal(look, u / k)) if k > 1 else a
+    level = 1 - 2 * a
+    if verdict == "fails" and len(parts) == 1:
+        level = 1 - 2 * a_fail
+    disp = df.at[i, "_display"]
+    value, low, high = disp(level) if callable(disp) else (main[0].est.value, *main[0].est.interval(level))
+    df.at[i, "value"], df.at[i, "ci_low"], df.at[i, "ci_high"] = value, low, high
+    df.at[i, "ci_level"] = level
+    df.at[i, "n_seeds"] = main[0].est.n
+    how = ""
+    if looks.K > 1:
+        how = (f"; look {look} of {looks.K} ({looks.n[look - 1]} of at most {looks.n[-1]} seeds): the family's level "
+               f"{u:.3g} for this test spent over the looks (O'Brien-Fleming-type), nominal {a:.3g} at this look")
+    text = _basis("holds" if verdict == "smaller" else verdict, parts, a, alpha, family, n_family, level, both,
+                  a_fail, how)
+    if verdict == "smaller":
+        text = "smaller: " + text.removeprefix("holds: ")
+    if verdict == "inconclusive":
+        a_end = float(looks.nominal(looks.K, u))  # what more seeds buy: judged at the last look's level
+        pw = power_figures(parts, a_end, power, seeds_cap)
+        df.at[i, "detectable"] = pw["detectable"]
+        df.at[i, "seeds_needed"] = pw["seeds_needed"]
+        extra = _power_text(pw, parts, int(main[0].est.n), seeds_cap, a_end)
+        if st.futile:
+            extra += (f". Stopped for futility after look {st.futile}: at most {looks.n[-1]} seeds (max_seeds) would "
+                      "not decide it with 80% power")
+        elif looks.K > 1 and st.last == looks.K:
+            extra += f". Undecided at the last planned look (max_seeds {looks.n[-1]})"
+        text += f". {extra}" if extra else ""
+    df.at[i, "basis"] = text
+
+
+def _prepare(claims):
+    import pandas as pd
+
+    df = pd.DataFrame(claims).copy().reset_index(drop=True)
+    defaults = {"kind": "cell", "p_adj": math.nan, "sesoi": math.nan, "ci_level": math.nan, "basis": "",
+                "detectable": math.nan, "seeds_needed": math.nan, "strata": "", "p_holds": math.nan,
+                "p_fails": math.nan, "_parts": None, "_display": None, "_strata": None, "_stratum": "", "_family": "",
+                "look": 1, "looks": 1, "nominal": math.nan, "stop": ""}
+    for c, v in defaults.items():
+        if c not in df:
+            df[c] = [v] * len(df)
+    df["kind"] = df["kind"].fillna("cell")
+    bad = sorted(set(df["kind"]) - set(KINDS))
+    if bad:
+        raise ValueError(f"unknown claim kinds {bad}")
+    df, children = _expand_strata(df)
+    df["p_adj"] = math.nan
+    for col in ("ci_level", "detectable", "seeds_needed", "sesoi", "nominal"):
+        df[col] = df[col].astype(float)
+    for col in ("basis", "strata", "stop"):
+        df[col] = df[col].fillna("").astype(object)
+    return df, children
+
+
+def _aligned_tests(frames) -> list:
+    """Each look's tests in the row order of the last look's frame (matched by claim id; None where a look lacks
+    the row)."""
+    last = frames[-1]
+    out = []
+    for f in frames:
+        t = _tests(f)
+        pos = {cid: j for j, cid in enumerate(f["claim_id"])}
+        out.append([t[pos[cid]] if cid in pos else None for cid in last["claim_id"]])
+    return out
+
+
+def _futility(looks, power: float, seeds_cap: int):
+    """Non-binding futility for the rows that steer the looks (a headline family): stop when, at the observed
+    effect and spread, not even ``max_seeds`` seeds would decide the row with ``power`` at the last look's level."""
+
+    def futile(row, test, u, k) -> bool:
+        if test is None or (row.get("_family") or row["kind"]) != "headline" or not test[0]:
+            return False
+        pw = power_figures(test[0], float(looks.nominal(looks.K, u)), power, seeds_cap)
+        need = pw["seeds_needed"]
+        return bool(need == math.inf or (np.isfinite(need) and need > looks.n[-1]))
+
+    return futile
+
+
+def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int = SEEDS_CAP, history=None,
+             looks=None):
     """claims.csv's final form: one multiplicity rule per family, verdicts, the interval each verdict was made
     from, the basis of each verdict, for undecided claims power figures, and the strata of pooled claims.
 
@@ -251,38 +402,51 @@ def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int =
     smaller of the two); ``ci_low``/``ci_high`` the interval at ``ci_level``, the level the verdict was
     decided at; ``basis`` says how; ``detectable`` and ``seeds_needed`` (inconclusive rows) what more seeds
     would buy (``power_figures``); ``strata`` the verdicts of a pooled claim's strata (``mixed`` when they
-    are opposite)."""
-    import pandas as pd
+    are opposite). ``smaller``: a directional claim whose interval both clears its threshold and rules out
+    its smallest effect of interest (a real effect, smaller than claimed).
 
-    df = pd.DataFrame(claims).copy().reset_index(drop=True)
-    defaults = {"kind": "cell", "p_adj": math.nan, "sesoi": math.nan, "ci_level": math.nan, "basis": "",
-                "detectable": math.nan, "seeds_needed": math.nan, "strata": "", "p_holds": math.nan,
-                "p_fails": math.nan, "_parts": None, "_display": None, "_strata": None, "_stratum": "", "_family": ""}
-    for c, v in defaults.items():
-        if c not in df:
-            df[c] = [v] * len(df)
-    df["kind"] = df["kind"].fillna("cell")
-    bad = sorted(set(df["kind"]) - set(KINDS))
-    if bad:
-        raise ValueError(f"unknown claim kinds {bad}")
-    df, children = _expand_strata(df)
+    Sequential seeds (``sequential``): ``history`` holds the claims at the looks made so far (the last one is
+    ``claims``), ``looks`` the study's planned looks (``sequential.Looks``). A row is looked at again only when
+    its data changed; a decided row keeps its verdict and interval; the family's step-down runs on the rows'
+    sequential p-values after each look; undecided headline rows stop for futility (non-binding) when
+    ``max_seeds`` would not decide them. ``look``, ``looks``, ``nominal`` and ``stop`` say how each verdict was
+    reached. ``judge_looks`` also returns the state the DAG needs (which headline claims are still open)."""
+    return judge_looks(history or [claims], looks, ci=ci, power=power, seeds_cap=seeds_cap)[0]
+
+
+def judge_looks(history, looks=None, *, ci: float = 0.95, power: float = POWER, seeds_cap: int = SEEDS_CAP):
+    """``finalize`` over the looks made so far: (claims DataFrame, {"open": headline claim ids still undecided and
+    not stopped for futility, "futile": those stopped})."""
+    looks = looks or Looks([1])
+    prepared = [_prepare(f) for f in history]
+    frames = [f for f, _ in prepared]
+    df, children = prepared[-1]
     alpha = 1 - ci
-    df["p_adj"] = math.nan
-    for col in ("ci_level", "detectable", "seeds_needed", "sesoi"):
-        df[col] = df[col].astype(float)
-    for col in ("basis", "strata"):
-        df[col] = df[col].fillna("").astype(object)
-    tests = _tests(df)
-    decided, untestable = _decide(df, tests, alpha)
+    tests = _aligned_tests(frames)
+    futility = _futility(looks, power, seeds_cap) if looks.K > 1 else None
+    decided, untestable, rows = _decide(frames, tests, looks, alpha, power, futility)
     for i in range(len(df)):
-        parts, t = tests[i]
+        parts, t = tests[-1][i]
+        df.at[i, "looks"] = looks.K
+        df.at[i, "look"] = len(frames)
         if t["exact"]:
             _write_exact(df, i, parts, alpha)
         elif i in untestable:
             df.at[i, "verdict"] = "inconclusive"
             df.at[i, "basis"] = "inconclusive: no interval (fewer than two finite values in a group of seeds)"
         else:
-            _write_decided(df, i, parts, decided[i], alpha, power, seeds_cap)
+            st = rows[i]
+            k = (st.look_h if decided[i][0] in ("holds", "smaller") else st.look_f if decided[i][0] == "fails"
+                 else st.last) or 1
+            parts = (tests[k - 1][i] or tests[-1][i])[0]
+            _write_decided(df, i, parts, decided[i], st, looks, alpha, power, seeds_cap)
     for parent, kids in children.items():
         _write_strata(df, parent, kids)
-    return df[CLAIM_COLUMNS]
+    open_ids, futile = set(), set()
+    for i, st in rows.items():
+        fam = df.at[i, "_family"] or df.at[i, "kind"]
+        if fam != "headline" or df.at[i, "verdict"] != "inconclusive":
+            continue
+        cid = str(df.at[i, "claim_id"]).split("[")[0]
+        (futile if st.futile else open_ids).add(cid)
+    return df[CLAIM_COLUMNS], {"open": sorted(open_ids), "futile": sorted(futile - open_ids)}

@@ -95,7 +95,8 @@ def t_band(ci: float = 0.95):
     return interval
 
 
-def mean_ci(groups_a, groups_b=None, *, ci: float = 0.95, paired: bool = False, log: bool = False) -> Estimate:
+def mean_ci(groups_a, groups_b=None, *, ci: float = 0.95, paired: bool = False, log: bool = False,
+            resolution: float = 0.0) -> Estimate:
     """Mean over strata of (mean(a) - mean(b)) (or of mean(a) alone) with a Student t interval.
 
     ``groups_a`` / ``groups_b``: lists of 1-D arrays, one per stratum (a cell of a grid); each array
@@ -105,6 +106,12 @@ def mean_ci(groups_a, groups_b=None, *, ci: float = 0.95, paired: bool = False, 
     Non-finite values are dropped. A stratum with fewer than 2 values gives a NaN interval. Seeds that
     all give the same value give se 0 and df inf (a zero-width interval: ``finalize`` compares it
     exactly with its margins, as identities are).
+
+    ``resolution`` (> 0): the values were read on a grid of this spacing (steps to a target read at evaluation
+    steps, say), on the scale of the values (log values for ``log=True``: pass the grid's relative spacing).
+    Each value then carries its rounding error (uniform over one grid cell, variance r^2 / 12), which is added
+    to each group's sample variance: seeds that tie on the grid are data with a spread of at least the grid's,
+    not an exact value (Sheppard 1898).
 
     ``log=True`` (positive quantities: ratios, curvatures, rates): the same on log values, returned
     back-transformed, so value is a geometric mean (or a ratio of geometric means) and the interval
@@ -121,10 +128,15 @@ def mean_ci(groups_a, groups_b=None, *, ci: float = 0.95, paired: bool = False, 
                 return np.where(g > 0, np.log(np.where(g > 0, g, 1.0)), np.nan)
 
         e = mean_ci([_log(g) for g in groups_a], None if groups_b is None else
-                    [None if g is None else _log(g) for g in groups_b], ci=ci, paired=paired)
+                    [None if g is None else _log(g) for g in groups_b], ci=ci, paired=paired, resolution=resolution)
         return Estimate(*(math.exp(x) if np.isfinite(x) else math.nan for x in e[:3]), e.se, e.df, e.n, True)
     if groups_b is None:
         groups_b = [None] * len(groups_a)
+    r2 = resolution**2 / 12 if resolution and resolution > 0 else 0.0  # a grid value's rounding variance
+
+    def var(g):
+        return g.var(ddof=1) + r2
+
     points, var_terms = [], []  # var_terms: (variance of the stratum's estimate, its df) pairs
     n_max = 0
     for a, b in zip(groups_a, groups_b):
@@ -132,7 +144,7 @@ def mean_ci(groups_a, groups_b=None, *, ci: float = 0.95, paired: bool = False, 
         if b is None:
             a = a[np.isfinite(a)]
             points.append(a.mean() if len(a) else math.nan)
-            var_terms.append([(a.var(ddof=1) / len(a), len(a) - 1)] if len(a) > 1 else [(math.nan, 0)])
+            var_terms.append([(var(a) / len(a), len(a) - 1)] if len(a) > 1 else [(math.nan, 0)])
             n_max = max(n_max, len(a))
             continue
         b = np.asarray(b, dtype=float)
@@ -142,14 +154,14 @@ def mean_ci(groups_a, groups_b=None, *, ci: float = 0.95, paired: bool = False, 
             d = a - b
             d = d[np.isfinite(d)]
             points.append(d.mean() if len(d) else math.nan)
-            var_terms.append([(d.var(ddof=1) / len(d), len(d) - 1)] if len(d) > 1 else [(math.nan, 0)])
+            var_terms.append([((var(d) + r2) / len(d), len(d) - 1)] if len(d) > 1 else [(math.nan, 0)])
             n_max = max(n_max, len(d))
         else:
             a, b = a[np.isfinite(a)], b[np.isfinite(b)]
             points.append(a.mean() - b.mean() if len(a) and len(b) else math.nan)
             terms = []
             for g in (a, b):
-                terms.append((g.var(ddof=1) / len(g), len(g) - 1) if len(g) > 1 else (math.nan, 0))
+                terms.append((var(g) / len(g), len(g) - 1) if len(g) > 1 else (math.nan, 0))
             var_terms.append(terms)
             n_max = max(n_max, len(a), len(b))
     k = len(points)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .constants import POWER, SEEDS_CAP
-from .intervals import Estimate
+from .intervals import Estimate, from_scale
 from .tests import Part
 
 
@@ -139,4 +139,10 @@ def power_figures(parts: list[Part], a: float, power: float = POWER, cap: int = 
     main = undecided_part(parts, a)
     ns = np.arange(2, cap + 1)
     ok = decide_power(parts, ns, a) >= power
-    return {"detectable": detectable(main, a, power), "seeds_needed": float(ns[ok.argmax()]) if ok.any() else math.inf}
+    out = {"detectable": detectable(main, a, power), "seeds_needed": float(ns[ok.argmax()]) if ok.any() else math.inf}
+    if main.side == "within" and out["seeds_needed"] == math.inf:  # what a true difference at the band's centre needs
+        lo, hi = main.scaled_margins()[0]
+        mid = Part(main.est._replace(value=from_scale((lo + hi) / 2, main.est.log)), "within", main.holds)
+        ok0 = decide_power([mid], ns, a) >= power
+        out["seeds_if_centered"] = float(ns[ok0.argmax()]) if ok0.any() else math.inf
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -44,8 +45,11 @@ def part_pvalues(side: str, holds, fails, center, se, df):
 
     ``side`` above / below: ``holds`` the threshold h, ``fails`` the fail margin f (h + sesoi above,
     h - sesoi below; f = h for a threshold claim). p_holds tests "mu <= h" (above), p_fails "mu >= f".
-    ``within``: ``holds`` = (a, b); p_holds is TOST's (the larger one-sided p), p_fails Bonferroni over
-    the two one-sided tests of "mu < a" and "mu > b" (2 x the smaller), ``fails`` is ignored."""
+    ``within``: ``holds`` = (a, b); p_holds is TOST's (the larger one-sided p). p_fails tests "mu lies in the
+    band" by the nearer side's one-sided test ("mu < a" or "mu > b", the smaller p, p_near) at its own level,
+    plus the chance w that the far side's test also rejects at that level when mu sits at the near end
+    (plug-in spread: w = P(T_df >= t_{1 - p_near, df} + (b - a) / se)), capped at Bonferroni's 2 x p_near: a
+    band many standard errors wide costs nothing (w ~ 0), a narrow one the doubling. ``fails`` is ignored."""
     if side == "above":
         return p_one_sided(center - holds, se, df), p_one_sided(fails - center, se, df)
     if side == "below":
@@ -53,9 +57,23 @@ def part_pvalues(side: str, holds, fails, center, se, df):
     if side == "within":
         a, b = holds
         p_h = np.fmax(p_one_sided(center - a, se, df), p_one_sided(b - center, se, df))
-        p_f = np.minimum(1.0, 2 * np.fmin(p_one_sided(a - center, se, df), p_one_sided(center - b, se, df)))
-        return p_h, p_f
+        p_near = np.fmin(p_one_sided(a - center, se, df), p_one_sided(center - b, se, df))
+        return p_h, np.minimum(1.0, p_near + far_side(p_near, b - a, se, df))
     raise ValueError(f"unknown side {side!r}")
+
+
+def far_side(p_near, width, se, df):
+    """The chance that a band's far-side test rejects at level ``p_near`` when the truth sits at the near end of
+    a band ``width`` wide (plug-in standard error ``se``), at most ``p_near`` (Bonferroni's bound)."""
+    from scipy import stats as st
+
+    p_near, width, se, df = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (p_near, width, se, df)))
+    ok = np.isfinite(p_near) & (p_near > 0) & (p_near < 1) & np.isfinite(se) & (se > 0) & np.isfinite(df) & (df > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        crit = st.t.isf(np.where(ok, p_near, 0.5), np.where(ok, df, 1.0))
+        w = st.t.sf(crit + np.where(ok, width / np.where(ok, se, 1.0), 0.0), np.where(ok, df, 1.0))
+    w = np.where(ok, np.minimum(w, p_near), np.where(np.isfinite(p_near), p_near, np.nan))
+    return float(w) if w.ndim == 0 else w
 
 
 @dataclass(frozen=True)
@@ -162,15 +180,18 @@ def make_part(est: Estimate, *, above=None, below=None, within=None, sesoi=None,
     return Part(est, side, float(h), None if f is None else float(f), label, gate)
 
 
-def combine(parts: list[Part]) -> dict:
+def combine(parts: list[Part], q: Callable | None = None) -> dict:
     """The claim-level tests of a list of parts: p_holds (intersection-union: the largest), p_fails
     (any non-gate part fails, Bonferroni over its statistical parts; and every gate holds), ``exact``
     (no statistical part: decided by comparisons) and ``c``: how many of the claim's two null hypotheses
     can be true at once (1 when every part is directional with a smallest effect of interest > 0 and
-    there is no gate; else 2)."""
+    there is no gate; else 2). ``q`` (a look's sequential transform, ``sequential.Looks.q``) is applied to
+    each part's one-sided p-values before they are combined (monotone: the largest stays the largest)."""
     main = [p for p in parts if not p.gate]
     gates = [p for p in parts if p.gate]
     pv = [p.pvalues() for p in parts]
+    if q is not None:
+        pv = [(x[0], x[1]) if p.exact else (q(x[0]), q(x[1])) for p, x in zip(parts, pv)]
     if all(p.exact for p in parts):
         return {"p_holds": math.nan, "p_fails": math.nan, "exact": True, "c": 0}
     ph = max(x[0] for x in pv) if all(np.isfinite(x[0]) for x in pv) else math.nan
