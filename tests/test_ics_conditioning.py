@@ -415,7 +415,7 @@ def test_smoke_outputs(smoke_workdir):
     assert set(claims.verdict) <= set(VERDICTS)
     # smoke sweeps one rate besides lr: the headline S5.e compares at the chosen rates, the common rate is a cell
     s5e = claims.set_index("claim_id").loc["S5.e"]
-    assert s5e.verdict != "not run" and "rates swept 0.05, 0.2" in s5e.claim and "chosen: tanh s=2:" in s5e.claim
+    assert s5e.verdict != "not run" and "rates swept 0.05, 0.2" in s5e.claim and "compared at: tanh s=2:" in s5e.claim
     assert "S5.e[common lr]" in set(claims.claim_id)
     for name in ["eig_vs_nu", "spectra_centering", "invariance", "training_curves", "curvature_over_training",
                  "bn_advantage_share", "lr_sweep"]:
@@ -448,22 +448,23 @@ def test_s5e_is_mixed_when_conditions_disagree(job_files):
     assert row["kind"] == "headline" and row["verdict"] == "mixed", row.to_dict()
     assert row["strata"] == "holds: tanh s=2; fails: logistic s=0"
     assert c.loc["S5.e[tanh s=2]", "verdict"] == "holds" and c.loc["S5.e[logistic s=0]", "verdict"] == "fails"
-    assert "chosen: tanh s=2: uncentered 0.05*, centered 0.05*, BN 0.05*" in row["claim"]  # 0.05: the sweep's low end
+    assert "compared at: tanh s=2: uncentered 0.05*, centered 0.05*, BN 0.05*" in row["claim"]  # the sweep's low end
     assert "at an end of the sweep, the variant's best rate may lie beyond it" in row["claim"]
     assert row["sesoi"] == 0.5 and row["threshold"] == "> 0.5"
 
 
 def test_s5e_compares_each_variant_at_its_best_rate(job_files):
-    """The sweep picks each variant's rate by its seed-mean train loss; a diverged run counts at chance level. Here
-    BN gains most from a higher rate and the uncentered net diverges there: at the common rate centering recovers
-    80% of BN's advantage (the cell holds), at the best rates much less (the headline fails)."""
+    """The sweep picks each variant's rate by its seed-mean train loss over the other seeds (leave one seed out: no
+    seed is compared at a rate its own runs chose); a diverged run counts at chance level. Here BN gains most from a
+    higher rate and the uncentered net diverges there on seeds 0 and 1: at the common rate centering recovers 80% of BN's
+    advantage (the cell holds), at the best rates much less (the headline fails)."""
     cfg = study_cfg(conditions=COND4, lr_sweep={"lrs": [0.02, 0.2]})
     base = synthetic(1.02, bn_flat=True, share=0.8)  # at 0.05: U 2.0, C 1.28, B 1.1 (tanh s=2)
     lo = speed_runs({("none", "tanh", 2.0, False): 2.2, ("none", "tanh", 2.0, True): 1.9,
                      ("bn_pre", "tanh", 2.0, False): 1.3}, sweep_lr=0.02)
     hi = speed_runs({("none", "tanh", 2.0, False): 1.98, ("none", "tanh", 2.0, True): 1.2,
                      ("bn_pre", "tanh", 2.0, False): 0.2}, sweep_lr=0.2)
-    hi[1].loc[(hi[1].variant == "none-tanh-s2-lr0.2") & (hi[1].seed == 0), "status"] = "diverged"
+    hi[1].loc[(hi[1].variant == "none-tanh-s2-lr0.2") & hi[1].seed.isin([0, 1]), "status"] = "diverged"
     m, s = joined(base, lo, hi)
     from normlab.studies.ics_conditioning import claims as ics_claims
 
@@ -471,17 +472,38 @@ def test_s5e_compares_each_variant_at_its_best_rate(job_files):
     assert sorted(table.lr.unique()) == [0.02, 0.05, 0.2]
     assert ics_claims.chosen_lrs(table) == {("none", "tanh s=2"): 0.05, ("none", "tanh s=2 centered"): 0.2,
                                             ("bn_pre", "tanh s=2"): 0.2}
+    # held out: every seed's rate comes from the other four, which hold at least one divergence at 0.2: 0.05
+    held = ics_claims.held_out_lrs(table)
+    assert held[("none", "tanh s=2")] == {k: 0.05 for k in range(5)}
+    assert set(held[("bn_pre", "tanh s=2")].values()) == {0.2}
     c = finalize(ics.analyze(m, s, cfg, job_files["good"])).set_index("claim_id")
     assert c.loc["S5.e[common lr]", "value"] == pytest.approx(0.8, abs=0.05)
     assert c.loc["S5.e[common lr]", "verdict"] == "holds"
-    # best rates: U 2.0 (0.05: at 0.2 one seed diverged), C 1.2 (0.2), B 0.2 (0.2): share 0.8 / 1.8 = 0.44
+    # best rates: U 2.0 (0.05), C 1.2 (0.2), B 0.2 (0.2): share 0.8 / 1.8 = 0.44
     assert c.loc["S5.e", "value"] == pytest.approx(0.444, abs=0.02)
     assert c.loc["S5.e", "verdict"] == "fails"
-    assert "rates swept 0.02, 0.05, 0.2" in c.loc["S5.e", "claim"]
-    assert "chosen: tanh s=2: uncentered 0.05, centered 0.2*, BN 0.2*" in c.loc["S5.e", "claim"]  # 0.05 inside
+    assert "rates swept 0.02, 0.05, 0.2" in c.loc["S5.e", "claim"] and "leave one seed out" in c.loc["S5.e", "claim"]
+    assert "compared at: tanh s=2: uncentered 0.05, centered 0.2*, BN 0.2*" in c.loc["S5.e", "claim"]
     assert c.loc["S5.e", "strata"] == ""  # one condition: nothing to stratify
     # the sweep runs are not main runs: S5.a-c and the curves read the main runs only
     assert c.loc["S5.c[speed]", "n_seeds"] == 5
+
+
+def test_s5e_rates_are_chosen_on_the_other_seeds():
+    """Leave one seed out: seed k is compared at the rate with the lowest mean select loss over the other seeds, so a
+    seed whose own runs favour a rate does not pick it for itself."""
+    from normlab.studies.ics_conditioning import claims as ics_claims
+
+    rows = [{"norm": "none", "condition": "c", "seed": k, "lr": lr, "select_loss": loss}
+            for k, (a, b) in enumerate([(1.0, 2.0), (1.0, 2.0), (3.0, 0.5)]) for lr, loss in ((0.1, a), (0.2, b))]
+    table = pd.DataFrame(rows)
+    assert ics_claims.chosen_lrs(table) == {("none", "c"): 0.2}  # every seed: means 1.67 (0.1) vs 1.5 (0.2)
+    # seed 2 alone favours 0.2, and it is what tips the all-seed choice: without it, 0.1
+    assert ics_claims.held_out_lrs(table) == {("none", "c"): {0: 0.2, 1: 0.2, 2: 0.1}}
+    runs = table.rename(columns={"select_loss": "speed_loss"})
+    got = ics_claims._at(runs, {0: 0.2, 1: 0.2, 2: 0.1})
+    assert list(runs[got].itertuples(index=False, name=None)) == [("none", "c", 0, 0.2, 2.0), ("none", "c", 1, 0.2, 2.0),
+                                                                   ("none", "c", 2, 0.1, 3.0)]
 
 
 @pytest.mark.parametrize("over, missing", SUBSETS[:4])

@@ -585,19 +585,42 @@ def sweep_table(metrics, summary, cfg: dict):
 
 
 def chosen_lrs(table) -> dict:
-    """{(norm, condition): the rate with the lowest seed-mean select loss}."""
+    """{(norm, condition): the rate with the lowest seed-mean select loss over every seed} (the sweep figure's
+    ring; the headline uses ``held_out_lrs``)."""
     m = table.groupby(["norm", "condition", "lr"]).select_loss.mean().reset_index()
     return {(n, c): float(g.lr.loc[g.select_loss.idxmin()]) for (n, c), g in m.groupby(["norm", "condition"])}
 
 
+def held_out_lrs(table) -> dict:
+    """{(norm, condition): {seed k: the rate with the lowest mean select loss over the OTHER seeds}}: each seed is
+    compared at a rate its own runs did not choose (leave one seed out; a seed with no other seed gets none)."""
+    out = {}
+    for (n, c), g in table.groupby(["norm", "condition"]):
+        per = {}
+        for k in sorted(g.seed.unique()):
+            m = g[g.seed != k].groupby("lr").select_loss.mean()
+            if len(m):
+                per[int(k)] = float(m.idxmin())
+        out[(n, c)] = per
+    return out
+
+
+def _at(runs, rates):
+    """Mask of the runs at ``rates``: one rate, or {seed: rate} (each seed at its own)."""
+    if isinstance(rates, dict):
+        return runs.lr.to_numpy(float) == runs.seed.map(rates).to_numpy(float)
+    return runs.lr == rates
+
+
 def share_groups(runs, cfg: dict, lr_of: dict | None = None) -> tuple[list, list, list]:
     """(labels, num, den): per centered condition with its twin and all three variants, the per-seed
-    L_U - L_C and L_U - L_B (seeds paired), at the rates ``lr_of`` (None: the runs as given, one rate)."""
+    L_U - L_C and L_U - L_B (seeds paired), at the rates ``lr_of`` ({(norm, condition): a rate or {seed: rate}};
+    None: the runs as given, one rate)."""
     num, den, labels = [], [], []
     for unc, cen in center_pairs(cfg):
         sel = [(runs.norm == n) & (runs.condition == c) for n, c in [("none", unc), ("none", cen), ("bn_pre", unc)]]
         if lr_of is not None:
-            sel = [m & (runs.lr == lr_of.get((n, c), -1.0))
+            sel = [m & _at(runs, lr_of.get((n, c), -1.0))
                    for m, (n, c) in zip(sel, [("none", unc), ("none", cen), ("bn_pre", unc)])]
         u, cc, b = paired(runs, "speed_loss", *sel)
         if len(u) == 0:
@@ -610,26 +633,36 @@ def share_groups(runs, cfg: dict, lr_of: dict | None = None) -> tuple[list, list
 
 def s5e_data(metrics, summary, cfg: dict) -> dict:
     """What S5.e and its figures read: ``common`` (labels, num, den) at the common rate and speed step; with a
-    sweep, ``sweep`` (its table), ``chosen`` (the rate per variant) and ``best`` (labels, num, den) at them."""
+    sweep, ``sweep`` (its table), ``chosen`` (the rate per variant chosen on every seed: the figure's ring),
+    ``held_out`` ({variant: {seed: the rate chosen on the other seeds}}) and ``best`` (labels, num, den), each seed
+    at its held-out rates."""
     mm, ms, sm, ss = split_sweep(metrics, summary)
     out = {"common": share_groups(speed_table(mm, ms, cfg), cfg)}
     if sweep_lrs(cfg) and not needs(cfg)["S5.e"]:
         table = sweep_table(metrics, summary, cfg)
         chosen = chosen_lrs(table) if len(table) else {}
-        out.update(sweep=table, chosen=chosen, best=share_groups(table, cfg, chosen))
+        held = held_out_lrs(table) if len(table) else {}
+        out.update(sweep=table, chosen=chosen, held_out=held, best=share_groups(table, cfg, held))
     return out
 
 
-def _chosen_text(chosen: dict, cfg: dict) -> str:
-    """The rate chosen per variant; a rate at the end of the sweep is marked (*): its best may lie beyond."""
+def _chosen_text(held: dict, cfg: dict) -> str:
+    """The rates the seeds were compared at, per variant (chosen on the other seeds: one rate when every seed's
+    held-out choice agrees, else each seed's); a rate at an end of the sweep is marked (*): the variant's best may
+    lie beyond it."""
     out = []
     rates = [float(cfg["lr"]), *sweep_lrs(cfg)]
     ends = {min(rates), max(rates)}
+
+    def fmt(per: dict) -> str:
+        got = sorted(set(per.values()))
+        txt = [f"{lr:g}" + ("*" if lr in ends else "") for lr in got]
+        return txt[0] if len(txt) == 1 else "/".join(txt) + " (by seed)"
+
     for unc, cen in center_pairs(cfg):
-        got = [(w, chosen.get(k)) for w, k in [("uncentered", ("none", unc)), ("centered", ("none", cen)),
-                                               ("BN", ("bn_pre", unc))]]
-        out.append(f"{unc}: " + ", ".join(f"{w} {lr:g}" + ("*" if lr in ends else "") for w, lr in got
-                                          if lr is not None))
+        got = [(w, held.get(k)) for w, k in [("uncentered", ("none", unc)), ("centered", ("none", cen)),
+                                             ("BN", ("bn_pre", unc))]]
+        out.append(f"{unc}: " + ", ".join(f"{w} {fmt(per)}" for w, per in got if per))
     text = "; ".join(out)
     return text + (" (*: at an end of the sweep, the variant's best rate may lie beyond it)" if "*" in text else "")
 
@@ -665,6 +698,11 @@ def s5e_claims(x: Ctx) -> list[dict]:
     return rows
 
 
+def _n_seeds(data: dict) -> int:
+    t = data.get("sweep")
+    return int(t.seed.nunique()) if t is not None and len(t) else 0
+
+
 def s5e_best(x: Ctx, data: dict, head_text: str) -> dict:
     """The headline S5.e: each variant at the rate the sweep chose for it; strata: the conditions."""
     cfg = x.cfg
@@ -673,10 +711,11 @@ def s5e_best(x: Ctx, data: dict, head_text: str) -> dict:
     rates = ", ".join(f"{lr:g}" for lr in sorted({float(cfg["lr"]), *sweep_lrs(cfg)}))
     step = sweep_step(cfg)
     text = (f"{head_text}; speed = train loss at step {step}; rates swept {rates} (the main runs at {cfg['lr']:g}, "
-            f"the others without the curvature probe), each variant's rate the one with the lowest seed-mean "
-            f"{sw['select'].replace('_', ' ')} at step {step}"
-            + (" (chosen on the seeds it then compares)" if sw["select"] == "train_loss" else " (held-out test split)")
-            + f", a diverged run counting at chance level; chosen: {_chosen_text(data['chosen'], cfg)}; share pooled "
+            f"the others without the curvature probe, every rate on the same seeds); no seed is compared at a rate "
+            f"its own runs chose: seed k's rate for each variant is the one with the lowest mean "
+            f"{sw['select'].replace('_', ' ')} at step {step} over the other seeds (leave one seed out; with "
+            f"{_n_seeds(data)} seeds each choice rests on {_n_seeds(data) - 1}), a diverged run counting at chance level; "
+            f"compared at: {_chosen_text(data['held_out'], cfg)}; share pooled "
             f"over {', '.join(labels) or 'no conditions'} and judged per condition (opposite verdicts: mixed) (ratio "
             f"of stratified means of per-seed differences, seeds paired across the three variants; Fieller interval; "
             f"{x.setup})")
