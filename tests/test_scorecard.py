@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -161,7 +162,7 @@ def test_scorecard_leads_with_headline_claims(fake_studies):
     head, rest = md.split("\n## Studies\n", 1)
     head, matrix = head.split("\n## Replication matrix\n", 1)
     assert "| study | claim | smoke |" in matrix  # only smoke results: its one column
-    assert f"**{line}**" in head and "One multiplicity rule per study" in head
+    assert f"**{line}**" in head and "One multiplicity rule per family" in head
     table = [ln for ln in head.splitlines() if ln.startswith("| ")]
     assert table[0].startswith("| study | claim | verdict | the paper says | we measured | departs from the paper |")
     ids = [ln.split(" | ")[1] for ln in table[1:] if not ln.startswith("| **")]
@@ -174,7 +175,7 @@ def test_scorecard_leads_with_headline_claims(fake_studies):
     assert "**holds** (p_adj 0.03)" in row_a and "Alpha beats beta by far" in row_a and "MNIST-1D instead" in row_a
     assert "[bars](alpha/smoke-0000aaaa/figures/bars.png)" in row_a  # the figure HEADLINES names
     # the interval's level, the claim's smallest effect of interest; an inconclusive claim: what more seeds buy
-    assert "m = 0.1 [0.05, 0.2] (97.5%), 3 seeds (claim: > 0; sesoi 0.01)" in row_a
+    assert "m = 0.1 [0.05, 0.2] (97.5%), 3 seeds (claim: > 0; fail margin 0.01)" in row_a
     assert "~12 seeds would decide it (detects 0.05 at 3)" in table[5]
     assert "**missing**" in table[4]  # declared but without a row
     assert "[A1: Alpha et al. 2099](#a1-alpha-et-al-2099-a-study-of-alpha)" in row_a
@@ -187,7 +188,7 @@ def test_scorecard_leads_with_headline_claims(fake_studies):
     assert "| A1.a | **holds** | 0.1 [0.05, 0.2] | 97.5% | > 0 | 0.01 | 0.03 | 3 |  |" in rest
     assert "lies above 0 |" in rest  # the basis of the verdict
     assert "### Identities (1 hold, 0 fail, 0 inconclusive (of 1))" in rest and "**A1.i (identity): holds.**" in rest
-    assert "| A1.c | **inconclusive** | n/a [n/a, n/a] |" in rest
+    assert "| A1.c | **inconclusive** | n/a (no interval) |" in rest
     assert "gamma curvature a \\| b" in rest  # a pipe in a claim does not break the table
     assert "| G1.a | **holds** |" in rest.split("## gamma", 1)[1]
 
@@ -196,7 +197,7 @@ def test_scorecard_leads_with_headline_claims(fake_studies):
     assert page.index("<table class='headlines'") == first_table
     heads_line, rest_line = line.split(" Identities:", 1)
     assert page.index(html.escape(heads_line)) < page.index(html.escape("Identities:" + rest_line)) < first_table
-    assert page.index("one multiplicity rule per study") < first_table
+    assert page.index("one multiplicity rule per family") < first_table
     assert headline_ids(page) == ["A1.a", "A1.b", "A1.d", "A1.c", "B1.a", "A1.i"]
     assert first_table < page.index("<details")
     for cid in ("A1.a[x]", "A1.check", "B1.ctl", "G1.a"):  # cells and checks only below, inside <details>
@@ -261,7 +262,7 @@ def test_scorecard_counts_and_formats(tmp_path):
                                                  claim("A1.c", "inconclusive", float("nan"), float("nan"), float("nan"),
                                                        text="a | b")], figure=False)
     df = scorecard.build(scorecard.latest_versions(res), res)
-    assert scorecard.counts(df) == {"holds": 1, "fails": 1, "mixed": 0, "inconclusive": 1, "not run": 0}
+    assert scorecard.counts(df) == {"holds": 1, "smaller": 0, "fails": 1, "mixed": 0, "inconclusive": 1, "not run": 0}
     md = (res / "scorecard.md").read_text()
     assert ("**Empirical headline claims: 0 hold, 0 fail, 0 inconclusive (of 0). Identities: 0 hold, 0 fail, "
             "0 inconclusive (of 0). Cells: 1 hold, 1 fail, 1 inconclusive (of 3).") in md
@@ -486,7 +487,7 @@ def new_verdicts(tmp_path, monkeypatch):
 def test_scorecard_counts_mixed_and_not_run_apart(new_verdicts):
     res = new_verdicts
     df = scorecard.build(scorecard.latest_versions(res), res, configs=None)
-    assert scorecard.counts(df[df.kind == "headline"]) == {"holds": 1, "fails": 0, "mixed": 1, "inconclusive": 0,
+    assert scorecard.counts(df[df.kind == "headline"]) == {"holds": 1, "smaller": 0, "fails": 0, "mixed": 1, "inconclusive": 0,
                                                            "not run": 1}
     head = "Empirical headline claims: 1 hold, 0 fail, 1 mixed, 0 inconclusive (of 2); 1 not run."
     assert scorecard.summary_line(df).startswith(head + " Identities: 1 hold, 0 fail, 0 inconclusive (of 1).")
@@ -580,3 +581,93 @@ def test_forest_plot_of_claims():
     import matplotlib.pyplot as plt
 
     plt.close(ax.figure)
+
+
+# ---------------------------------------------------------------------------- one config's pages, its own
+def test_another_config_writes_its_own_pages_and_leaves_the_default_alone(two_configs):
+    """results/scorecard.* belong to the config named `default`; any other config writes
+    results/scorecards/<name>.* (with every config's matrix column), and the default's files are untouched."""
+    from normlab.io import scorecard_paths
+
+    t = two_configs
+    scorecard.build([t.new, t.beta], t.res, configs=t.configs)  # the default config's pages
+    default = scorecard_paths("default", t.res)
+    assert default["html"] == t.res / "scorecard.html" and default["csv"] == t.res / "claims_all.csv"
+    before = {k: (p.read_bytes(), p.stat().st_mtime_ns) for k, p in default.items()}
+    df = scorecard.build([t.fash], t.res, configs=t.configs, name="fashion")
+    own = scorecard_paths("fashion", t.res)
+    assert own["html"] == t.res / "scorecards" / "fashion.html" and own["front"].name == "fashion_front.html"
+    assert all(p.exists() for p in own.values())
+    assert {k: (p.read_bytes(), p.stat().st_mtime_ns) for k, p in default.items()} == before
+    md = own["md"].read_text()
+    assert md.startswith("# Replication scorecard of config `fashion`") and "[scorecard.html](../scorecard.html)" in md
+    assert "| study | claim | default (" in md or "| study | claim | default |" in md  # the matrix: both columns
+    assert "fashion" in md.split("## Replication matrix", 1)[1].split("\n\n")[2].splitlines()[0]
+    page = own["html"].read_text()
+    assert "of config <code>fashion</code>" in page and "href='../scorecard.html'" in page
+    assert "href='../alpha/fashion-0000aaa3/claims.csv'" in page  # links relative to results/scorecards/
+    assert set(pd.read_csv(own["csv"]).version) == {"fashion-0000aaa3"} and len(df) == 2
+
+
+def test_latest_belongs_to_the_default_config(tmp_path):
+    """A version of another config moves `latest` only while it does not point at a default version."""
+    from normlab.io import config_name, point_latest
+
+    study = tmp_path / "alpha"
+    for v in ("smoke-0000aaaa", "default-0000bbbb", "fashion-0000cccc", "default-0000dddd"):
+        (study / v).mkdir(parents=True)
+    latest = study / "latest"
+    assert point_latest(study / "smoke-0000aaaa") and os.readlink(latest) == "smoke-0000aaaa"  # no default yet
+    assert point_latest(study / "default-0000bbbb") and os.readlink(latest) == "default-0000bbbb"
+    assert not point_latest(study / "fashion-0000cccc") and os.readlink(latest) == "default-0000bbbb"
+    assert point_latest(study / "default-0000dddd") and os.readlink(latest) == "default-0000dddd"
+    (study / "default-0000dddd").rmdir()  # the default version it named is gone: another config may take it
+    assert point_latest(study / "fashion-0000cccc") and os.readlink(latest) == "fashion-0000cccc"
+    assert config_name("fashion-0000cccc") == "fashion" and config_name("my-run-v2-12345678") == "my-run-v2"
+
+
+# ---------------------------------------------------------------------------- how a verdict was reached
+SEQ = [claim("A1.a", "holds", 0.3, 0.1, 0.5, kind="headline", p_adj=0.01, look=2, looks=3, nominal=0.0162,
+             stop="decided", n_seeds=6, sesoi=0.0123456, threshold="> 0.0909091 and in [-0.05, 0.05]"),
+       claim("A1.b", "inconclusive", 0.1, -0.2, 0.4, kind="headline", look=1, looks=3, nominal=0.001,
+             stop="futility", n_seeds=3),
+       claim("A1.d", "inconclusive", 0.1, -0.2, 0.4, kind="headline", look=3, looks=3, nominal=0.02,
+             stop="max_seeds", n_seeds=9),
+       claim("A1.a[x]", "fails", 0.7503, float("nan"), float("nan"), ci_level=0.988, look=1, looks=1, stop=""),
+       claim("A1.i", "holds", 0, 0, 0, kind="identity")]
+
+
+def test_rows_say_how_sequential_looks_reached_the_verdict(tmp_path, monkeypatch):
+    """looks > 1: each headline row and matrix cell says at which look, with how many seeds and at which nominal
+    level the verdict was reached, or why it stopped undecided; fixed-design rows (looks 1, or the columns
+    missing) show as before. Margins to 3 significant digits, the fail margin named so, no [n/a, n/a]."""
+    monkeypatch.setattr(scorecard.load, "study_module", lambda name: {"alpha": ALPHA}.get(name))
+    res = tmp_path / "results"
+    v = fake_version(res, "alpha", "default-0000aaaa", SEQ, figure=False)
+    scorecard.build([v], res, configs=None)
+    md = (res / "scorecard.md").read_text()
+    head = md.split("\n## Replication matrix\n", 1)[0]
+    assert "**holds** · 6 seeds, look 2 of 3, α 0.016 (p_adj 0.01)" in head
+    assert "**inconclusive** · stopped for futility at look 1 (3 seeds)" in head
+    assert "**inconclusive** · ran out of max_seeds (9)" in head
+    assert "(claim: > 0.0909 and in [-0.05, 0.05]; fail margin 0.0123)" in head and "0.0909091" not in md
+    row_i = next(line for line in head.splitlines() if "| A1.i |" in line)
+    assert "look" not in row_i and "3 seeds" in row_i  # a fixed design: as before
+    matrix = md.split("\n## Replication matrix\n", 1)[1].split("\n## Studies\n", 1)[0]
+    assert "**holds**](../" not in matrix and "· 6 seeds, look 2 of 3, α 0.016" in matrix
+    assert "· stopped for futility at look 1 (3 seeds)" in matrix and "· ran out of max_seeds (9)" in matrix
+    cells = md.split("### Cells", 1)[1]
+    assert "| fail margin |" in cells and "| sesoi |" not in md
+    assert "0.7503 (no interval) |  |" in cells and "n/a, n/a" not in md  # no level beside a missing interval
+    page = (res / "scorecard.html").read_text()
+    assert "<small class='seq'>6 seeds, look 2 of 3, α 0.016</small>" in page and "n/a, n/a" not in page
+    assert "<th>fail margin</th>" in page and "<th>sesoi</th>" not in page
+    front = (res / "scorecard_front.html").read_text()
+    assert "<small>6 seeds, look 2 of 3, α 0.016</small>" in front
+    assert "<small>· ran out of max_seeds (9)</small>" in front  # the matrix cell
+
+
+def test_old_claims_without_look_columns_are_a_fixed_design(fake_studies):
+    df = scorecard.build(scorecard.latest_versions(fake_studies), fake_studies)
+    md = (fake_studies / "scorecard.md").read_text()
+    assert len(df) and " look " not in md and "max_seeds" not in md

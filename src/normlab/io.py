@@ -158,11 +158,49 @@ def manifest(resolved_config: dict, started: str | None, extra: dict | None = No
     }
 
 
-def point_latest(version_dir: Path | str) -> None:
-    """Atomically make ``<study>/latest`` a relative link to ``version_dir``."""
+DEFAULT_CONFIG = "default"  # the config whose pages are results/scorecard.* and whose versions `latest` points at
+VERSION_NAME = re.compile(r"^(.+)-[0-9a-f]{8}$")
+
+
+def config_name(version: str) -> str:
+    """The config name of a version folder's name: ``fashion-1a2b3c4d`` -> ``fashion``."""
+    m = VERSION_NAME.match(Path(version).name)
+    return m.group(1) if m else Path(version).name
+
+
+def scorecard_paths(name: str, results: Path | str = "results") -> dict[str, Path]:
+    """The scorecard files of config ``name`` (keys md, html, csv, front): the default config's are
+    ``results/scorecard.md``, ``scorecard.html``, ``claims_all.csv`` and ``scorecard_front.html``; any other
+    config writes its own, ``results/scorecards/<name>.md``, ``<name>.html``, ``<name>_claims_all.csv`` and
+    ``<name>_front.html``, so that running it never changes what the default's pages show."""
+    r = Path(results)
+    if name == DEFAULT_CONFIG:
+        return {"md": r / "scorecard.md", "html": r / "scorecard.html", "csv": r / "claims_all.csv",
+                "front": r / "scorecard_front.html"}
+    d = r / "scorecards"
+    return {"md": d / f"{name}.md", "html": d / f"{name}.html", "csv": d / f"{name}_claims_all.csv",
+            "front": d / f"{name}_front.html"}
+
+
+def front_of(page: Path | str) -> Path:
+    """The front-page fragment written beside a scorecard page (``scorecard_paths``'s ``front`` of its ``html``)."""
+    page = Path(page)
+    return page.with_name(f"{page.stem}_front.html")
+
+
+def point_latest(version_dir: Path | str) -> bool:
+    """Atomically make ``<study>/latest`` a relative link to ``version_dir``, when it may: ``latest`` belongs to
+    the default config (``DEFAULT_CONFIG``), so a version of another config moves it only while ``latest`` does
+    not point at a default version (a tree where only the smoke or fashion config ran still has one). Returns
+    whether the link now points at ``version_dir``."""
     version_dir = Path(version_dir)
     link = version_dir.parent / "latest"
+    if config_name(version_dir.name) != DEFAULT_CONFIG and os.path.islink(link):
+        current = os.readlink(link)
+        if config_name(current) == DEFAULT_CONFIG and (version_dir.parent / current).is_dir():
+            return current == version_dir.name
     tmp = version_dir.parent / f".latest.{os.getpid()}"
     tmp.unlink(missing_ok=True)
     os.symlink(version_dir.name, tmp)
     os.replace(tmp, link)
+    return True

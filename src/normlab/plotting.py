@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 # One palette for verdicts, in figures and on the scorecard pages (the CSS file uses the same values).
-VERDICT_COLORS = {"holds": "#1a7f37", "fails": "#cf222e", "mixed": "#8250df", "inconclusive": "#6e7781",
+VERDICT_COLORS = {"holds": "#1a7f37", "smaller": "#1b7c83", "fails": "#cf222e", "mixed": "#8250df", "inconclusive": "#6e7781",
                   "not run": "#afb8c1", "missing": "#9a6700"}
 SESOI_COLOR = "#bc4c00"  # the smallest effect of interest (orange; purple is the verdict "mixed")
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")

@@ -32,34 +32,36 @@ rule claims_table:
 
 
 rule scorecard:
-    """The replication scorecard: headline claims of every study first, the replication matrix (headline claims x configs), then cells and checks (md, html, csv)."""
+    """The replication scorecard of this config: headline claims of every study first, the replication matrix (headline claims x configs), then cells and checks (md, html, csv). The default config's pages are results/scorecard.*, another config's results/scorecards/<name>.* (common.smk's PAGES)."""
     input:
         scorecard_inputs,
     output:
-        md="results/scorecard.md",
+        md=PAGES["md"],
         html=report(
-            "results/scorecard.html",
+            PAGES["html"],
             caption="../report/scorecard/scorecard.rst",
             category="Scorecard",
             labels={"figure": "scorecard"},
         ),
-        csv="results/claims_all.csv",
+        csv=PAGES["csv"],
         # the headline table and the matrix as an HTML fragment: workflow/report/workflow.rst puts it on the
         # report's front page
-        front="results/scorecard_front.html",
+        front=PAGES["front"],
     log:
-        "results/logs/scorecard.log",
+        f"results/logs/scorecard-{config['name']}.log",
     threads: 1
     params:
         vdirs=scorecard_vdirs,
+        name=config["name"],
         configs=f"{workflow.basedir}/config",
         code=PAGES_CODE,
     # The replication matrix reads the newest version of every config name from disk (not inputs: other
-    # configs' versions may be absent). The rule reruns when this config's claims change, and when the
-    # config changes (its params, the version folders, differ), so running another config refreshes it.
+    # configs' versions may be absent). Each config's pages are its own files, so running another config
+    # leaves these untouched (and plans nothing here afterwards); they rerun when this config's claims or
+    # versions change, and then show every config's newest column.
     shell:
-        "python -m normlab.scorecard --version-dir {params.vdirs} --out-dir $(dirname {output.md})"
-        " --results $(dirname {output.md}) --configs {params.configs} > {log} 2>&1"
+        "python -m normlab.scorecard --version-dir {params.vdirs} --name {params.name} --out-dir results"
+        " --results results --configs {params.configs} > {log} 2>&1"
 
 
 # snakemake --cores 1 results/compare/<study>/<A>_vs_<B>/claims.md  (A, B: version folder names)

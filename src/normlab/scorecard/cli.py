@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import atomic_write, write_csv
+from ..io import DEFAULT_CONFIG, atomic_write, scorecard_paths, write_csv
 from .load import ALL_COLUMNS, collect, latest_versions, load_study, study_order
 from .matrix import replication_matrix
 from .render import front_fragment, render_html, render_markdown, standalone_claims_html
@@ -28,20 +28,24 @@ def results_root(version_dirs: list[Path], default: Path) -> Path:
 
 
 def build(version_dirs: list[Path], out_dir: Path, results: Path | None = None,
-          configs: Path | None = Path("config")) -> pd.DataFrame:
-    """Write the scorecard of ``version_dirs`` into ``out_dir`` (scorecard.md, scorecard.html,
-    scorecard_front.html, claims_all.csv); its replication matrix reads every version under ``results``
-    (default: the folder the version folders are in) and names the configs in ``configs`` that have no column
-    yet. Returns every claim of the versions (the claims_all.csv table)."""
-    out_dir = Path(out_dir)
+          configs: Path | None = Path("config"), name: str = DEFAULT_CONFIG) -> pd.DataFrame:
+    """Write the scorecard of ``version_dirs`` (the versions of config ``name``) into ``out_dir`` (the results
+    folder), at ``normlab.io.scorecard_paths(name, out_dir)``: for the default config scorecard.md,
+    scorecard.html, scorecard_front.html and claims_all.csv, for another config
+    scorecards/<name>.md, .html, _front.html and _claims_all.csv. Its replication matrix reads every version
+    under ``results`` (default: the folder the version folders are in) and names the configs in ``configs``
+    that have no column yet. Returns every claim of the versions (the claims table written)."""
+    paths = scorecard_paths(name, out_dir)
+    page_dir = paths["html"].parent  # links are relative to the pages' folder
     loaded = sorted((load_study(v) for v in version_dirs), key=lambda s: study_order(s["title"]))
-    df = collect(loaded, out_dir)
+    df = collect(loaded, page_dir)
     matrix = replication_matrix(results or results_root(version_dirs, out_dir), loaded, configs)
-    write_csv(df[ALL_COLUMNS], out_dir / "claims_all.csv")
-    os.chmod(out_dir / "claims_all.csv", 0o644)
-    write_text(render_markdown(loaded, df, out_dir, matrix), out_dir / "scorecard.md")
-    write_text(render_html(loaded, df, out_dir, matrix), out_dir / "scorecard.html")
-    write_text(front_fragment(loaded, df, matrix, out_dir), out_dir / "scorecard_front.html")
+    write_csv(df[ALL_COLUMNS], paths["csv"])
+    os.chmod(paths["csv"], 0o644)
+    default = None if name == DEFAULT_CONFIG else scorecard_paths(DEFAULT_CONFIG, out_dir)["html"]
+    write_text(render_markdown(loaded, df, page_dir, matrix, name=name, default_page=default), paths["md"])
+    write_text(render_html(loaded, df, page_dir, matrix, name=name, default_page=default), paths["html"])
+    write_text(front_fragment(loaded, df, matrix, page_dir), paths["front"])
     return df
 
 
@@ -57,6 +61,9 @@ def main(argv=None):
     ap.add_argument("--version-dir", type=Path, nargs="*", default=None,
                     help="study version folders (default: every results/<study>/latest)")
     ap.add_argument("--out-dir", type=Path, default=None, help="default: --results")
+    ap.add_argument("--name", default=DEFAULT_CONFIG,
+                    help=f"the config the versions belong to (default: {DEFAULT_CONFIG}, whose pages are "
+                         "scorecard.*; another config's are scorecards/<name>.*)")
     ap.add_argument("--claims-html", type=Path, default=None, metavar="VERSION_DIR",
                     help="only write VERSION_DIR/claims.html (one study's claims table)")
     ap.add_argument("--out", type=Path, default=None, help="with --claims-html: output file")
@@ -70,5 +77,5 @@ def main(argv=None):
     vdirs = a.version_dir if a.version_dir else latest_versions(results)
     if not vdirs:
         raise SystemExit(f"error: no study results under {results}/ (run snakemake first)")
-    df = build(vdirs, a.out_dir or results, a.results, a.configs)
+    df = build(vdirs, a.out_dir or results, a.results, a.configs, a.name)
     print(f"[scorecard] {len(vdirs)} {'study' if len(vdirs) == 1 else 'studies'}: {summary_line(df)}")

@@ -19,8 +19,8 @@ from ..stats import CLAIM_COLUMNS, KINDS
 ALL_COLUMNS = ["study", "version", *CLAIM_COLUMNS, "figures", "version_dir"]
 # Columns added to claims.csv since its first format, with the value an older file gets.
 NEW_COLUMNS = {"p_adj": math.nan, "sesoi": math.nan, "ci_level": math.nan, "basis": "", "detectable": math.nan,
-               "seeds_needed": math.nan, "strata": ""}
-TEXT_COLUMNS = ("basis", "strata")
+               "seeds_needed": math.nan, "strata": "", "look": 1, "looks": 1, "nominal": math.nan, "stop": ""}
+TEXT_COLUMNS = ("basis", "strata", "stop")
 
 
 def rel(path: Path, start: Path) -> str:

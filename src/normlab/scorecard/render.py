@@ -39,8 +39,9 @@ INLINE_TD = "border:1px solid #d0d7de;padding:2px 4px;vertical-align:top;"  # a 
 
 # ---------------------------------------------------------------------------- markdown
 def verdict_md(h: dict) -> str:
-    """'**holds** (p_adj 0.03)' of a record."""
-    return f"**{h['verdict']}**" + (f" ({h['p']})" if h["p"] else "")
+    """'**holds** (p_adj 0.03)' of a record; with sequential seeds, how its looks reached it ('**holds** · 6 seeds,
+    look 2 of 3, α 0.016 (p_adj 0.03)')."""
+    return f"**{h['verdict']}**" + (f" · {h['seq']}" if h.get("seq") else "") + (f" ({h['p']})" if h["p"] else "")
 
 
 def headline_table_md(records: list[dict], out_dir: Path) -> list[str]:
@@ -60,13 +61,13 @@ def headline_table_md(records: list[dict], out_dir: Path) -> list[str]:
 
 
 def claims_table_md(records: list[dict], out_dir: Path) -> list[str]:
-    lines = ["| claim | verdict | value [CI] | level | threshold | sesoi | p_adj | seeds | more seeds | claim text | "
+    lines = ["| claim | verdict | value [CI] | level | threshold | fail margin | p_adj | seeds | more seeds | claim text | "
              "basis | source | figures |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         figs = ", ".join(f"[{f.stem}]({rel(f, out_dir)})" for f in r["figures"]) or "all, below"
         lines.append(f"| {md_cell(r['claim_id'])} | **{r['verdict']}** | {r['value_ci']} | {r['level']} | "
-                     f"{r['threshold']} | {r['sesoi']} | {r['p']} | {r['seeds']} | {md_cell(r['more'])} | "
+                     f"{r['threshold']} | {r['margin']} | {r['p']} | {r['seeds']} | {md_cell(r['more'])} | "
                      f"{md_cell(r['claim'])} (`{md_cell(r['metric'])}`) | {md_cell(r['basis'])} | "
                      f"{md_cell(r['source'])} | {figs} |")
     return lines
@@ -78,7 +79,7 @@ def matrix_cell_md(c: dict | None, out_dir: Path | None) -> str:
     verdict = f"**{c['verdict']}**"
     if out_dir is not None:
         verdict = f"[{verdict}]({rel(Path(c['vdir']) / 'claims.csv', out_dir)})"
-    text = verdict
+    text = verdict + (f" · {c['seq']}" if c["seq"] else "")
     if c["has_row"] and c["verdict"] != "not run":
         text += f" {c['value_ci3']}" + (f" ({c['level']})" if c["level"] else "")
     text += "".join(f"; {x}" for x in (c["more"], c["note"]) if x)
@@ -131,8 +132,19 @@ def study_section_md(s: dict, out_dir: Path) -> list[str]:
     return lines
 
 
-def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix: dict | None = None) -> str:
-    lines = ["# Replication scorecard", "", f"**{summary_line(df)}**", "",
+def config_line(name: str, default_page: Path | None, out_dir: Path) -> str:
+    """For another config's page: which config it shows, and where the default config's page is (markdown)."""
+    if default_page is None:
+        return ""
+    return (f"Config `{name}` (its own page: running it never changes the default config's page, "
+            f"[{default_page.name}]({rel(default_page, out_dir)})).")
+
+
+def render_markdown(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix: dict | None = None,
+                    name: str = "default", default_page: Path | None = None) -> str:
+    title = "# Replication scorecard" + (f" of config `{name}`" if default_page is not None else "")
+    other = config_line(name, default_page, out_dir)
+    lines = [title, "", *([other, ""] if other else []), f"**{summary_line(df)}**", "",
              f"{len(loaded)} {'study' if len(loaded) == 1 else 'studies'}, {len(df)} claims in all. {VERDICT_RULE} "
              "Checks (instrument identities, controls) and per-cell detail are listed per study below, apart from "
              "the papers' claims. *Departs from the paper* is the study's declaration for its default config; each "
@@ -158,7 +170,7 @@ def headlines_markdown(version_dirs: list[Path]) -> str:
         for h in headline_records([load_study(v)]):
             verdict = f"**{h['verdict']}** {h['p']}".strip()
             meas = ("no row" if not h["has_row"] else h["note"] if h["verdict"] == "not run"
-                    else f"{h['metric']} = {h['value_ci']}, {h['seeds']} seeds"
+                    else f"{h['metric']} = {h['value_ci']}, {h['seq'] or h['seeds'] + ' seeds'}"
                     + (f"; {h['note']}" if h["note"] else ""))
             lines.append(f"| {md_cell(h['claim_id'])} | {verdict} | {md_cell(short(h['statement']))} | "
                          f"{md_cell(meas)} | {md_cell(short(h['departures']))} |")
@@ -249,7 +261,8 @@ def runs_view(s: dict) -> dict | None:
     return {"head": ["variant", "seed", "status", *[c.removeprefix("final_") for c in finals], "files"], "rows": rows}
 
 
-def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix: dict | None = None) -> str:
+def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix: dict | None = None,
+                name: str = "default", default_page: Path | None = None) -> str:
     thumbs: dict[Path, str] = {}  # one thumbnail per figure, however many claims show it
     heads = headline_records(loaded)
     for h in heads:
@@ -262,7 +275,8 @@ def render_html(loaded: list[dict], df: pd.DataFrame, out_dir: Path, matrix: dic
                           for f in s["figures"]]} for s in loaded]
     env = environment(out_dir)
     return env.get_template("scorecard.html.j2").render(
-        css=css(env), counts_head=summary_line(df, ("headline",)),
+        css=css(env), config=None if default_page is None else name,
+        default_page=None if default_page is None else rel(default_page, out_dir), counts_head=summary_line(df, ("headline",)),
         counts_others=summary_line(df, ("identity", "cell", "check")), rule_short=RULE_SHORT, headlines=heads,
         matrix=None if matrix is None else matrix_view(matrix, out_dir),
         kind_titles=[KIND_TITLES[k].lower() for k in KINDS], studies=views)

@@ -13,40 +13,44 @@ from ..stats import KINDS, VERDICTS
 from .load import figures_of, grouped_headlines
 from .matrix import first_of_group, first_of_study
 
-PLURAL = {"holds": "hold", "fails": "fail", "mixed": "mixed", "inconclusive": "inconclusive", "not run": "not run"}
+PLURAL = {"holds": "hold", "smaller": "smaller", "fails": "fail", "mixed": "mixed", "inconclusive": "inconclusive", "not run": "not run"}
 KIND_TITLES = {"headline": "Empirical headline claims", "identity": "Identities", "cell": "Cells", "check": "Checks"}
 GROUP_TITLES = {"headline": "Empirical claims: what replicated",
                 "identity": "Identities: true by construction for a correct implementation (they verify the code "
                             "and the theorem, not an empirical finding)"}
 VERDICT_RULE = (
     "Every test is one-sided at alpha = 1 - ci (5%). A directional claim *holds* when its interval clears its "
-    "threshold in the claimed direction and *fails* when it rules out an effect as large as its smallest effect "
-    "of interest; an equivalence claim holds by TOST (the interval inside the band) and fails when the interval "
-    "lies outside it; otherwise a claim is *inconclusive*. A claim that pools strata (layers, activations, "
-    "conditions, metrics) is judged per stratum too, and is *mixed* when one stratum holds and another fails (its "
-    "row names the strata on each side); a claim whose variants the config does not contain is *not run* (its row "
-    "says what it needs) and is counted apart. One multiplicity rule per study: its headline claims "
-    "and their strata are one family, its cells another (Holm's step-down over both tests of every claim, with Shaffer's "
-    "constraints), so the chance of any wrong holds or fails in a family is at most 5%; each check and identity "
-    "is judged alone. Each interval is the Student t interval over seeds the verdict was made from, at the level "
-    "the rule gave that claim (90% for a directional claim judged alone; higher when adjusted): column "
-    "`ci_level`, and `basis` says how the verdict was reached. Values without sampling error (identities) and "
-    "seeds that all agree are compared exactly with their margins. An inconclusive claim gives the effect its "
-    "seeds could detect and the seeds that would decide it at 80% power (observed effect and spread), or says "
-    "more seeds would not help (the estimate sits on a margin).")
+    "threshold in the claimed direction and *fails* when it rules out an effect as large as its fail margin (the "
+    "smallest effect of interest); *smaller* when its interval does both: the effect is real and smaller than "
+    "the paper's wording implies (counted apart from holds). An equivalence claim holds by TOST (the interval "
+    "inside the band) and fails when the interval lies outside it; otherwise a claim is *inconclusive*. A claim "
+    "that pools strata (layers, activations, conditions, metrics) is judged per stratum too, and is *mixed* when "
+    "one stratum holds and another fails (its row names the strata on each side); a claim whose variants the "
+    "config does not contain is *not run* (its row says what it needs) and is counted apart. One multiplicity "
+    "rule per family: a study's headline claims and their strata are one family, its cells another (Holm's "
+    "step-down over both tests of every claim, with Shaffer's constraints), so the chance of any wrong holds or "
+    "fails in a family is at most 5%; each check and identity is judged alone. Each interval is the Student t "
+    "interval over seeds the verdict was made from, at the level the rule gave that claim (90% for a directional "
+    "claim judged alone; higher when adjusted): column `ci_level`, and `basis` says how the verdict was reached. "
+    "A study with sequential seeds (planned looks) says on each row at which look, with how many seeds and at "
+    "which nominal level its verdict was reached, or why it stopped undecided. Values without sampling error "
+    "(identities) are compared exactly with their margins; \"no interval\": the value has none. An inconclusive "
+    "claim gives the effect its seeds could detect and the seeds that would decide it at 80% power (observed "
+    "effect and spread), or says more seeds would not help.")
 
 RULE_SHORT = (  # HTML
     "<b>holds</b>: the interval clears the claim's threshold (an equivalence band: lies inside it, TOST); "
-    "<b>fails</b>: it rules out the smallest effect of interest (a band: lies outside it); else "
-    "<b>inconclusive</b>; <b>mixed</b>: one stratum of a pooled claim holds and another fails (the row names "
-    "them); <b>not run</b>: the config lacks what the claim needs (counted apart). One-sided tests at 5%, "
-    "<b>one multiplicity rule per study</b> (its headline claims one "
-    "family, its cells another: Holm's step-down over both tests of every claim, Shaffer's constraints; any wrong "
-    "verdict at most 5% per family). Values: mean [the Student t interval over seeds the verdict was made from] "
-    "at its (adjusted) level; <i>sesoi</i> = smallest effect of interest; for an inconclusive claim, the seeds "
-    "that would decide it at 80% power. Identities (true by construction) are counted apart. <i>Departs from the "
-    "paper</i>: as the study declares it for its default config; the claim's own text (hover <i>we measured</i>) "
-    "describes this run's setup.")
+    "<b>fails</b>: it rules out the fail margin, the smallest effect of interest (a band: lies outside it); "
+    "<b>smaller</b>: both, the effect is real and smaller than claimed; else <b>inconclusive</b>; <b>mixed</b>: "
+    "one stratum of a pooled claim holds and another fails (the row names them); <b>not run</b>: the config lacks "
+    "what the claim needs (counted apart). One-sided tests at 5%, <b>one multiplicity rule per family</b> (a "
+    "study's headline claims one family, its cells another: Holm's step-down over both tests of every claim, "
+    "Shaffer's constraints; any wrong verdict at most 5% per family). Values: mean [the Student t interval over "
+    "seeds the verdict was made from] at its (adjusted) level; margins to 3 significant digits; for an "
+    "inconclusive claim, the seeds that would decide it at 80% power; with sequential seeds, the look that "
+    "decided it. Identities (true by construction) are counted apart. <i>Departs from the paper</i>: as the study "
+    "declares it for its default config; the claim's own text (hover <i>we measured</i>) describes this run's "
+    "setup.")
 
 
 # ---------------------------------------------------------------------------- formatting
@@ -68,15 +72,32 @@ def num(r, col: str) -> float:
         return math.nan
 
 
+def has_interval(r) -> bool:
+    """Whether the row has an interval (either end a number)."""
+    return math.isfinite(num(r, "ci_low")) or math.isfinite(num(r, "ci_high"))
+
+
 def value_ci(r, digits: int = 4) -> str:
+    """'0.75 [0.66, 0.94]'; '0.75 (no interval)' when the row has none (never '[n/a, n/a]')."""
+    if not has_interval(r):
+        return f"{fmt(r.value, digits)} (no interval)"
     return f"{fmt(r.value, digits)} [{fmt(r.ci_low, digits)}, {fmt(r.ci_high, digits)}]"
 
 
+MARGIN_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+)(?:[eE][-+]?\d+)?|(?<![\w.])[-+]?\d+[eE][-+]?\d+")
+
+
+def margins(text) -> str:
+    """A threshold's text with every decimal number to 3 significant digits ('> 0.909091' -> '> 0.909'); integers
+    (steps, seeds) as they are."""
+    return MARGIN_NUMBER.sub(lambda m: fmt(m.group(0), 3), str(text))
+
+
 def level_text(r) -> str:
-    """'97.5%': the confidence level of the interval shown (the one the verdict was made from); '' if unknown
-    or exact."""
+    """'97.5%': the confidence level of the interval shown (the one the verdict was made from); '' if unknown,
+    exact, or the row has no interval."""
     lv = num(r, "ci_level")
-    if not math.isfinite(lv):
+    if not math.isfinite(lv) or not has_interval(r):
         return ""
     pct = 100 * lv
     return f"{pct:.1f}%" if abs(pct - round(pct)) > 0.05 else f"{pct:.0f}%"
@@ -87,17 +108,51 @@ def level_suffix(r) -> str:
     return f" ({lv})" if lv else ""
 
 
-def sesoi_text(r) -> str:
-    """'sesoi 0.01' when the row declares a smallest effect of interest other than its threshold's number."""
+def fail_margin(r) -> str:
+    """The row's fail margin (column ``sesoi``, the smallest effect of interest) to 3 significant digits, or ''."""
     v = num(r, "sesoi")
-    if not math.isfinite(v) or fmt(v) in str(getattr(r, "threshold", "")):
+    return fmt(v, 3) if math.isfinite(v) else ""
+
+
+def sesoi_text(r) -> str:
+    """'fail margin 0.01' when the row declares a fail margin (column ``sesoi``) other than its threshold's number."""
+    v = fail_margin(r)
+    if not v or v in margins(getattr(r, "threshold", "")):
         return ""
-    return f"sesoi {fmt(v)}"
+    return f"fail margin {v}"
 
 
 def claim_text(r) -> str:
-    """'> 0; sesoi 0.01': the claim's threshold and its smallest effect of interest."""
-    return "; ".join(x for x in (fmt(r.threshold), sesoi_text(r)) if x)
+    """'> 0; fail margin 0.01': the claim's threshold and its fail margin (smallest effect of interest)."""
+    return "; ".join(x for x in (margins(r.threshold), sesoi_text(r)) if x)
+
+
+def looks_of(r) -> int:
+    """The number of planned looks of the row's study (1: a fixed design, also when the column is missing)."""
+    k = num(r, "looks")
+    return int(k) if math.isfinite(k) and k > 1 else 1
+
+
+def seeds_word(n) -> str:
+    return f"{n} seed{'' if str(n) == '1' else 's'}"
+
+
+def seq_text(r) -> str:
+    """How a sequential design reached the row's verdict ('' for a fixed design): '6 seeds, look 2 of 3, α 0.016'
+    (decided), 'stopped for futility at look 1 (3 seeds)', 'ran out of max_seeds (9)'."""
+    k = looks_of(r)
+    if k == 1:
+        return ""
+    look, n, stop = num(r, "look"), getattr(r, "n_seeds", ""), str(getattr(r, "stop", "") or "")
+    look = int(look) if math.isfinite(look) else k
+    if stop == "futility":
+        return f"stopped for futility at look {look} ({seeds_word(n)})"
+    if stop == "max_seeds":
+        return f"ran out of max_seeds ({n})"
+    if stop and stop != "decided":
+        return f"{stop} at look {look} of {k} ({seeds_word(n)})"
+    a = num(r, "nominal")
+    return f"{seeds_word(n)}, look {look} of {k}" + (f", α {a:.2g}" if math.isfinite(a) else "")
 
 
 def power_short(r) -> str:
@@ -141,9 +196,10 @@ def short_title(title: str) -> str:
 
 
 def measured(r) -> str:
-    """'metric = value [low, high] (level), n seeds (claim: threshold; sesoi x); what more seeds would buy'."""
+    """'metric = value [low, high] (level), n seeds (claim: threshold; fail margin x); what more seeds would buy'
+    (a sequential design: how its looks reached the verdict in place of the seeds)."""
     more = power_short(r)
-    seeds = f"{r.n_seeds} seed{'' if str(r.n_seeds) == '1' else 's'}"
+    seeds = seq_text(r) or seeds_word(r.n_seeds)
     return (f"{r.metric} = {value_ci(r)}{level_suffix(r)}, {seeds} (claim: {claim_text(r)})"
             + (f"; {more}" if more else ""))
 
@@ -176,7 +232,7 @@ def kind_line(df: pd.DataFrame, kind: str) -> str:
     any is); '; 2 not run' after it when some claims could not run with the config."""
     d = kind_of(df, kind)
     c = counts(d)
-    shown = [v for v in VERDICTS if v != "not run" and (v != "mixed" or c[v])]
+    shown = [v for v in VERDICTS if v != "not run" and (v not in ("mixed", "smaller") or c[v])]
     text = ", ".join(f"{c[v]} {PLURAL[v]}" for v in shown) + f" (of {len(d) - c['not run']})"
     return text + (f"; {c['not run']} not run" if c["not run"] else "")
 
@@ -192,7 +248,7 @@ def row_display(r) -> dict:
     if r is None:
         return {"verdict": "missing", "has_row": False, "p": "", "measured": "no row in claims.csv", "note": "",
                 "basis": "", "claim": "", "value_ci": "", "value_ci3": "", "level": "", "metric": "",
-                "claim_txt": "", "seeds": "", "more": ""}
+                "claim_txt": "", "seeds": "", "more": "", "seq": ""}
     verdict = str(r.verdict)
     needs = needs_text(r)
     strata = f"strata: {strata_text(r)}" if strata_text(r) else ""  # a pooled claim's strata, whatever its verdict
@@ -201,7 +257,7 @@ def row_display(r) -> dict:
     return {"verdict": verdict, "has_row": True, "p": p_text(r), "measured": meas, "note": note,
             "basis": str(getattr(r, "basis", "") or ""), "claim": str(r.claim), "value_ci": value_ci(r),
             "value_ci3": value_ci(r, 3), "level": level_text(r), "metric": str(r.metric), "claim_txt": claim_text(r),
-            "seeds": str(r.n_seeds), "more": power_short(r)}
+            "seeds": str(r.n_seeds), "more": power_short(r), "seq": seq_text(r)}
 
 
 def headline_records(loaded: list[dict]) -> list[dict]:
@@ -227,17 +283,18 @@ def headline_records(loaded: list[dict]) -> list[dict]:
 
 def claim_records(s: dict | None, claims: pd.DataFrame) -> list[dict]:
     """A claims table (a study's cells, checks...): one record per row with the display columns ``claim_id``,
-    ``verdict``, ``value_ci``, ``level``, ``threshold``, ``sesoi``, ``p``, ``seeds``, ``more``, ``claim``,
-    ``basis`` (with the strata, when the row has any), ``metric``, ``source`` and ``figures`` (the figures
-    mapped to the claim; none without the study ``s``)."""
+    ``verdict``, ``value_ci``, ``level``, ``threshold``, ``margin`` (the fail margin, column ``sesoi``), ``p``,
+    ``seeds`` (a sequential design: how its looks reached the verdict), ``more``, ``claim``, ``basis`` (with the
+    strata, when the row has any), ``metric``, ``source`` and ``figures`` (the figures mapped to the claim; none
+    without the study ``s``)."""
     out = []
     for r in claims.itertuples():
-        sesoi, strata = num(r, "sesoi"), strata_text(r)
+        strata = strata_text(r)
         basis = str(getattr(r, "basis", "") or "")
         out.append({"claim_id": str(r.claim_id), "verdict": str(r.verdict), "value_ci": value_ci(r),
-                    "level": level_text(r), "threshold": fmt(r.threshold),
-                    "sesoi": fmt(sesoi) if math.isfinite(sesoi) else "", "p": p_text(r).removeprefix("p_adj "),
-                    "seeds": str(r.n_seeds), "more": power_short(r), "claim": str(r.claim),
+                    "level": level_text(r), "threshold": margins(r.threshold), "margin": fail_margin(r),
+                    "p": p_text(r).removeprefix("p_adj "),
+                    "seeds": seq_text(r) or str(r.n_seeds), "more": power_short(r), "claim": str(r.claim),
                     "basis": basis + (f" Strata: {strata}." if strata else ""), "metric": str(r.metric),
                     "source": str(r.source),
                     "figures": figures_of(s, str(r.claim_id), all_if_unmapped=False) if s else []})
