@@ -61,14 +61,15 @@ report: setup
 
 # Upload the offline W&B runs: every study's latest version and the dataset runs (resources/), or
 # one study: make sync STUDY=bn_placement [VERSION=<version>]. Of each run id only the newest folder
-# is uploaded (a resumed job's folder holds its whole run); already synced folders are skipped.
+# is uploaded (a resumed job's folder holds its whole run); already synced folders are skipped. Then every
+# uploaded training run is tagged with each config and version on disk that read it (normlab.tracking --label).
 STUDY ?= *
 VERSION ?= latest
 sync: setup
 	@dirs="$$($(BIN)/python -m normlab.tracking results/$(STUDY)/$(VERSION) resources)"; \
 	  if [ -z "$$dirs" ]; then echo "no offline W&B runs under results/$(STUDY)/$(VERSION)/wandb/ or resources/wandb/"; exit 1; fi; \
 	  echo "$(BIN)/wandb sync <$$(echo "$$dirs" | wc -l) offline runs>"; \
-	  $(BIN)/wandb sync $$dirs
+	  $(BIN)/wandb sync $$dirs && $(BIN)/python -m normlab.tracking --label results/*/*-????????
 
 # W&B Reports of every study (online, after `make sync`); offline it says what to do.
 wandb-reports: setup

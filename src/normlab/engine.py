@@ -57,7 +57,7 @@ from .optim import CONSTRAINTS, build_optimizer
 from .probes import ProbeContext, build_probe
 from .schedules import build_schedule
 from .startup import lean_optimizers, optimizer_step, process_age
-from .tracking import artifact_name, run_artifact, run_files, run_id, tracker
+from .tracking import artifact_name, label_tags, labels, run_artifact, run_files, run_id, tracker, train_group
 from .tracking import settings as tracking_settings
 
 LOSSES = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}
@@ -474,16 +474,20 @@ class Checkpoint:
 
 class RunTrackers:
     """One W&B run per seed, its id from (study, run key, seed): a rerun resumes it, and a run reused by other
-    configs and versions is one W&B run. Offline runs go under the run folder."""
+    configs and versions is one W&B run. Offline runs go under the run folder. The config and version that
+    trained it (from the W&B settings, never the spec) are its group's first part, its tags and its config
+    ``normlab``; ``make sync`` adds those of every later reader (``tracking.label_runs``)."""
 
     def __init__(self, spec: dict, seeds: list[int], out_dir: Path):
         w = self.settings = {"dir": str(out_dir), **tracking_settings(spec)}  # offline runs: the run folder
         self.spec, self.seeds = spec, seeds
         self.block = spec["key"].rsplit("/", 1)[-1]
         self.ids = [run_id(spec["study"], spec["key"], s) for s in seeds]
-        self.runs = [tracker(w, group=f"{spec['study']}/{spec['variant']}", name=f"{spec['variant']}/seed{s}",
-                             job_type="train", config={**spec, "seed": s}, dir=w.get("dir", out_dir),
-                             tags=[spec["study"], spec["variant"], self.block], id=i)
+        lab = labels(w, spec["study"])
+        self.runs = [tracker(w, group=train_group(spec["study"], spec["variant"], lab),
+                             name=f"{spec['variant']}/seed{s}", job_type="train",
+                             config={**spec, "seed": s, **({"normlab": lab} if lab else {})}, dir=w.get("dir", out_dir),
+                             tags=[spec["study"], spec["variant"], self.block, *label_tags(lab)], id=i)
                      for s, i in zip(seeds, self.ids)]
         self.on = any(t.run is not None for t in self.runs)
         if self.on and spec.get("data"):  # lineage: the dataset artifact prepare_data logged

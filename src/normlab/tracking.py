@@ -108,9 +108,34 @@ def settings(spec: dict | None = None) -> dict:
     return (spec or {}).get("wandb") or json.loads(os.environ.get("NORMLAB_WANDB", '{"mode": "disabled"}'))
 
 
+def labels(w: dict, study: str | None = None) -> dict:
+    """What a run says of the configs that read it: {"configs": [name], "versions": [version of ``study``]} from the
+    W&B settings the Snakefile exports (``config``: the config's name, ``versions``: {study: its version folder's
+    name}); {} when they name no config (a job run by hand). Kept out of the run's spec and key: a run is shared
+    by every config that asks for its spec, so these say who read it, never what it is."""
+    name = w.get("config")
+    if not name:
+        return {}
+    version = (w.get("versions") or {}).get(study) if study else None
+    return {"configs": [name], "versions": [version] if version else []}
+
+
+def label_tags(lab: dict) -> list[str]:
+    """A run's tags for its readers: ``config:<name>`` per config, ``version:<version folder>`` per version."""
+    return [f"config:{c}" for c in lab.get("configs", [])] + [f"version:{v}" for v in lab.get("versions", [])]
+
+
+def train_group(study: str, variant: str, lab: dict) -> str:
+    """A training run's W&B group: ``<config>/<study>/<variant>`` (the config that trained it), so that one
+    config's runs group apart from another's; ``<study>/<variant>`` without a config name."""
+    return "/".join([*lab.get("configs", [])[:1], study, variant])
+
+
 def tracker(w: dict, **run) -> "Tracker":
     """The Tracker of one run from W&B settings ``w`` (``settings``) and the run's own fields (group, name,
-    job_type, config, dir, tags, id)."""
+    job_type, config, dir, tags, id); every run of a config's jobs is also tagged ``config:<name>``."""
+    if w.get("config"):
+        run["tags"] = list(dict.fromkeys([*(run.get("tags") or []), f"config:{w['config']}"]))
     return Tracker(mode=w.get("mode", "disabled"), project=w.get("project", "normlab"), entity=w.get("entity"),
                    init_timeout=w.get("init_timeout", 20), **run)
 
@@ -254,13 +279,92 @@ class Tracker:
             self.run = None
 
 
+def readers(version_dirs) -> dict[str, dict]:
+    """{training run id: {"configs": [...], "versions": [...]}}: every config and version (folder names) that read
+    each training run, from the version folders' links (``runs/<variant>/seed<k>``, whose ``summary.json``
+    names its W&B run id). A run reused by two configs lists both."""
+    import json
+
+    from .io import config_name
+
+    out: dict[str, dict] = {}
+    for v in map(Path, version_dirs):
+        for link in sorted(v.glob("runs/*/seed*")):
+            try:
+                summ = json.loads((link / "summary.json").read_text())
+            except (OSError, ValueError):
+                continue
+            rid = (summ.get("wandb") or {}).get("run_id") or run_id(summ.get("study"), summ.get("key"), summ.get("seed"))
+            lab = out.setdefault(rid, {"configs": [], "versions": []})
+            for k, x in (("configs", config_name(v.name)), ("versions", v.name)):
+                if x not in lab[k]:
+                    lab[k] = sorted([*lab[k], x])
+    return out
+
+
+def label_runs(version_dirs, project: str, entity: str | None = None, api=None, timeout: float = 20) -> dict:
+    """Online, after the runs are uploaded (``make sync``): tag every training run the version folders read with
+    ``config:<name>`` and ``version:<version>`` of each reader and set its config ``normlab`` = {configs, versions}
+    (``readers``), adding to what it has. A run trained by one config and reused by another then says so.
+    Returns counts {"labelled", "absent"} (absent: not uploaded yet). Never raises for one run."""
+    if api is None:
+        import wandb
+
+        api = wandb.Api(timeout=timeout)
+    entity = entity or getattr(api, "default_entity", None)
+    done = {"labelled": 0, "absent": 0}
+    for rid, lab in readers(version_dirs).items():
+        try:
+            run = api.run(f"{entity}/{project}/{rid}")
+        except Exception:  # noqa: BLE001 (not uploaded, or no access: the others still get their labels)
+            done["absent"] += 1
+            continue
+        have = dict(run.config.get("normlab") or {})
+        merged = {k: sorted(set(have.get(k) or []) | set(lab[k])) for k in ("configs", "versions")}
+        tags = sorted(set(run.tags or []) | set(label_tags(merged)))
+        if tags != sorted(run.tags or []) or merged != have:
+            run.tags = tags
+            run.config["normlab"] = merged
+            try:
+                run.update()
+            except Exception as e:  # noqa: BLE001
+                print(f"[tracking] labels of run {rid} not saved: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+        done["labelled"] += 1
+    return done
+
+
+def default_project(config_file: Path = Path("config/config.yaml")) -> str:
+    """The default config's ``wandb.project`` (else ``normlab``): the project ``make sync`` labels runs in."""
+    try:
+        import yaml
+
+        return ((yaml.safe_load(Path(config_file).read_text()) or {}).get("wandb") or {}).get("project") or "normlab"
+    except (OSError, ValueError):
+        return "normlab"
+
+
 def main(argv=None):
-    """Print the offline run folders to upload (``sync_dirs``) of the given result folders."""
+    """Print the offline run folders to upload (``sync_dirs``) of the given result folders; with ``--label``
+    (online, after the upload) tag the training runs they read with their configs and versions (``label_runs``)."""
     import argparse
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("roots", nargs="*", type=Path, help="folders holding a wandb/ folder (result versions, resources)")
-    for d in sync_dirs(with_runs(ap.parse_args(argv).roots)):
+    ap.add_argument("--label", action="store_true", help="label the uploaded training runs of these version folders")
+    ap.add_argument("--project", default=None, help="W&B project (default: wandb.project of config/config.yaml)")
+    ap.add_argument("--entity", default=None)
+    a = ap.parse_args(argv)
+    if a.label:
+        if not logged_in():
+            print("[tracking] not logged in to W&B: `wandb login`, then `make sync` labels the runs")
+            return
+        vdirs = [r for r in a.roots if (r / "manifest.json").exists()]
+        done = label_runs(vdirs, a.project or default_project(), a.entity)
+        print(f"[tracking] {done['labelled']} training runs labelled with their configs and versions"
+              + (f"; {done['absent']} not uploaded" if done["absent"] else ""))
+        return
+    for d in sync_dirs(with_runs(a.roots)):
         print(d)
 
 

@@ -28,10 +28,6 @@ _bindir = str(Path(sys.executable).parent)
 if os.environ.get("PATH", "").split(os.pathsep)[0] != _bindir:
     os.environ["PATH"] = _bindir + os.pathsep + os.environ.get("PATH", "")
 
-# W&B settings reach jobs through the environment, not through params (a rerun trigger),
-# so that changing the W&B mode never reruns training.
-
-os.environ.update(NORMLAB_WANDB=json.dumps(config["wandb"]))
 ENABLED = _plan.enabled(config)
 # The run plan (normlab.plan): every job keyed by what its numbers depend on. Nothing is written at
 # parse time (a dry run writes nothing): each job gets its spec as a param and writes it itself.
@@ -49,6 +45,19 @@ for (
         if _s in ENABLED:
             print(f"Config error: {_e}", file=sys.stderr)
             sys.exit(1)
+
+# W&B settings reach jobs through the environment, not through params (a rerun trigger), so that changing
+# the W&B mode never reruns training; with them the config's name and its version of each study, which the
+# jobs' W&B runs carry (normlab.tracking.labels: tags config:<name>, version:<version>).
+os.environ.update(
+    NORMLAB_WANDB=json.dumps(
+        {
+            **config["wandb"],
+            "config": config["name"],
+            "versions": {_s: Path(_p.version_dir).name for _s, _p in PLANS.items()},
+        }
+    )
+)
 
 
 def vdir(study):
