@@ -52,6 +52,16 @@ window.addEventListener("load", async () => {
     pre.id = "normlab-check";
     pre.textContent = JSON.stringify(out);
     document.body.appendChild(pre);
+  } else if (hash === "top") {
+    await sleep(500);
+    const title = [...document.querySelectorAll("#app h1")].find((h) => h.textContent.startsWith("normlab"));
+    const counts = [...document.querySelectorAll("#app b")].find((b) => b.textContent.startsWith("Empirical headline"));
+    const box = (el) => el ? el.getBoundingClientRect() : null;
+    const pre = document.createElement("pre");
+    pre.id = "normlab-check";
+    pre.textContent = JSON.stringify({ title: box(title), counts: box(counts), h: window.innerHeight,
+                                       w: window.innerWidth });
+    document.body.appendChild(pre);
   } else if (hash.startsWith("show=")) {
     const path = hash.slice(5);
     const r = results[path];
@@ -145,10 +155,11 @@ def test_snakemake_report_shows_every_figure_and_claims_table(smoke_workdir, tmp
     results, categories = js_var(page, "results"), js_var(page, "categories")
     versions = present_versions(smoke_workdir / "results")
     assert versions
-    assert "Scorecard" in categories and "results/scorecard.html" in results
-    desc = workflow_desc(page)  # the front page: the headline table, from results/scorecard_front.html
-    front = (smoke_workdir / "results" / "scorecard_front.html").read_text()
-    assert "What replicated" in desc and front.strip() in desc
+    assert "Scorecard" in categories and "results/scorecards/smoke.html" in results  # the smoke config's own page
+    assert not (smoke_workdir / "results" / "scorecard.html").exists()  # the default config's: not written by smoke
+    desc = workflow_desc(page)  # the front page: the headline table, from results/scorecards/smoke_front.html
+    front = (smoke_workdir / "results" / "scorecards" / "smoke_front.html").read_text()
+    assert "What replicated" in desc and front.strip() in desc and ">smoke.html</a>" in desc
     for study, v in versions.items():
         rel = f"results/{study}/{v.name}"
         figs = [f for f in json.loads((v / "manifest.json").read_text())["figures"] if f.endswith(".png")]
@@ -179,6 +190,16 @@ def test_snakemake_report_shows_every_figure_and_claims_table(smoke_workdir, tmp
     assert all(w > 0 for w in seen["images"].values()), seen["images"]  # every figure decoded and shown
     assert seen["html"] and all(v == 1 for v in seen["html"].values()), seen["html"]
 
+    # the front page opens at its top: in a 1400x900 window, its title and counts are in view at scroll 0
+    dom = browse(exe, harness.as_uri() + "#top", "--window-size=1400,900", "--dump-dom")
+    m = re.search(r'<pre id="normlab-check">(.*?)</pre>', dom.stdout)
+    assert m, f"the report did not render in chromium:\n{dom.stderr[-3000:]}"
+    top = json.loads(m.group(1).replace("&quot;", '"'))
+    for what in ("title", "counts"):
+        box = top[what]
+        assert box and 0 <= box["top"] and box["bottom"] <= top["h"] and 0 <= box["left"] < top["w"], (what, top)
+    browse(exe, harness.as_uri() + "#top", "--window-size=1400,900", f"--screenshot={tmp_path / 'report_front.png'}")
+
     study, v = next(iter(versions.items()))
     shots = {"report_claims.png": f"results/{study}/{v.name}/claims.html",
              "report_figure.png": f"results/{study}/{v.name}/figures/"
@@ -186,7 +207,7 @@ def test_snakemake_report_shows_every_figure_and_claims_table(smoke_workdir, tmp
     for name, path in shots.items():
         browse(exe, f"{harness.as_uri()}#show={path}", "--window-size=1400,900", f"--screenshot={tmp_path / name}")
         assert (tmp_path / name).stat().st_size > 20_000, name  # a blank page is a few kB
-    print(f"screenshots: {tmp_path / 'report_claims.png'} {tmp_path / 'report_figure.png'}")
+    print(f"screenshots: {tmp_path / 'report_front.png'} {tmp_path / 'report_claims.png'} {tmp_path / 'report_figure.png'}")
 
 
 # ---------------------------------------------------------------------------- W&B reports
@@ -209,7 +230,7 @@ def test_wandb_runs_log_what_the_metrics_files_hold(smoke_workdir):
         assert runs, study
         for r in runs[:3]:
             variant, seed = r["name"].rsplit("/seed", 1)
-            assert r["group"] == f"{study}/{variant}" and r["config"]["key"] in wbr.study_meta(v)["run_keys"]
+            assert r["group"] == f"smoke/{study}/{variant}" and r["config"]["key"] in wbr.study_meta(v)["run_keys"]
             m = pd.read_parquet(v / "runs" / variant / f"seed{seed}" / "metrics.parquet")
             assert r["history"].keys() == {(int(x.step), x.metric) for x in m.itertuples()}
 

@@ -71,7 +71,7 @@ def read_run(run_dir: Path) -> dict:
         kind = r.WhichOneof("record_type")
         if kind == "run":
             info.update(run_id=r.run.run_id, name=r.run.display_name, job_type=r.run.job_type,
-                        group=r.run.run_group, git=r.run.git.commit or None,
+                        group=r.run.run_group, git=r.run.git.commit or None, tags=list(r.run.tags),
                         config={(it.key or it.nested_key[0]): json.loads(it.value_json) for it in r.run.config.update})
         elif kind == "history":
             row = {(it.key or it.nested_key[0]): json.loads(it.value_json) for it in r.history.item}
@@ -373,3 +373,121 @@ def test_reports_are_updated_in_place_found_by_title(monkeypatch):
     monkeypatch.setattr(wr.Report, "from_url", classmethod(load))
     out, updated = wbr.save_in_place(Api(), rep)
     assert updated and saved[-1] == ("normlab s (v1)", "B") and out.blocks == rep.blocks
+
+
+# ---------------------------------------------------------------------------- runs across configs
+def test_labels_name_the_config_and_version_never_the_spec():
+    from normlab.tracking import label_tags, labels, train_group
+
+    w = {"mode": "offline", "config": "fashion", "versions": {"bn_placement": "fashion-1a2b3c4d"}}
+    lab = labels(w, "bn_placement")
+    assert lab == {"configs": ["fashion"], "versions": ["fashion-1a2b3c4d"]}
+    assert label_tags(lab) == ["config:fashion", "version:fashion-1a2b3c4d"]
+    assert train_group("bn_placement", "bn_pre-relu-lr0.02", lab) == "fashion/bn_placement/bn_pre-relu-lr0.02"
+    assert labels({"mode": "offline"}, "bn_placement") == {} and train_group("s", "v", {}) == "s/v"  # by hand
+
+
+def fake_reader(root: Path, study: str, version: str, runs: dict) -> Path:
+    """A version folder whose runs/<variant>/seed<k> link to seed folders of run blocks ({variant: {seed: id}})."""
+    v = root / study / version
+    (v / "manifest.json").parent.mkdir(parents=True, exist_ok=True)
+    (v / "manifest.json").write_text("{}")
+    for variant, seeds in runs.items():
+        for seed, rid in seeds.items():
+            d = root / study / "runs" / variant / "s0-1-00000000" / f"seed{seed}"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "summary.json").write_text(json.dumps({"study": study, "key": f"{study}/{variant}/s0-1-00000000",
+                                                        "seed": seed, "wandb": {"run_id": rid}}))
+            (v / "runs" / variant).mkdir(parents=True, exist_ok=True)
+            (v / "runs" / variant / f"seed{seed}").symlink_to(d)
+    return v
+
+
+def test_make_sync_labels_a_run_shared_by_two_configs(tmp_path):
+    """A run trained by the default config and reused by fashion ends up tagged with both, online."""
+    from normlab.tracking import label_runs, readers
+
+    res = tmp_path / "results"
+    a = fake_reader(res, "bn_placement", "default-0000aaaa", {"bn_pre": {0: "r0", 1: "r1"}})
+    b = fake_reader(res, "bn_placement", "fashion-0000bbbb", {"bn_pre": {0: "r0"}, "bn_post": {0: "r2"}})
+    got = readers([a, b])
+    assert got["r0"] == {"configs": ["default", "fashion"], "versions": ["default-0000aaaa", "fashion-0000bbbb"]}
+    assert got["r1"]["configs"] == ["default"] and got["r2"]["configs"] == ["fashion"]
+
+    class Run:
+        def __init__(self, rid):
+            self.id, self.tags, self.config, self.saved = rid, ["bn_placement", "config:default"], {}, 0
+
+        def update(self):
+            self.saved += 1
+
+    class Api:
+        default_entity = "me"
+
+        def __init__(self):
+            self.runs = {f"me/p/{r}": Run(r) for r in ("r0", "r1")}  # r2 not uploaded yet
+
+        def run(self, path):
+            return self.runs[path]
+
+    api = Api()
+    assert label_runs([a, b], "p", api=api) == {"labelled": 2, "absent": 1}
+    r0 = api.runs["me/p/r0"]
+    assert {"config:default", "config:fashion", "version:default-0000aaaa", "version:fashion-0000bbbb",
+            "bn_placement"} == set(r0.tags)
+    assert r0.config["normlab"]["configs"] == ["default", "fashion"] and r0.saved == 1
+    assert label_runs([a, b], "p", api=api)["labelled"] == 2 and r0.saved == 1  # nothing new: not saved again
+
+
+def wandb_table(doc: str = "docs/browsing.md") -> dict[str, dict]:
+    """docs/browsing.md's table of W&B runs: {job type: {folder, group, name, tags}} (backticked patterns)."""
+    import re
+
+    text = (ROOT / doc).read_text().split("## Weights & Biases", 1)[1]
+    out = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[0] != "`job type`":
+            ticks = [re.findall(r"`([^`]+)`", c) for c in cells]
+            out[ticks[0][0]] = {"folder": ticks[2][0], "group": ticks[3][0], "name": ticks[4][0], "tags": ticks[5]}
+    return out
+
+
+def fill(pattern: str, **values) -> str:
+    for k, v in values.items():
+        pattern = pattern.replace(f"<{k}>", str(v))
+    assert "<" not in pattern, pattern
+    return pattern
+
+
+def check_wandb_table(workdir: Path, config: str) -> int:
+    """Every offline W&B run of the latest versions under ``workdir/results`` is where docs/browsing.md's table
+    says, with its group, name and tags. Returns the number of runs checked."""
+    from normlab.tracking import with_runs
+
+    table = wandb_table()
+    assert set(table) == {"train", "analysis"}, table
+    seen = 0
+    for latest in sorted((workdir / "results").glob("*/latest")):
+        v, study = latest.resolve(), latest.parent.name
+        for root in with_runs([v]):
+            for r in runs_in(root):
+                folder = str(Path(r["dir"]).parent.relative_to(workdir)) + "/"
+                if r["job_type"] == "train":
+                    variant, block = Path(r["dir"]).parent.parent.parent.name, Path(r["dir"]).parent.parent.name
+                    values = dict(study=study, variant=variant, block=block, config=config, version=v.name,
+                                  seed=r["config"]["seed"])
+                    assert r["config"]["normlab"] == {"configs": [config], "versions": [v.name]}
+                else:
+                    values = dict(study=study, version=v.name, config=config)
+                row = table[r["job_type"]]
+                assert folder == fill(row["folder"], **values), (folder, row["folder"])
+                assert (r["group"], r["name"]) == (fill(row["group"], **values), fill(row["name"], **values))
+                assert sorted(r["tags"]) == sorted(fill(t, **values) for t in row["tags"]), r["tags"]
+                seen += 1
+    return seen
+
+
+def test_docs_describe_the_wandb_runs_of_a_smoke_run(smoke_workdir):
+    """docs/browsing.md's table of W&B runs (folders, groups, names, tags) is what a smoke run wrote offline."""
+    assert check_wandb_table(smoke_workdir, "smoke") > 0
