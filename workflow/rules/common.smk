@@ -114,7 +114,9 @@ from normlab.io import scorecard_paths as _scorecard_paths
 PAGES = {k: str(v) for k, v in _scorecard_paths(config["name"]).items()}
 SCORECARD = [PAGES["md"], PAGES["html"], PAGES["csv"]]
 # The code of the pages (a rule param: an edit to it rebuilds the scorecard and the claims tables).
-PAGES_CODE = _plan.code_hash(["scorecard", "templates", "plotting.py", "stats", "studies"])
+PAGES_CODE = _plan.code_hash(
+    ["scorecard", "templates", "plotting.py", "stats", "studies"]
+)
 
 
 def all_targets():
