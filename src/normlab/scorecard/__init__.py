@@ -1,11 +1,12 @@
 """The replication scorecard: the papers' headline claims first, then every study's cells and checks.
 
     python -m normlab.scorecard [--results results] [--version-dir results/<study>/<version> ...]
-                                [--out-dir results] [--configs config] [--name default]
+                                [--out-dir results] [--configs config] [--name <config>]
     python -m normlab.scorecard --claims-html results/<study>/<version>   # one study's claims as HTML
 
 Reads each study version's ``claims.csv`` and ``manifest.json`` (and ``summary.parquet`` for the
-run links) and writes, in ``--out-dir``, the pages of config ``--name`` (``normlab.io.scorecard_paths``): the
+run links) and writes, in ``--out-dir``, the pages of config ``--name`` (default: the versions' config name when
+they share one; ``normlab.io.scorecard_paths``): the
 default config's are ``scorecard.md``, ``scorecard.html``, ``scorecard_front.html`` and ``claims_all.csv``; any
 other config writes ``scorecards/<name>.md``, ``.html``, ``_front.html`` and ``_claims_all.csv``, so running a
 subset config never changes what the default's pages show. The files:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import DEFAULT_CONFIG, atomic_write, scorecard_paths, write_csv
+from ..io import DEFAULT_CONFIG, atomic_write, config_name, scorecard_paths, write_csv
 from .load import ALL_COLUMNS, collect, latest_versions, load_study, study_order
 from .matrix import replication_matrix
 from .render import front_fragment, render_html, render_markdown, standalone_claims_html
@@ -61,9 +61,10 @@ def main(argv=None):
     ap.add_argument("--version-dir", type=Path, nargs="*", default=None,
                     help="study version folders (default: every results/<study>/latest)")
     ap.add_argument("--out-dir", type=Path, default=None, help="default: --results")
-    ap.add_argument("--name", default=DEFAULT_CONFIG,
-                    help=f"the config the versions belong to (default: {DEFAULT_CONFIG}, whose pages are "
-                         "scorecard.*; another config's are scorecards/<name>.*)")
+    ap.add_argument("--name", default=None,
+                    help=f"the config the versions belong to (default: their config name when they share one, else "
+                         f"{DEFAULT_CONFIG}); the {DEFAULT_CONFIG} config's pages are scorecard.*, another's "
+                         "scorecards/<name>.*")
     ap.add_argument("--claims-html", type=Path, default=None, metavar="VERSION_DIR",
                     help="only write VERSION_DIR/claims.html (one study's claims table)")
     ap.add_argument("--out", type=Path, default=None, help="with --claims-html: output file")
@@ -77,5 +78,7 @@ def main(argv=None):
     vdirs = a.version_dir if a.version_dir else latest_versions(results)
     if not vdirs:
         raise SystemExit(f"error: no study results under {results}/ (run snakemake first)")
-    df = build(vdirs, a.out_dir or results, a.results, a.configs, a.name)
+    names = {config_name(Path(v).name) for v in vdirs}
+    name = a.name or (names.pop() if len(names) == 1 else DEFAULT_CONFIG)
+    df = build(vdirs, a.out_dir or results, a.results, a.configs, name)
     print(f"[scorecard] {len(vdirs)} {'study' if len(vdirs) == 1 else 'studies'}: {summary_line(df)}")
