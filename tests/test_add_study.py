@@ -79,7 +79,7 @@ def test_example_study_runs_through_snakemake(repo):
     assert abs(claims.loc["EX.a", "sesoi"]) == 0.01  # its smallest effect of interest, from claims.loss_min
     assert (v / "figures/loss.png").stat().st_size > 1000
     assert (v / "sizes.json").exists() and len(list((v / "runs").iterdir())) == 2
-    card = (repo / "results/scorecard.md").read_text()
+    card = (repo / "results/scorecards/example.md").read_text()  # the example config's own page
     assert "EX: BatchNorm lowers" in card and "EX.a" in card
     # the report takes the category and the caption from the package's declarations
     snakemake(repo, "--report", "report.html", "--configfile", "config/example.yaml", env=env(repo))
