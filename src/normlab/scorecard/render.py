@@ -111,7 +111,7 @@ def study_section_md(s: dict, out_dir: Path) -> list[str]:
         lines += [f"Papers: {papers}.", ""]
     lines += [(f"Study `{s['name']}`, version [`{s['version']}`]({vd}/): [claims.csv]({vd}/claims.csv), "
               f"[manifest.json]({vd}/manifest.json), runs under [{vd}/runs/]({vd}/runs/) "
-              f"(W&B group `{s['name']}/{s['version']}`).")]
+              f"(W&B: analysis run group `{s['name']}/{s['version']}`, training runs tagged `version:{s['version']}`).")]
     heads = headline_records([s])
     if heads:
         lines += ["", "### Headline claims", ""]

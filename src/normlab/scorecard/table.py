@@ -197,9 +197,9 @@ def short_title(title: str) -> str:
 
 def measured(r) -> str:
     """'metric = value [low, high] (level), n seeds (claim: threshold; fail margin x); what more seeds would buy'
-    (a sequential design: how its looks reached the verdict in place of the seeds)."""
+    (with sequential seeds, how the looks reached the verdict is shown beside the verdict: ``seq_text``)."""
     more = power_short(r)
-    seeds = seq_text(r) or seeds_word(r.n_seeds)
+    seeds = seeds_word(r.n_seeds)
     return (f"{r.metric} = {value_ci(r)}{level_suffix(r)}, {seeds} (claim: {claim_text(r)})"
             + (f"; {more}" if more else ""))
 
