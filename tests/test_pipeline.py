@@ -83,10 +83,12 @@ ANALYSIS = {"claims_table": 1, "scorecard": 1, "all": 1}
 EDITS = [
     ("a claim threshold", {"studies": {"santurkar": {"claims": {"equiv_margin": 0.04}}}},
      {"santurkar_analyze": 1, **ANALYSIS}),
-    ("a CI level", {"studies": {"li_arora": {"claims": {"ci": 0.9}}}}, {"li_arora_analyze": 1, **ANALYSIS}),
+    # li_arora has sequential seeds: a new version replans its first look (a checkpoint) before anything else
+    ("a CI level", {"studies": {"li_arora": {"claims": {"ci": 0.9}}}},
+     {"li_arora_look": 1, "li_arora_analyze": 1, **ANALYSIS}),
     ("the config's name", {"name": "renamed"},
      {**{f"{s}_analyze": 1 for s in ("bn_placement", "ics_conditioning", "li_arora", "norm_growth", "santurkar")},
-      "claims_table": 5, "scorecard": 1, "all": 1}),
+      "li_arora_look": 1, "claims_table": 5, "scorecard": 1, "all": 1}),
     ("a W&B setting", {"wandb": {"mode": "disabled", "project": "elsewhere"}}, {}),
     ("one more lr", {"studies": {"bn_placement": {"lrs": [0.1, 0.2]}}},
      {"train": 6, "bn_placement_analyze": 1, **ANALYSIS}),
@@ -97,7 +99,10 @@ EDITS = [
     ("a side job's setting", {"studies": {"santurkar": {"dln": {"steps": 50}}}},
      {"santurkar_dln": 1, "santurkar_analyze": 1, **ANALYSIS}),
     ("a float32 exactness setting", {"studies": {"li_arora": {"exactness": {"float32_seeds": 3}}}},
-     {"li_arora_exact_float32": 1, "li_arora_analyze": 1, **ANALYSIS}),
+     {"li_arora_exact_float32": 1, "li_arora_look": 1, "li_arora_analyze": 1, **ANALYSIS}),
+    # more looks: the first look is replanned (new boundaries); what it trains is known once it has run
+    ("a higher max_seeds", {"studies": {"li_arora": {"max_seeds": 9}}},
+     {"li_arora_look": 1, "li_arora_analyze": 1, **ANALYSIS}),
 ]
 
 
@@ -158,3 +163,38 @@ def test_jobs_use_snakemakes_interpreter_without_activation(workdir):
                        capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     assert list((workdir / "resources" / "data").glob("mnist1d-*.pt"))
+
+
+def test_sequential_looks_train_only_what_open_claims_read(smoke_workdir):
+    """li_arora has looks at 3 and 6 seeds (config/smoke.yaml): the first look's checkpoint names the variants of
+    the headline claims still open, the second look trains seeds 3-5 of those variants only, and the final claims
+    table records the look each verdict was reached at (a rerun planning nothing: test_second_dry_run_plans_nothing)."""
+    from normlab import studies
+
+    v = smoke_workdir / "results" / "li_arora" / "latest"
+    cfg = json.loads((v / "config.json").read_text())["study_config"]
+    look1 = json.loads((v / "looks" / "look1.json").read_text())
+    final = json.loads((v / "looks" / "final.json").read_text())
+    mod = studies.get("li_arora")
+    variants = sorted(mod.variants(cfg))
+    declared = mod.claim_variants(cfg)
+    assert look1["look"] == 1 and look1["looks"] == 2 and look1["seeds"] == 3
+    assert look1["train"] == sorted({x for c in look1["open"] for x in declared[c]} & set(variants))
+    assert 0 < len(look1["train"]) < len(variants), "the second look trains some variants, not all"
+    summary = pd.read_parquet(v / "summary.parquet")
+    seeds = summary.groupby("variant")["seed"].apply(sorted).to_dict()
+    for name in variants:
+        assert seeds[name] == (list(range(6)) if name in look1["train"] else list(range(3))), name
+        blocks = sorted(p.name.split("-")[0] for p in (smoke_workdir / "results" / "li_arora" / "runs" / name).iterdir())
+        assert blocks == (["s0", "s3"] if name in look1["train"] else ["s0"]), (name, blocks)
+    assert final["look"] == 2 and final["done"]
+    claims = pd.read_csv(v / "claims.csv")
+    head = claims[claims.kind == "headline"]
+    assert set(head["looks"]) == {2}
+    # one claim stopped at the first look (decided or futile) and another was judged at the second
+    first = head[(head["look"] == 1) & head["stop"].isin(["decided", "futility"])]
+    assert len(first) and (head["look"] == 2).any(), head[["claim_id", "verdict", "look", "stop"]]
+    assert set(head.loc[head["look"] == 2, "n_seeds"]) == {6}
+    for r in head.itertuples():  # the row says how: look k of 2 and its nominal level
+        if r.stop in ("decided", "futility", "max_seeds"):
+            assert f"look {int(r.look)} of 2" in r.basis, r.basis

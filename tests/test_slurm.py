@@ -87,6 +87,7 @@ def test_smoke_dag_runs_every_job_through_slurm(slurm_cluster, tmp_path, capsys)
     assert remote_jobs and len(submitted) == len(remote_jobs), (remote_jobs, submitted)
     assert sorted(submitted.values()) == sorted(remote_jobs)
     assert {"prepare_data", "train"} <= set(submitted.values())
+    assert "li_arora_look" in submitted.values(), "the smoke config's sequential looks run as cluster jobs too"
 
     # 2. ... and finished there: one COMPLETED line each in the job-completion log, in this workdir.
     comp = _jobcomp()

@@ -27,7 +27,6 @@ import pandas as pd
 
 from . import studies
 from .io import manifest, point_latest, read_spec, write_csv, write_json, write_parquet
-from .stats import finalize
 from .tracking import artifact_name, run_artifact, run_files, run_id, settings
 from .tracking import tracker as make_tracker
 
@@ -78,6 +77,58 @@ def link_inputs(study: str, resolved: dict, vdir: Path) -> None:
         _link(Path(path), vdir / jobs[name].output)
 
 
+def seeds_below(metrics: pd.DataFrame, summary: pd.DataFrame, n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs of seeds 0..n-1 (a look's data: each variant's seeds up to the look's count)."""
+    return (metrics[metrics["seed"] < n] if "seed" in metrics else metrics,
+            summary[summary["seed"] < n] if "seed" in summary else summary)
+
+
+def next_variants(study_mod, cfg: dict, open_claims: list[str], variants: list[str]) -> list[str]:
+    """The variants the still-open headline claims read (the study's ``claim_variants``; a claim it does not
+    declare reads every variant; a claim that reads no training variant, only side jobs, steers nothing)."""
+    declared = getattr(study_mod, "claim_variants", None)
+    mapping = declared(cfg) if declared else {}
+    out = set()
+    for c in open_claims:
+        out.update(mapping[c] if c in mapping else variants)
+    return sorted(v for v in out if v in variants)
+
+
+def run_looks(study: str, resolved: dict, vdir: Path, extra: dict, upto: int | None = None):
+    """The study's claims over its planned looks (``stats.sequential``), replayed from look 1: after each look the
+    family rules decide which headline claims are still open; the next look reads one more block of seeds of
+    the variants those claims read (``claim_variants``). Deterministic: the look jobs (checkpoints, ``upto``) and
+    the final analysis make the same decisions. Returns (claims, metrics, summary, decision of the last look)."""
+    from .stats import Looks, judge_looks
+
+    cfg = resolved["study_config"]
+    mod = studies.get(study)
+    looks = Looks(resolved.get("looks") or [cfg["seeds"]])
+    later = resolved.get("later") or {}
+    chosen = {v: list(d) for v, d in (resolved.get("runs") or {}).items()}
+    ci = cfg.get("claims", {}).get("ci", 0.95)
+    history, upto = [], min(upto or looks.K, looks.K)
+    for k in range(1, upto + 1):
+        if "runs" in resolved:
+            link_inputs(study, {**resolved, "runs": chosen}, vdir)
+        metrics, summary = load_runs(vdir)
+        m_k, s_k = seeds_below(metrics, summary, looks.n[k - 1])
+        history.append(pd.DataFrame(mod.analyze(m_k, s_k, cfg, extra)))
+        claims, state = judge_looks(history, looks, ci=ci)
+        train = [] if k == looks.K else next_variants(mod, cfg, state["open"], sorted(chosen))
+        done = not train  # the last look, or no open claim reads a training variant
+        nxt = [later[v][k - 1] for v in train]
+        decision = {"look": k, "looks": looks.K, "seeds": looks.n[k - 1], "open": state["open"],
+                    "futile": state["futile"], "train": train, "next_runs": nxt, "done": done}
+        print(f"[look {k}/{looks.K}] {looks.n[k - 1]} seeds: open {state['open']}, futile {state['futile']}; "
+              f"next look trains {len(train)} variants")
+        if done or k == upto:
+            return claims, metrics, summary, decision
+        for v, d in zip(train, nxt):
+            chosen[v].append(d)
+    raise AssertionError("unreachable")
+
+
 def run_block(vdir: Path, variant: str, seed: int) -> str:
     """The run folder name (block) a linked seed of the version folder was trained in."""
     return Path(os.path.realpath(vdir / "runs" / variant / f"seed{seed}")).parent.name
@@ -88,20 +139,25 @@ def main(argv=None):
     ap.add_argument("--study", required=True)
     ap.add_argument("--version-dir", required=True, type=Path)
     ap.add_argument("--config", required=True, help="the study's resolved config (JSON file or string)")
+    ap.add_argument("--look", type=int, default=None,
+                    help="sequential seeds: judge looks 1..LOOK and write looks/look<LOOK>.json (which variants the "
+                         "next look trains) instead of the analysis")
     a = ap.parse_args(argv)
     resolved = read_spec(a.config)
     cfg = resolved["study_config"]
     study = studies.get(a.study)
     vdir = a.version_dir
-    if "runs" in resolved:  # the plan's analysis spec (not an old version's config.json)
-        link_inputs(a.study, resolved, vdir)
-        write_json(resolved, vdir / "config.json")
     extra = studies.extra_inputs(a.study, cfg, vdir)
-
-    metrics, summary = load_runs(vdir)
-    claims = study.analyze(metrics, summary, cfg, extra)
-    # One multiplicity rule per family (headline claims, cells); identities and checks alone (stats.finalize).
-    claims = finalize(pd.DataFrame(claims), ci=cfg.get("claims", {}).get("ci", 0.95))
+    if a.look is not None:  # a look's checkpoint: its decision (and its claims table, for the reader)
+        claims, _, _, decision = run_looks(a.study, resolved, vdir, extra, upto=a.look)
+        write_csv(claims, vdir / "looks" / f"look{a.look}.csv")
+        write_json(decision, vdir / "looks" / f"look{a.look}.json")
+        return
+    if "runs" in resolved:  # the plan's analysis spec (not an old version's config.json)
+        write_json(resolved, vdir / "config.json")
+    # One multiplicity rule per family (headline claims, cells), over the looks; identities and checks alone.
+    claims, metrics, summary, decision = run_looks(a.study, resolved, vdir, extra)
+    write_json(decision, vdir / "looks" / "final.json")
     fig_dir = vdir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     figs = study.figures(metrics, summary, claims, cfg, fig_dir, extra)

@@ -65,8 +65,11 @@ class StudyPlan:
 
     study: str
     version: str
-    runs: dict[str, dict] = field(default_factory=dict)  # run folder -> train spec
-    by_variant: dict[str, list[str]] = field(default_factory=dict)  # variant -> its run folders
+    runs: dict[str, dict] = field(default_factory=dict)  # run folder -> train spec (every look's blocks)
+    by_variant: dict[str, list[str]] = field(default_factory=dict)  # variant -> its run folders (the first look's)
+    looks: list[int] = field(default_factory=list)  # seed counts of the planned looks (one: the fixed design)
+    # variant -> the block each later look may add (looks 2..K): trained only when that look's checkpoint asks
+    later: dict[str, list[str]] = field(default_factory=dict)
     side: dict[str, tuple] = field(default_factory=dict)  # side job name -> (SideJob, spec, output path)
     analysis: dict = field(default_factory=dict)  # the analysis spec (written as <version dir>/config.json)
 
@@ -75,12 +78,27 @@ class StudyPlan:
         return f"{RESULTS}/{self.study}/{self.version}"
 
 
+def looks_of(cfg: dict) -> list[int]:
+    """The planned looks of a study's config (``stats.sequential.planned_looks``): [seeds] in a fixed design."""
+    from .stats.sequential import planned_looks
+
+    return planned_looks(cfg["seeds"], cfg.get("seed_block") or cfg["seeds"], cfg.get("max_seeds"))
+
+
+def look_blocks(cfg: dict) -> list[list[list[int]]]:
+    """The seed blocks of each planned look: the first look's seeds in blocks of ``seed_block`` (as in a fixed
+    design), then one block per later look (the seeds it adds)."""
+    looks = looks_of(cfg)
+    first = seed_blocks(looks[0], cfg.get("seed_block") or cfg["seeds"])  # (no seed_block: one block)
+    return [first] + [[list(range(a, b))] for a, b in zip(looks, looks[1:])]
+
+
 def run_specs(config: dict, study: str) -> dict[str, dict]:
-    """{run folder: full train spec} of a study: one per variant and block of seeds."""
+    """{run folder: full train spec} of a study: one per variant and block of seeds (of every planned look)."""
     cfg = config["studies"][study]
     out = {}
     for name, partial in variants(config, study).items():
-        for seeds in seed_blocks(cfg["seeds"], cfg.get("seed_block") or cfg["seeds"]):  # (no seed_block: one block)
+        for seeds in (b for blocks in look_blocks(cfg) for b in blocks):
             spec = copy.deepcopy(partial)
             spec.update(study=study, variant=name, seeds=seeds, data=data_file(config, study),
                         device=device_kind(config), numerics=NUMERICS)
@@ -136,16 +154,23 @@ def code_hash(paths) -> str:
 def build(config: dict, study: str) -> StudyPlan:
     runs = run_specs(config, study)
     side = side_specs(config, study)
+    looks = looks_of(config["studies"][study])
     by_variant: dict[str, list[str]] = {}
+    later: dict[str, list[str]] = {}
     for d, spec in runs.items():
-        by_variant.setdefault(spec["variant"], []).append(d)
+        if spec["seeds"][-1] < looks[0]:
+            by_variant.setdefault(spec["variant"], []).append(d)
+        else:
+            later.setdefault(spec["variant"], []).append(d)
     # the analysis code is an input too (cheap to rerun): an edit to a study's claims or figures makes a new version
     analysis = {**resolved_study_config(config, study), "device": device_kind(config), "runs": by_variant,
                 "side": {name: path for name, (_, _, path) in side.items()},
                 "code": code_hash([*ANALYSIS_CODE, f"studies/{study}"])}
+    if len(looks) > 1:  # sequential seeds: the planned looks and each later look's block per variant
+        analysis.update(looks=looks, later=later)
     version = f"{config.get('name', 'default')}-{config_hash(analysis)}"
     analysis = {**analysis, "name": config.get("name", "default"), "version": version}
-    return StudyPlan(study, version, runs, by_variant, side, analysis)
+    return StudyPlan(study, version, runs, by_variant, looks=looks, later=later, side=side, analysis=analysis)
 
 
 def version(config: dict, study: str) -> str:

@@ -103,6 +103,34 @@ def dataset_params(wildcards):
     )
 
 
+def _looks_decision(study, k):
+    """Look k's decision (its checkpoint's JSON): raises Snakemake's incomplete-checkpoint signal until it exists."""
+    out = getattr(checkpoints, f"{study}_look").get(k=str(k)).output.decision
+    return json.loads(Path(out).read_text())
+
+
+def runs_at(study, k):
+    """The run folders look k reads: the first look's blocks, then each earlier look's chosen blocks."""
+    p = PLANS[study]
+    runs = [d for dirs in p.by_variant.values() for d in dirs]
+    for j in range(1, min(k, len(p.looks))):
+        dec = _looks_decision(study, j)
+        runs += dec["next_runs"]
+        if dec["done"]:
+            break
+    return runs
+
+
+def look_runs(study):
+    """Input function of a look's checkpoint (wildcard k)."""
+    return lambda wildcards: runs_at(study, int(wildcards.k))
+
+
+def final_runs(study):
+    """Input function of the final analysis: every block the looks chose (a fixed design: all its runs)."""
+    return lambda wildcards: runs_at(study, len(PLANS[study].looks))
+
+
 def study_targets(study):
     return [f"{vdir(study)}/claims.csv", f"{vdir(study)}/manifest.json"]
 

@@ -36,6 +36,35 @@ for _s, _p in PLANS.items():
                 "printf '%s\\n' {params.spec:q} > {output.spec} && python -m {params.module} {params.args}"
                 " --config {output.spec} {params.data} --out {output.out} --threads {threads} > {log} 2>&1"
 
+    # Sequential seeds (max_seeds): look k's analysis is a checkpoint; its decision (looks/look<k>.json) names the
+    # block of seeds the next look trains, only for the variants of the headline claims still open.
+    if len(_p.looks) > 1:
+
+        checkpoint:
+            name:
+                f"{_s}_look"
+            input:
+                **{_name: _out for _name, (_job, _spec, _out) in _p.side.items()},
+                runs=look_runs(_s),
+            output:
+                decision=f"{_v}/looks/look{{k}}.json",
+                claims=f"{_v}/looks/look{{k}}.csv",
+            log:
+                f"{_v}/logs/look{{k}}.log",
+            threads: 1
+            params:
+                study=_s,
+                spec=json.dumps(_p.analysis, sort_keys=True),
+            wildcard_constraints:
+                k="[0-9]+",
+            shell:
+                "python -m normlab.analyze --study {params.study} --version-dir $(dirname $(dirname {output.decision}))"
+                " --config {params.spec:q} --look {wildcards.k} > {log} 2>&1"
+
+        workflow.get_rule(f"{_s}_look").docstring = (
+            f"{_mod.TITLE}: one look of the sequential seeds (which variants the next look trains)."
+        )
+
     # The version folder: named by the config's name and the hash of the analysis's inputs (run and side
     # folders) and of the study's config; the job writes config.json and links the runs it read.
     rule:
@@ -43,7 +72,7 @@ for _s, _p in PLANS.items():
             f"{_s}_analyze"
         input:
             **{_name: _out for _name, (_job, _spec, _out) in _p.side.items()},
-            runs=list(_p.runs),
+            runs=final_runs(_s),
         output:
             **{
                 f"fig_{_f.stem}": report(

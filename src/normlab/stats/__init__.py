@@ -55,10 +55,11 @@ the seeds run could detect (80% power at the claim's level) and the seeds that w
 
 from .constants import CLAIM_COLUMNS, FAMILIES, INTERNAL, KINDS, P_COLUMNS, POWER, SEEDS_CAP, VERDICTS
 from .families import holm, stepdown, strata_agree
-from .finalize import finalize
+from .finalize import finalize, judge_looks
 from .intervals import Estimate, exact, from_scale, mean_ci, p_one_sided, t_band, to_scale, tq
 from .power import decide_power, detectable, part_power, power_figures, undecided_part
 from .rows import claim, claim_all, claim_from, not_run
+from .sequential import Looks, planned_looks
 from .tests import (
            Part,
            combine,
@@ -72,7 +73,7 @@ from .tests import (
 )
 
 __all__ = ["CLAIM_COLUMNS", "FAMILIES", "INTERNAL", "KINDS", "P_COLUMNS", "POWER", "SEEDS_CAP", "VERDICTS", "holm",
-           "stepdown", "strata_agree", "finalize", "Estimate", "exact", "from_scale", "mean_ci", "p_one_sided", "t_band",
+           "stepdown", "strata_agree", "finalize", "judge_looks", "Looks", "planned_looks", "Estimate", "exact", "from_scale", "mean_ci", "p_one_sided", "t_band",
            "to_scale", "tq", "decide_power", "detectable", "part_power", "power_figures", "undecided_part", "claim",
            "claim_all", "claim_from", "not_run", "Part", "combine", "exact_verdict", "judge", "make_part",
            "part_pvalues", "verdict_above", "verdict_below", "verdict_within"]

@@ -23,6 +23,9 @@ def _fmt(x: float) -> str:
 
 def _level_text(level: float) -> str:
     pct = 100 * level
+    if pct > 99.5 and pct < 100:  # a sequential look's small nominal level: show the digits that differ from 100%
+        digits = max(1, int(np.ceil(-np.log10(100 - pct))) + 1)
+        return f"{pct:.{digits}f}%"
     return f"{pct:.1f}%" if abs(pct - round(pct)) > 0.05 else f"{pct:.0f}%"
 
 
@@ -281,14 +284,20 @@ def _decide(frames, tests, looks, alpha: float, power: float, futility: Callable
                 final[i] = (verdict, u, float(p_adj), both, key.split("#")[0], len(idx))
                 if verdict != "inconclusive":
                     rows[i].frozen, rows[i].decided = True, k
-        if futility is not None and k < looks.K:
+        if futility is not None and k < looks.K:  # a claim stops when none of its open rows (pooled, strata) can decide
+            claims = {}
             for i, st in rows.items():
-                if not st.frozen and futility(df.loc[i], tests[k - 1][i], final[i][1], k):
-                    st.frozen, st.futile = True, k
+                if not st.frozen and (df.at[i, "_family"] or df.at[i, "kind"]) == "headline":
+                    claims.setdefault(str(df.at[i, "claim_id"]).split("[")[0], []).append(i)
+            for ids in claims.values():
+                if all(futility(df.loc[i], tests[k - 1][i], final[i][1], k) for i in ids):
+                    for i in ids:
+                        rows[i].frozen, rows[i].futile = True, k
     return final, untestable, rows
 
 
-def _write_decided(df, i, parts, decision, st, looks, alpha: float, power: float, seeds_cap: int) -> None:
+def _write_decided(df, i, parts, decision, st, looks, alpha: float, power: float, seeds_cap: int,
+                   made: int = 1) -> None:
     """A statistical row's verdict, the interval it was decided from (at the look whose data decided it), its
     basis, power figures and how the looks reached it."""
     verdict, u, p_adj, both, family, n_family = decision
@@ -299,7 +308,7 @@ def _write_decided(df, i, parts, decision, st, looks, alpha: float, power: float
     df.at[i, "look"], df.at[i, "looks"], df.at[i, "nominal"] = look, looks.K, a
     if looks.K > 1:
         df.at[i, "stop"] = ("decided" if verdict != "inconclusive" else "futility" if st.futile else
-                            "max_seeds" if st.last == looks.K else "study stopped")
+                            "max_seeds" if made == looks.K else "study stopped")
     if not parts:
         df.at[i, "basis"] = (f"{verdict}: the study's own test, one-sided at {a:.3g} after the step-down; "
                              "interval as the study gave it")
@@ -332,8 +341,11 @@ def _write_decided(df, i, parts, decision, st, looks, alpha: float, power: float
         if st.futile:
             extra += (f". Stopped for futility after look {st.futile}: at most {looks.n[-1]} seeds (max_seeds) would "
                       "not decide it with 80% power")
-        elif looks.K > 1 and st.last == looks.K:
+        elif looks.K > 1 and made == looks.K:
             extra += f". Undecided at the last planned look (max_seeds {looks.n[-1]})"
+        elif looks.K > 1:
+            extra += (f". The study stopped after look {made} of {looks.K}: no headline claim it steers by needed more "
+                      "seeds")
         text += f". {extra}" if extra else ""
     df.at[i, "basis"] = text
 
@@ -379,7 +391,7 @@ def _futility(looks, power: float, seeds_cap: int):
     effect and spread, not even ``max_seeds`` seeds would decide the row with ``power`` at the last look's level."""
 
     def futile(row, test, u, k) -> bool:
-        if test is None or (row.get("_family") or row["kind"]) != "headline" or not test[0]:
+        if test is None or not test[0]:
             return False
         pw = power_figures(test[0], float(looks.nominal(looks.K, u)), power, seeds_cap)
         need = pw["seeds_needed"]
@@ -439,7 +451,7 @@ def judge_looks(history, looks=None, *, ci: float = 0.95, power: float = POWER, 
             k = (st.look_h if decided[i][0] in ("holds", "smaller") else st.look_f if decided[i][0] == "fails"
                  else st.last) or 1
             parts = (tests[k - 1][i] or tests[-1][i])[0]
-            _write_decided(df, i, parts, decided[i], st, looks, alpha, power, seeds_cap)
+            _write_decided(df, i, parts, decided[i], st, looks, alpha, power, seeds_cap, len(frames))
     for parent, kids in children.items():
         _write_strata(df, parent, kids)
     open_ids, futile = set(), set()
