@@ -150,7 +150,8 @@ def present_versions(results: Path) -> dict[str, Path]:
 
 def test_snakemake_report_shows_every_figure_and_claims_table(smoke_workdir, tmp_path):
     report = tmp_path / "report.html"
-    snakemake(smoke_workdir, "--cores", "1", "--configfile", "config/smoke.yaml", "--report", str(report))
+    made = snakemake(smoke_workdir, "--cores", "1", "--configfile", "config/smoke.yaml", "--report", str(report))
+    assert "RuntimeWarning" not in made.stderr + made.stdout  # (resources from input sizes, profiles/default)
     page = report.read_text()
     results, categories = js_var(page, "results"), js_var(page, "categories")
     versions = present_versions(smoke_workdir / "results")

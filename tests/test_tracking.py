@@ -475,9 +475,12 @@ def check_wandb_table(workdir: Path, config: str) -> int:
                 folder = str(Path(r["dir"]).parent.relative_to(workdir)) + "/"
                 if r["job_type"] == "train":
                     variant, block = Path(r["dir"]).parent.parent.parent.name, Path(r["dir"]).parent.parent.name
-                    values = dict(study=study, variant=variant, block=block, config=config, version=v.name,
+                    # the version that trained it: this one, or an earlier version of the config (a reused run)
+                    (trainer,) = r["config"]["normlab"]["versions"]
+                    assert r["config"]["normlab"]["configs"] == [config] and trainer.startswith(f"{config}-")
+                    assert trainer == v.name or (v.parent / trainer).is_dir(), trainer
+                    values = dict(study=study, variant=variant, block=block, config=config, version=trainer,
                                   seed=r["config"]["seed"])
-                    assert r["config"]["normlab"] == {"configs": [config], "versions": [v.name]}
                 else:
                     values = dict(study=study, version=v.name, config=config)
                 row = table[r["job_type"]]
