@@ -256,10 +256,12 @@ def _section(enabled: list[str] | None = None) -> dict:
     return cfg["studies"]["norm_growth"]
 
 
-def _synthetic_units(sec: dict, out_growth: dict, seeds: int = 3):
+def _synthetic_units(sec: dict, out_growth: dict, seeds: int = 3, out_rel: dict | None = None):
     """metrics and summary as the units probe would write them: BN-fed layers follow the exact recursion
     ||w||^2 += eta^2 G^2 / ||w||^2 with G^2 steady; a trained output layer's ||w||^2 grows by out_growth[labels]
-    over the run (1: flat)."""
+    over the run (1: flat). Relative update size per step (relupd_rms): eta G / ||w||^2 for the BN-fed layers; for a
+    trained output layer out_rel[labels]: "bn" (it decays as a BN-fed layer's does) or the factor by which it
+    changes over the run (1: flat, the default)."""
     rows, summ = [], []
     rng = np.random.default_rng(0)
     for v, spec in ng.variants(sec).items():
@@ -269,7 +271,8 @@ def _synthetic_units(sec: dict, out_growth: dict, seeds: int = 3):
             summ.append({"variant": v, "seed": seed, "status": "ok", **k})
             G2 = 0.05 * (1 + 0.1 * rng.normal())
             for layer in ("bn0", "bn1", "out"):
-                w2 = 1.0
+                w2 = wb = 1.0
+                rel = (out_rel or {}).get(k["labels"], 1.0)
                 for step in range(K + 1):
                     if layer == "out":
                         w2 = out_growth.get(k["labels"], 1.0) ** (step / K) if k["trained_out"] else 1.0
@@ -277,10 +280,14 @@ def _synthetic_units(sec: dict, out_growth: dict, seeds: int = 3):
                         st = {"w4_mean": w2 ** 2, "G2_mean": G2, "angle_rms": eta * G2 ** 0.5 / w2,
                               "efflr_mean": eta / w2, "efflr_q10": eta / w2, "efflr_q90": eta / w2,
                               "pyth_rel_w_max": 1e-9, "pyth_rel_inc_med": 0.5}
+                        if k["trained_out"]:
+                            st["relupd_rms"] = (eta * G2 ** 0.5 / (wb if layer == "out" and rel == "bn" else w2)
+                                                if layer != "out" or rel == "bn" else 0.1 * rel ** (step / K))
                         rows += [{"variant": v, "seed": seed, "step": step, "metric": f"units/{layer}/{s}", "value": x}
                                  for s, x in st.items()]
                     if layer != "out":
                         w2 = w2 + eta ** 2 * G2 / w2
+                    wb = wb + eta ** 2 * G2 / wb
     return pd.DataFrame(rows), pd.DataFrame(summ)
 
 
@@ -314,18 +321,24 @@ def test_subset_reports_not_run_with_what_it_needs():
 
 
 def test_s3f_is_scored_on_real_labels_and_can_fail():
-    """The headline is the real-label run; the fresh-label run is a cell. An output norm that grows 20x on real
-    labels fails the headline while the flat fresh-label run holds as a cell."""
+    """The headline is the real-label run; the fresh-label run is a cell. S3.f compares like with like: the relative
+    update size per step of the output layer against the BN-fed layers'. An output layer slowed exactly as the
+    BN-fed layers are (real labels) fails the headline; a flat one (fresh labels) holds as a cell. eta/||w_out||^2
+    (a 20x norm growth on real labels) is a cell of its own, no longer the headline's measure."""
     from normlab.stats import finalize
 
     sec = _section(["sgd_trained_out", "sgd_trained_out_real"])
-    m, s = _synthetic_units(sec, {"real": 20.0, "fresh": 1.0})
+    m, s = _synthetic_units(sec, {"real": 20.0, "fresh": 1.0}, out_rel={"real": "bn", "fresh": 1.0})
     c = finalize(ng.analyze(m, s, sec, None)).set_index("claim_id")
     assert c.loc["S3.f", "kind"] == "headline" and "sgd_trained_out_real" in c.loc["S3.f", "claim"]
-    assert "real labels" in c.loc["S3.f", "claim"]
-    assert c.loc["S3.f", "verdict"] == "fails" and c.loc["S3.f", "value"] == pytest.approx(1 / 20, rel=0.01)
+    assert "real labels" in c.loc["S3.f", "claim"] and "||w' - w|| / ||w||" in c.loc["S3.f", "claim"]
+    assert c.loc["S3.f", "verdict"] == "fails" and c.loc["S3.f", "value"] == pytest.approx(1.0, rel=0.05)
+    assert c.loc["S3.f", "sesoi"] == pytest.approx(1.1)
+    assert c.loc["S3.f[sgd_trained_out_real, BN-fed]", "verdict"] == "holds"  # the BN-fed layers are slowed
+    assert c.loc["S3.f[sgd_trained_out_real, eta/||w||^2]", "value"] == pytest.approx(1 / 20, rel=0.01)
     assert c.loc["S3.f[sgd_trained_out]", "kind"] == "cell"
     assert c.loc["S3.f[sgd_trained_out]", "verdict"] == "holds"
+    assert c.loc["S3.f[sgd_trained_out, output]", "verdict"] == "holds"  # flat: not slowed at all
     # without the real-label run the headline is not run; the fresh-label run stays a cell
     sec = _section(["sgd_trained_out"])
     m, s = _synthetic_units(sec, {"fresh": 1.0})

@@ -244,8 +244,11 @@ def spread_figure(cv: Canvas, t: dict, v: str) -> None:
     keys, units = t["keys"], t["units"]
     d = units[(units.variant == v) & (units.seed == units[units.variant == v].seed.min())]
     layers = sorted(d.layer.unique(), key=lambda x: (x == "out", x))
-    fig, axes = cv.plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.2), sharey=True, squeeze=False)
+    rel = "relupd_rms" in units and units[units.variant == v].relupd_rms.notna().any()
+    fig, axes = cv.plt.subplots(1, len(layers) + rel, figsize=(3.2 * (len(layers) + rel), 3.2), squeeze=False)
     lr = float(keys.loc[v].lr)
+    for ax in axes[0, 1:len(layers)]:
+        ax.sharey(axes[0, 0])
     for ax, layer in zip(axes[0], layers):
         dl = d[(d.layer == layer) & (d.step > 0)].dropna(subset=["efflr_q50"])
         ax.fill_between(dl.step, dl.efflr_q10, dl.efflr_q90, alpha=0.3, label=f"{cv.Us} 10-90%")
@@ -256,6 +259,14 @@ def spread_figure(cv: Canvas, t: dict, v: str) -> None:
                title=f"{cv.lname(layer)}" + (" (no BN after it)" if layer == "out" else " (BN-fed)"))
     axes[0, 0].set_ylabel(f"eta / ||w_j||^2 per {cv.U}")
     axes[0, 0].legend(fontsize=6)
+    if rel:  # S3.f's measure, the same for every layer: the relative update size per step
+        ax, r = axes[0, -1], units[(units.variant == v) & (units.step > 0)]
+        for layer in layers:
+            m = r[r.layer == layer].groupby("step").relupd_rms.mean().rolling(5, min_periods=1).mean()
+            ax.plot(m.index, m.to_numpy(), lw=2 if layer == "out" else 1, label=cv.lname(layer))
+        ax.set(xscale="log", yscale="log", xlabel="step", ylabel="||w' - w|| / ||w|| per step",
+               title="relative update size (S3.f)")
+        ax.legend(fontsize=6)
     fig.suptitle(f"Each {cv.U} its own eta/||w_j||^2 ({v}, {keys.loc[v].labels} labels, seed 0; thin lines: "
                  f"single {cv.Us})" + cv.note, y=title_y(fig, 1.03, cv.note))
     fig.tight_layout()

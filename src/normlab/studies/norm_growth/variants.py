@@ -109,7 +109,10 @@ def variants(cfg: dict) -> dict:
             "train": train,
             "random_labels": {"real": False, "random": True, "fresh": "fresh"}[labels],
             "constraints": cons,
-            "probes": [{"name": "units", "every": cfg["probe_every"], "track": cfg["track_units"]}],
+            # the relative update size of every layer where the output layer is trained (S3.f); the other runs keep
+            # the probe's default metrics (and their run folders)
+            "probes": [{"name": "units", "every": cfg["probe_every"], "track": cfg["track_units"],
+                        **({"relative": True} if not model.get("scale_invariant", False) else {})}],
         }
     return out
 
