@@ -443,7 +443,13 @@ def test_s5e_is_mixed_when_conditions_disagree(job_files):
                                         for cen in (False, True)] + [("bn_pre", "tanh", 2.0, False),
                                                                      ("bn_pre", "logistic", 0.0, False)]}, sweep_lr=0.2)
     m, s = joined(synthetic(1.02, bn_flat=True, share=0.8), logistic, slow)
-    c = finalize(ics.analyze(m, s, cfg, job_files["good"])).set_index("claim_id")
+    raw = ics.analyze(m, s, cfg, job_files["good"]).set_index("claim_id")
+    # each stratum states the share's threshold (its first part, the contrast, is "> 0"); the parts are named
+    spec = raw.loc["S5.e", "_strata"]["tanh s=2"]
+    assert spec["threshold"] == "> 0.5" and spec["sesoi"] == 0.5
+    assert [p.label for p in spec["parts"]] == ["centering's gain - 0.5 x BN's, (L_U - L_C) - 0.5 (L_U - L_B)",
+                                                "BN's gain L_U - L_B"]
+    c = finalize(raw.reset_index()).set_index("claim_id")
     row = c.loc["S5.e"]
     assert row["kind"] == "headline" and row["verdict"] == "mixed", row.to_dict()
     assert row["strata"] == "holds: tanh s=2; fails: logistic s=0"

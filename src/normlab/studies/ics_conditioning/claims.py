@@ -186,8 +186,8 @@ def share_parts(num_groups, den_groups, thr, ci) -> list:
     from ...stats import make_part, mean_ci
 
     con = mean_ci([np.asarray(a, float) - thr * np.asarray(b, float) for a, b in zip(num_groups, den_groups)], ci=ci)
-    return [make_part(con, above=0.0, label=f"the contrast (L_U - L_C) - {thr:g} (L_U - L_B)"),
-            make_part(mean_ci(den_groups, ci=ci), above=0.0, label="BN's advantage L_U - L_B", gate=True)]
+    return [make_part(con, above=0.0, label=f"centering's gain - {thr:g} x BN's, (L_U - L_C) - {thr:g} (L_U - L_B)"),
+            make_part(mean_ci(den_groups, ci=ci), above=0.0, label="BN's gain L_U - L_B", gate=True)]
 
 
 def share_claim(cid, text, source, metric, num_groups, den_groups, thr, ci, kind, labels=None):
@@ -213,8 +213,9 @@ def share_claim(cid, text, source, metric, num_groups, den_groups, thr, ci, kind
             f = share_ci([a], [b], level)
             return f["value"], f["low"], f["high"]
 
+        # the stratum's threshold is the share's, as the pooled row's (its first part is the contrast, "> 0")
         return {"parts": share_parts([a], [b], thr, ci), "display": fieller_one, "metric": metric,
-                "claim": f"{text} (condition {lab})"}
+                "claim": f"{text} (condition {lab})", "threshold": f"> {thr:g}", "sesoi": thr}
 
     strata = {lab: stratum(lab, a, b) for lab, a, b in zip(labels, num_groups, den_groups)} \
         if labels and len(labels) > 1 else None

@@ -21,9 +21,10 @@ other or a config where no claim could run.
 - S1.a (headline) noisy BN trains about as well as BN (gap within +-``equiv_margin``) and both beat the
   standard net by more than ``beat_margin``, pooled over the ``regime_lrs`` (where the standard net is slow
   or fails); the intersection-union test of the three parts. Value and parts: the paper's metric, train
-  mode (the noisy forward pass scored). Strata (metric): train mode; the learned weights noise-free: train
-  accuracy, train loss (log10; margins ``loss_equiv``, ``loss_beat`` as factors) and test accuracy; strata
-  that disagree make it ``mixed``.
+  mode (the noisy forward pass scored). Strata (metric): the learned weights noise-free: train accuracy,
+  train loss (log10; margins ``loss_equiv``, ``loss_beat`` as factors) and test accuracy; strata that
+  disagree make it ``mixed``. The train mode is the row's own test, not also a stratum (the same estimate
+  would be tested twice in the headline family).
 - S1.b (check, our control) the same noise without BN stops training: noise_only's train-mode
   accuracy below chance + ``stop_margin``, pooled over ``measure_lrs`` (where the standard net trains).
 - S1.c (headline) BN does not reduce ICS: over the ICS layers and ``ics_lrs`` (0.1 and 0.01, the paper's

@@ -254,17 +254,18 @@ def _s1a_text(cfg: dict, where: str, strata) -> str:
             f"{setup_text(cfg)}; a diverged run counts as chance). Value and parts: the paper's metric (Fig. 2 as "
             "read here: the noisy network in train mode, so the noise in the forward pass is part of what is "
             "scored); value noisy BN - BN; the verdict needs all three parts")
-    if len(strata) > 1:
+    if strata:
         loss = "noise-free train loss" in strata
-        text += (". Strata (metric), each judged on its own (rows S1.a[<metric>]): train mode (the paper's); the "
-                 "learned weights noise-free (noise off, BN statistics recomputed over the training set): "
-                 f"{', '.join(k.removeprefix('noise-free ') for k in strata if k != 'train mode')}"
+        text += (". Strata (metric), each judged on its own (rows S1.a[<metric>]): the learned weights noise-free "
+                 "(noise off, BN statistics recomputed over the training set): "
+                 f"{', '.join(k.removeprefix('noise-free ') for k in strata)}"
                  + ("; accuracies with the same margins, the train loss on a log10 scale (noisy BN within a factor "
                     f"{c['loss_equiv']:g} of BN's, BN and noisy BN below the standard net's by more than a factor "
                     f"{c['loss_beat']:g}; a diverged run counts as the chance loss ln 10)" if loss else
                     ", with the same margins")
                  + "; strata that disagree make it mixed (the strata are in different units: their agreement test "
-                 "is descriptive)")
+                 "is descriptive). The paper's metric (train mode) is this row's own test and not also a stratum: "
+                 "a train-mode stratum would be the same estimate tested twice in the family")
     return text
 
 
@@ -286,8 +287,9 @@ def s1a_claims(runs, cfg: dict, needs: str | None) -> list[dict]:
                         metric=metric)]
     where = _where(regime) + _untrained("regime_lrs", missing)
     parts = strata["train mode"]
-    rows = [claim_all("S1.a", _s1a_text(cfg, where, strata), source, metric, parts, kind="headline",
-                      strata=strata if len(strata) > 1 else None, stratum="metric")]
+    noise_free = {k: p for k, p in strata.items() if k != "train mode"}  # the row's own test is the train mode
+    rows = [claim_all("S1.a", _s1a_text(cfg, where, noise_free), source, metric, parts, kind="headline",
+                      strata=noise_free or None, stratum="metric")]
     rows.append(claim_from("S1.a[noisy_bn ~ bn_pre, pooled]", f"noisy BN's {tail} within +-{eq:g} of BN's "
                            f"(pooled over {where})", source, metric, parts[0][0], within=(-eq, eq)))
     for better, (est, _) in (("bn_pre", parts[1]), ("noisy_bn", parts[2])):
@@ -382,7 +384,8 @@ def _ics_side(q: str, cfg: dict) -> dict:
     return {"below": c["cos_margin"]} if q == "cos" else {"above": -math.log10(c["ics_similar"])}
 
 
-ICS_LABEL = {"l2": "log10 ||G-G'|| ratio", "rel": "log10 relative-ICS ratio", "cos": "cos(G, G') difference"}
+ICS_LABEL = {"l2": "log10 ||G-G'|| BN / standard", "rel": "log10 relative ICS BN / standard",
+             "cos": "cos(G, G') BN - standard"}
 
 
 def _ics_parts(pt, cfg: dict, where, layer: str = r"\d+"):
