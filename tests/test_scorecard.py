@@ -37,7 +37,11 @@ def test_scorecard_lists_every_claim_of_every_study(smoke_workdir):
     expected = pd.concat([scorecard.normalize_claims(pd.read_csv(v / "claims.csv")).assign(study=s, version=v.name)
                           for s, v in versions.items()])
 
-    got = pd.read_csv(results / "claims_all.csv")
+    from normlab.io import scorecard_paths
+
+    pages = scorecard_paths("smoke", results)  # the smoke config's own pages (results/scorecards/smoke.*)
+    assert not (results / "scorecard.html").exists()  # the default config's: not written by another config
+    got = pd.read_csv(pages["csv"])
     assert list(got.columns) == scorecard.ALL_COLUMNS
     key = ["study", "version", "claim_id"]
     assert sorted(map(tuple, got[key + ["verdict", "kind"]].values)) == sorted(
@@ -46,8 +50,8 @@ def test_scorecard_lists_every_claim_of_every_study(smoke_workdir):
     assert len(merged) == len(expected)
     np.testing.assert_allclose(merged.value.astype(float), merged.value_csv.astype(float), equal_nan=True)
 
-    md = (results / "scorecard.md").read_text()
-    page = (results / "scorecard.html").read_text()
+    md = pages["md"].read_text()
+    page = pages["html"].read_text()
     rows = html_rows(page)
     for r in expected.itertuples():
         assert f"| {scorecard.md_cell(r.claim_id)} | **{r.verdict}** |" in md, r.claim_id
@@ -71,7 +75,7 @@ def test_scorecard_lists_every_claim_of_every_study(smoke_workdir):
                 assert f"{s}/{v.name}/figures/{png}" in page
         assert f"{s}/{v.name}/runs/" in page and "summary.json" in page
     assert page.count("<img ") >= sum(len(list((v / "figures").glob("*.png"))) for v in versions.values())
-    assert (results / "scorecard_front.html").exists()
+    assert pages["front"].exists()
 
 
 def headline_ids(page: str) -> list[str]:
