@@ -51,12 +51,12 @@ for _s, _p in PLANS.items():
                 claims=f"{_v}/looks/look{{k}}.csv",
             log:
                 f"{_v}/logs/look{{k}}.log",
+            wildcard_constraints:
+                k="[0-9]+",
             threads: 1
             params:
                 study=_s,
                 spec=json.dumps(_p.analysis, sort_keys=True),
-            wildcard_constraints:
-                k="[0-9]+",
             shell:
                 "python -m normlab.analyze --study {params.study} --version-dir $(dirname $(dirname {output.decision}))"
                 " --config {params.spec:q} --look {wildcards.k} > {log} 2>&1"
@@ -65,9 +65,9 @@ for _s, _p in PLANS.items():
             f"{_mod.TITLE}: one look of the sequential seeds (which variants the next look trains)."
         )
 
-    # The version folder: named by the config's name and the hash of the analysis's inputs (run and side
-    # folders) and of the study's config; the job writes config.json and links the runs it read.
     rule:
+        # The version folder: named by the config's name and the hash of the analysis's inputs (run and side
+        # folders) and of the study's config; the job writes config.json and links the runs it read.
         name:
             f"{_s}_analyze"
         input:
