@@ -22,6 +22,12 @@ Run side by side in one process, on the same cores (``--threads``, default 1):
    start to first step (``startup_s`` of its summary) and its wall time minus its training time; and the DAG's overhead from the ``benchmark:`` .tsv files Snakemake
    wrote and the runs' summary.json (default-config versions if present, else whatever exists).
 
+5. fashion: the Fashion-MNIST jobs as config/fashion.yaml runs them (each image study's largest job): the
+   engine against the reference loop and against the old image path (``conv_path="grouped"``: members folded
+   into grouped convolutions) in the same run, images/s and CPU time; achieved GFLOP/s against this machine's
+   conv and matmul peaks; for the largest VGG job and the PreResNet job, the job's own process split into
+   training steps, evaluations, probes, start-up and the rest (``--fashion-steps``, ``--fashion-split-steps``).
+
 Usage: python bench/run_bench.py [--out results/bench] [--seeds 5] [--steps 300] [--threads 1]
 """
 
@@ -53,6 +59,7 @@ from normlab.datakey import data_key
 from normlab.engine import run as engine_run
 from normlab.models import build_model
 from normlab.startup import deterministic
+from normlab.train import keep_freed_memory
 
 INPUT_SHAPES = {"mnist1d": (1, 40), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
@@ -62,6 +69,18 @@ def default_config() -> dict:
     import yaml
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    validate(cfg)
+    return cfg
+
+
+def fashion_config() -> dict:
+    """config/fashion.yaml merged over the default config, as ``make fashion`` runs it."""
+    import yaml
+
+    from normlab.config import merge
+
+    cfg = merge(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()),
+                yaml.safe_load((ROOT / "config" / "fashion.yaml").read_text()))
     validate(cfg)
     return cfg
 
@@ -154,27 +173,31 @@ def reference_loop(spec: dict, steps: int) -> float:
     return acc
 
 
-def engine(spec: dict, tmp: Path, one_seed_jobs: bool = False, **train) -> list[dict]:
+def engine(spec: dict, tmp: Path, one_seed_jobs: bool = False, conv_path: str | None = None, **train) -> list[dict]:
     """The engine (normlab.train.run): all seeds in one batched job, or (``one_seed_jobs``) one job
-    per seed, each the same loop with one member."""
+    per seed, each the same loop with one member. ``conv_path``: how image models run their members
+    (``normlab.ensemble.CONV_PATHS``: ``members``, today's; ``grouped``, the old path); None: the default."""
     if one_seed_jobs:
-        return [s for seed in spec["seeds"] for s in engine({**spec, "seeds": [seed]}, tmp, **train)]
+        return [s for seed in spec["seeds"] for s in engine({**spec, "seeds": [seed]}, tmp, conv_path=conv_path,
+                                                            **train)]
     out = Path(tempfile.mkdtemp(dir=tmp))
-    return engine_run(with_train(spec, **train), out)
+    return engine_run(with_train(spec, **train), out, conv_path=conv_path)
 
 
-def throughput(spec: dict, steps: int, repeats: int, tmp: Path, one_seed: bool = True) -> dict:
-    """Seed-steps/s of the engine (all seeds batched; and one job per seed) against the reference loop.
+def throughput(spec: dict, steps: int, repeats: int, tmp: Path, one_seed: bool = True, old_path: bool = False) -> dict:
+    """Seed-steps/s of the engine (all seeds batched; and one job per seed; and, ``old_path``, all seeds
+    batched on the old image path, ``conv_path="grouped"``) against the reference loop.
     Both wall and CPU seconds of this process; the best of ``repeats`` interleaved runs counts."""
     kw = {"steps": steps, "eval_every": steps, "ckpt_every": 10 * steps}
     n = len(spec["seeds"]) * steps
-    kinds = ["reference", "ensemble"] + (["one_seed_path"] if one_seed else [])
+    kinds = ["reference", "ensemble"] + (["one_seed_path"] if one_seed else []) + (["old_path"] if old_path else [])
     times = {k: [] for k in kinds}
     cpu = {k: [] for k in kinds}
     acc = {}
     runs = {"reference": lambda: reference_loop(spec, steps),
             "ensemble": lambda: engine(spec, tmp, **kw),
-            "one_seed_path": lambda: engine(spec, tmp, one_seed_jobs=True, **kw)}
+            "one_seed_path": lambda: engine(spec, tmp, one_seed_jobs=True, **kw),
+            "old_path": lambda: engine(spec, tmp, conv_path="grouped", **kw)}
     for _ in range(repeats):  # interleaved, so that load from other processes hits all alike
         for k in kinds:
             dt, dc, out = timed_cpu(runs[k])
@@ -193,6 +216,10 @@ def throughput(spec: dict, steps: int, repeats: int, tmp: Path, one_seed: bool =
         "speedup_vs_reference_cpu": rate_cpu["ensemble"] / rate_cpu["reference"],
         "speedup_vs_reference_median": statistics.median(times["reference"]) / statistics.median(times["ensemble"]),
     }
+    if old_path:
+        res["speedup_vs_old_path"] = rate["ensemble"] / rate["old_path"]
+        res["speedup_vs_old_path_cpu"] = rate_cpu["ensemble"] / rate_cpu["old_path"]
+        res["speedup_old_path_vs_reference"] = rate["old_path"] / rate["reference"]
     if one_seed:
         res["speedup_one_seed_path_vs_reference"] = rate["one_seed_path"] / rate["reference"]
         res["speedup_ensemble_vs_one_seed_path"] = rate["ensemble"] / rate["one_seed_path"]
@@ -327,6 +354,90 @@ def flops(cfg: dict, tmp: Path, steps: int) -> dict:
             "achieved_gflops": achieved, "peak_matmul_gflops_2048": peak,
             "fraction_of_peak": achieved / peak,
             "matmul_gflops_at_layer_size": small, "layer_size": [spec["train"]["batch_size"], width, width]}
+
+
+def conv_gflops(reps: int = 10) -> dict:
+    """This machine's convolution rate (one thread): the best GFLOP/s of a channels-last 3x3 convolution's
+    forward over a few sizes (batch 128; channels 32 to 128; 14x14 and 7x7 images)."""
+    from normlab.ensemble import channels_last
+
+    best, at = 0.0, None
+    for c, hw in ((32, 14), (64, 14), (128, 7), (64, 7)):
+        x, w = channels_last(torch.randn(128, c, hw, hw)), torch.randn(c, c, 3, 3)
+        F.conv2d(x, w, padding=1)
+        t = min(timed(lambda: F.conv2d(x, w, padding=1))[0] for _ in range(reps))
+        g = 2 * 9 * c * c * hw * hw * 128 / t / 1e9
+        if g > best:
+            best, at = g, [128, c, c, hw, hw]
+    return {"gflops": best, "shape_b_cin_cout_h_w": at}
+
+
+def job_split(spec: dict, tmp: Path, steps: int) -> dict:
+    """The job as the config runs it (its probes, evaluation cadence, one thread), its first ``steps`` steps, in
+    its own process (``python -m normlab.train``): seconds of start-up (process start to the first step), training
+    steps, evaluations and probes (its summary's ``loop``), and the rest (writing outputs, exit)."""
+    spec = with_train(spec, steps=min(steps, spec["train"]["steps"]), ckpt_every=10 ** 9)
+    out = Path(tempfile.mkdtemp(dir=tmp))
+    wall, cpu, p = sh([sys.executable, "-m", "normlab.train", "--spec", json.dumps(spec), "--out", str(out),
+                       "--threads", "1"])
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    summ = json.loads((out / f"seed{spec['seeds'][0]}" / "summary.json").read_text())
+    loop = summ["loop"]
+    parts = {"startup_s": summ.get("startup_s") or 0.0, "evals_s": loop["evals_s"], "probes_s": loop["probes_s"],
+             "step_s": loop["wall_s"] - loop["evals_s"] - loop["probes_s"]}
+    parts["other_s"] = max(wall - sum(parts.values()), 0.0)
+    return {"steps": spec["train"]["steps"], "eval_every": spec["train"].get("eval_every"),
+            "probes": spec.get("probes", []), "job_wall_s": wall, "job_cpu_s": cpu, **parts,
+            "shares": {k[:-2]: v / wall for k, v in parts.items()}}
+
+
+def image_jobs(cfg: dict, tmp: Path) -> dict:
+    """Each study's largest training job on an image conv net (vgg, preresnet) of ``cfg``."""
+    return {n: s for n, s in largest_jobs(cfg, tmp).items() if s["model"].get("arch") in ("vgg", "preresnet")}
+
+
+def fashion(tmp: Path, steps: int, repeats: int, split_steps: int) -> dict:
+    """The Fashion-MNIST jobs as config/fashion.yaml runs them: per study with an image conv net, its largest
+    job (no probes, ``steps`` per seed, evaluations at 0 and at the end), the engine against the plain loop and
+    against the old image path (``conv_path="grouped"``), in the same run (``throughput``); its achieved
+    GFLOP/s (training steps and evaluations counted by FlopCounterMode) against this machine's measured conv
+    and matmul peaks; and, for the largest VGG job and the PreResNet job, the job's split (``job_split``)."""
+    try:
+        cfg = fashion_config()
+        jobs = image_jobs(cfg, tmp)
+    except Exception as e:  # noqa: BLE001 - Fashion-MNIST missing: say so
+        return {"status": f"error: {type(e).__name__}: {e} (Fashion-MNIST: `make datasets`)"}
+    peaks = {"conv": conv_gflops(), "matmul_2048": max(matmul_gflops(2048) for _ in range(2))}
+    flops_of = {n: step_flops(s, INPUT_SHAPES[s["dataset"]]) for n, s in jobs.items()}
+    vggs = [n for n, s in jobs.items() if s["model"]["arch"] == "vgg"]
+    largest_vgg = max(vggs, key=lambda n: flops_of[n][0] * jobs[n]["train"]["steps"]) if vggs else None
+    out = {"peaks": peaks, "jobs": {}}
+    for name, spec in jobs.items():
+        try:
+            r = throughput({**spec, "probes": []}, steps, repeats, tmp, one_seed=False, old_path=True)
+            train_f, fwd_f = flops_of[name]
+            blob = torch.load(spec["data"], weights_only=False)
+            n_eval = min(spec["train"].get("eval_train_max", 5000), len(blob["x_train"])) + len(blob["x_test"])
+            E = len(spec["seeds"])
+            job_flops = E * (steps * train_f + 2 * n_eval * fwd_f)
+            gf = {k: job_flops / min(v) / 1e9 for k, v in r["seconds"].items()}
+            bs = spec["train"]["batch_size"]
+            row = {"workload": r["workload"], "largest_vgg": name == largest_vgg,
+                   "images_per_s": {k: v * bs for k, v in r["seed_steps_per_s"].items()},
+                   "images_per_cpu_s": {k: v * bs for k, v in r["seed_steps_per_cpu_s"].items()},
+                   **{k: r[k] for k in ("speedup_vs_reference", "speedup_vs_reference_cpu", "speedup_vs_old_path",
+                                        "speedup_vs_old_path_cpu", "speedup_old_path_vs_reference", "seconds",
+                                        "cpu_seconds", "mean_test_acc")},
+                   "train_flops_per_seed_step": train_f, "fwd_flops_per_sample": fwd_f, "job_flops": job_flops,
+                   "achieved_gflops": gf, "fraction_of_conv_peak": gf["ensemble"] / peaks["conv"]["gflops"],
+                   "fraction_of_matmul_peak": gf["ensemble"] / peaks["matmul_2048"]}
+            if name == largest_vgg or spec["model"]["arch"] == "preresnet":
+                row["split"] = job_split(spec, tmp, split_steps)
+            out["jobs"][name] = row
+        except Exception as e:  # noqa: BLE001 - report and go on
+            out["jobs"][name] = {"status": f"error: {type(e).__name__}: {e}"}
+    return out
 
 
 # 3. probes -------------------------------------------------------------------------------------
@@ -543,6 +654,7 @@ def table(res: dict) -> str:
                          f"{r['speedup_vs_reference']:.2f}x (CPU {r['speedup_vs_reference_cpu']:.2f}x) | 3x |")
         else:
             lines.append(f"| speedup_vs_reference, {name} | {r.get('status')} | 3x |")
+    lines += fashion_rows(res.get("fashion"))
     lines += [(f"| process start to first step (1-step job) | {s.get('startup_to_first_step_s') or float('nan'):.2f} s"
                " | <2 s |"),
               (f"| import normlab.train: wall / CPU (load avg {s['load_average']:.1f}) | "
@@ -563,6 +675,43 @@ def table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def fashion_rows(fa: dict | None) -> list[str]:
+    """The Fashion-MNIST rows of the table (``fashion``)."""
+    if not fa:
+        return []
+    if "jobs" not in fa:
+        return [f"| Fashion-MNIST jobs | {fa.get('status')} | |"]
+    pk = fa["peaks"]
+    lines = [(f"| Fashion: conv peak GFLOP/s (channels-last 3x3, {pk['conv']['shape_b_cin_cout_h_w']}) / matmul peak "
+              f"(2048^3) | {pk['conv']['gflops']:.1f} / {pk['matmul_2048']:.1f} | |")]
+    for name, r in fa["jobs"].items():
+        if "workload" not in r:
+            lines.append(f"| Fashion {name} | {r.get('status')} | |")
+            continue
+        w, ips = r["workload"], r["images_per_s"]
+        tag = f"Fashion {name} {w['variant']} ({w['model']['arch']}, {w['seeds']} seeds, {w['steps_per_seed']} steps)"
+        lines += [
+            (f"| {tag}: images/s engine / plain loop / old path | {ips['ensemble']:.0f} / {ips['reference']:.0f} / "
+             f"{ips['old_path']:.0f} | |"),
+            (f"| **{tag}: speedup vs plain loop** (CPU time) | **{r['speedup_vs_reference']:.2f}x** "
+             f"({r['speedup_vs_reference_cpu']:.2f}x); old path {r['speedup_old_path_vs_reference']:.2f}x | 2x |"),
+            (f"| {tag}: speedup vs old path (grouped convolutions) (CPU time) | {r['speedup_vs_old_path']:.2f}x "
+             f"({r['speedup_vs_old_path_cpu']:.2f}x) | >2x |"),
+            (f"| {tag}: achieved GFLOP/s engine / plain loop / old path; engine's fraction of conv / matmul peak | "
+             f"{r['achieved_gflops']['ensemble']:.1f} / {r['achieved_gflops']['reference']:.1f} / "
+             f"{r['achieved_gflops']['old_path']:.1f}; {r['fraction_of_conv_peak']:.0%} / "
+             f"{r['fraction_of_matmul_peak']:.0%} | |")]
+        sp = r.get("split")
+        if sp:
+            sh_ = sp["shares"]
+            lines.append(f"| {tag}: the job ({sp['steps']} steps, eval every {sp['eval_every']}, "
+                         f"{len(sp['probes'])} probes), its own process: step / evaluation / probes / start-up / rest | "
+                         f"{sp['step_s']:.1f} / {sp['evals_s']:.1f} / {sp['probes_s']:.1f} / {sp['startup_s']:.1f} / "
+                         f"{sp['other_s']:.1f} s ({sh_['step']:.0%} / {sh_['evals']:.0%} / {sh_['probes']:.0%} / "
+                         f"{sh_['startup']:.0%} / {sh_['other']:.0%}) | |")
+    return lines
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
@@ -574,10 +723,13 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--study-steps", type=int, default=100, help="steps per seed, every study's largest job")
-    ap.add_argument("--only", nargs="*", default=["throughput", "per_study", "flops", "probes", "startup"])
+    ap.add_argument("--fashion-steps", type=int, default=40, help="steps per seed, the Fashion-MNIST jobs")
+    ap.add_argument("--fashion-split-steps", type=int, default=100, help="steps of the Fashion jobs' split runs")
+    ap.add_argument("--only", nargs="*", default=["throughput", "per_study", "flops", "probes", "startup", "fashion"])
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     deterministic()  # as every training job sets it (normlab.train), for the reference loop too
+    keep_freed_memory()  # likewise
     os.environ["WANDB_MODE"] = "disabled"
     cfg = default_config()
     load_before = os.getloadavg()[0]
@@ -601,7 +753,8 @@ def main(argv=None):
                  "flops": lambda: flops(cfg, tmp, a.flop_steps),
                  "probes": lambda: probe_costs(cfg, workload, tmp, a.probe_every, a.repeats, a.probe_steps),
                  "per_study": lambda: per_study(cfg, tmp, a.study_steps, 1),
-                 "startup": lambda: startup(workload, tmp)}
+                 "startup": lambda: startup(workload, tmp),
+                 "fashion": lambda: fashion(tmp, a.fashion_steps, a.repeats, a.fashion_split_steps)}
         for name in a.only:
             t = time.perf_counter()
             res[name] = steps[name]()

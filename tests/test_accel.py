@@ -91,7 +91,7 @@ def test_stacked_amp_keeps_normalization_in_float32():
     x = torch.randn(2, 5, 3, 8, 8)
     for norm in ("bn", "center"):
         ens = StackedModel([build(s, norm) for s in (0, 1)], [torch.Generator().manual_seed(s) for s in (0, 1)],
-                           fp32_norm=True)
+                           fp32_norm=True, conv_path="grouped")  # CUDA's path (amp is CUDA only)
         assert ens.path == "layers"
         seen = []
         ops = ens.ops
@@ -103,6 +103,15 @@ def test_stacked_amp_keeps_normalization_in_float32():
         assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
         for b in ens.buffers.values():  # ... and the statistics stay float32
             assert b.dtype in (torch.float32, torch.int64)
+        assert ens.buffers[next(k for k in ens.buffers if "running_mean" in k)].abs().sum() > 0
+        # the CPU's member path: the same hooks on the module it runs
+        ens = StackedModel([build(s, norm) for s in (0, 1)], [torch.Generator().manual_seed(s) for s in (0, 1)],
+                           fp32_norm=True, conv_path="members")
+        assert ens.path == "members"
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = ens.forward(x)
+        assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+        assert all(b.dtype in (torch.float32, torch.int64) for b in ens.buffers.values())
         assert ens.buffers[next(k for k in ens.buffers if "running_mean" in k)].abs().sum() > 0
 
 

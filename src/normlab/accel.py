@@ -64,6 +64,15 @@ def _float32_input(module, args):
     return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
 
 
+def float32_inputs(model: nn.Module) -> None:
+    """Feed float32 inputs to the normalization layers of ``model`` (BatchNorm, centering, noise)."""
+    from .models import layers
+
+    for m in model.modules():
+        if isinstance(m, _FLOAT32_MODULES + (layers.BatchCenter, layers.Noise)):
+            m.register_forward_pre_hook(_float32_input)
+
+
 class Precision:
     """How a run computes: fp32 (default), or bf16 autocast + channels_last with fp32 normalization."""
 
@@ -75,12 +84,7 @@ class Precision:
         """Set the model up for this precision (in place); call once, after ``.to(device)``."""
         if not self.amp:
             return model
-        from .models import layers
-
-        fp32_types = _FLOAT32_MODULES + (layers.BatchCenter, layers.Noise)
-        for m in model.modules():
-            if isinstance(m, fp32_types):
-                m.register_forward_pre_hook(_float32_input)
+        float32_inputs(model)
         if len(input_shape) == 3:  # images: channels_last lets the convolutions use tensor cores
             self.channels_last = True
             model.to(memory_format=torch.channels_last)

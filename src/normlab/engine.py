@@ -6,7 +6,7 @@ Snakemake rule) says what to train:
     {study, variant, key, keys: {...}, seeds: [0, 1, ...], data: "resources/data/....pt",
      model: {...}, optimizer: {...}, lr: 0.1, schedule: {...}, train: {...}, probes: [...],
      loss: "cross_entropy" | "mse", random_labels: false | true | "fresh", constraints: [],
-     device: "auto", numerics: 1, wandb: {...}}
+     device: "auto", numerics: 2, wandb: {...}}
 
 ``key`` names the run (``<variant>/<block>``, the folder ``normlab.plan`` names by the spec's hash);
 ``numerics`` is the numerics version the spec was planned for (``normlab.numerics``): a spec planned
@@ -253,9 +253,13 @@ def _member_losses(loss_name: str, out: torch.Tensor, y: torch.Tensor) -> torch.
     return torch.stack([loss_fn(out[e], y[e]) for e in range(out.shape[0])])
 
 
+EVAL_CHUNK = {"members": 256}  # evaluation batch per path (images: small batches stay in cache); else 4096
+
+
 @torch.no_grad()
-def evaluate_members(ens: StackedModel, x, y, loss_name: str, members, chunk: int = 4096, prec=None):
+def evaluate_members(ens: StackedModel, x, y, loss_name: str, members, chunk: int | None = None, prec=None):
     """Per member e: (mean loss, accuracy) on (x, y[e]); ``y`` is (E, N) or (E, N, K). One sync."""
+    chunk = chunk or EVAL_CHUNK.get(ens.path, 4096)
     was = ens.training
     ens.training = False
     prec = prec or Precision(False, x.device)
@@ -280,7 +284,7 @@ class Job:
     """One batched training job's state: the stacked members, optimizer, schedule, labels, and per member
     its metric rows, status and first non-finite step. The loop in ``train`` drives it step by step."""
 
-    def __init__(self, spec: dict, data, device, force_vmap: bool = False):
+    def __init__(self, spec: dict, data, device, force_vmap: bool = False, conv_path: str | None = None):
         self.spec, self.data, self.device = spec, data, device
         tr = spec["train"]
         self.dtype = torch.float64 if tr.get("dtype") == "float64" else torch.float32
@@ -309,7 +313,7 @@ class Job:
             self.gens.append(torch.Generator(device).set_state(torch.get_rng_state() if device.type == "cpu"
                                                                else torch.cuda.get_rng_state(device)))
         torch.manual_seed(1_000_003 * E + sum(self.seeds))  # the job-level stream (vmap path's noise, probes)
-        self.ens = StackedModel(models, self.gens, force_vmap=force_vmap, fp32_norm=self.prec.amp)
+        self.ens = StackedModel(models, self.gens, force_vmap=force_vmap, fp32_norm=self.prec.amp, conv_path=conv_path)
         self.optimizer = build_optimizer(self.ens.trainable(), spec["optimizer"], spec["lr"])
         self.lr_at = build_schedule(spec.get("schedule"), spec["lr"], spec["optimizer"])
 
@@ -629,10 +633,12 @@ def write_outputs(job: Job, out_dir: Path, rows, summaries, weights) -> list[dic
 
 
 def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
-          force_vmap: bool = False) -> list[dict]:
-    """Train every seed of ``spec`` (batched); write each seed's outputs; return the summaries."""
+          force_vmap: bool = False, conv_path: str | None = None) -> list[dict]:
+    """Train every seed of ``spec`` (batched); write each seed's outputs; return the summaries. ``conv_path``:
+    how image models run their members (``normlab.ensemble.CONV_PATHS``; default: the device's), for the
+    benchmark's side-by-side runs."""
     out_dir = Path(out_dir)
-    job = Job(spec, data, device, force_vmap)
+    job = Job(spec, data, device, force_vmap, conv_path)
     ckpt = Checkpoint(ckpt_dir, job.ckpt_key, job.seeds)
     saved = ckpt.load(device)
     if saved is not None and saved.get("done"):  # killed after training, before every output was written
@@ -689,7 +695,7 @@ def train(spec: dict, data, device, out_dir: Path, ckpt_dir: Path | None = None,
     return written
 
 
-def run(spec: dict, out: Path, ckpt_dir: Path | None = None) -> list[dict]:
+def run(spec: dict, out: Path, ckpt_dir: Path | None = None, conv_path: str | None = None) -> list[dict]:
     """Load the spec's data, train all its seeds, write their outputs; return the summaries."""
     if spec.get("numerics", NUMERICS) != NUMERICS:
         raise SystemExit(f"error: the spec was planned for numerics version {spec['numerics']}, this engine is "
@@ -699,7 +705,7 @@ def run(spec: dict, out: Path, ckpt_dir: Path | None = None) -> list[dict]:
     data = data_mod.load(spec["data"], device=device, dtype=dtype)
     if ckpt_dir is not None:
         Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
-    summaries = train(spec, data, device, Path(out), ckpt_dir)
+    summaries = train(spec, data, device, Path(out), ckpt_dir, conv_path=conv_path)
     if ckpt_dir is not None:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     return summaries

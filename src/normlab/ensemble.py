@@ -6,7 +6,12 @@ tensors are stacked along E (``torch.func.stack_module_state``), and one optimiz
 stacked tensors (SGD, Adam, AdamW and weight decay act elementwise, so each member gets exactly its
 own update). Each member has its own noise stream (a ``torch.Generator``) and BN statistics.
 
-Forward pass. Models made of known layers (the registry's Sequential models: Linear, Conv1d/2d,
+Forward pass. Image models (any Conv2d) on the CPU run member by member (``path == "members"``, the
+default ``conv_path`` there): the model itself on member e's tensors (views of the stacked ones, so
+gradients and BN statistics land in them), its images in channels-last memory, where oneDNN's convolutions
+are fastest; a member's numbers are then bitwise those of a one-seed job (tests/test_image_path.py).
+``conv_path="grouped"`` keeps the path below for them (CUDA's default; the benchmark's old path).
+Other models made of known layers (the registry's Sequential models: Linear, Conv1d/2d,
 BatchNorm, Noise, BatchCenter, FixedAffine, pooling, activations) run layer by layer on activations shaped
 (E, B, ...): a Linear is one ``baddbmm``; a convolution is one grouped convolution and a BN one
 ``batch_norm`` with the members folded into the channels (per-member statistics, exactly).
@@ -37,6 +42,30 @@ from .optim import build_optimizer
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Softplus)
 POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
          nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d)
+
+
+CONV_PATHS = ("members", "grouped")
+
+
+def has_conv2d(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def default_conv_path(model: nn.Module, device) -> str:
+    """How a stacked image model runs its members: ``members`` (one after another, channels-last) on the
+    CPU, where it is the faster (``make bench``: ``conv_paths``); ``grouped`` (members folded into the
+    channels of grouped convolutions, or vmap) elsewhere."""
+    return "members" if torch.device(device).type == "cpu" else "grouped"
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (N, C, H, W) in channels-last memory, strided so that a convolution sees it as such even with one
+    channel (whose channels-last strides PyTorch otherwise leaves as the contiguous ones: its convolution
+    would then run, and hand on its output, in the slow contiguous format)."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    if x.shape[1] == 1:
+        x = x.as_strided(x.shape, (x.shape[2] * x.shape[3], 1, x.shape[3], 1))
+    return x
 
 
 def _fold(x):
@@ -108,7 +137,7 @@ class StackedModel:
     """E copies of one architecture with stacked tensors; ``forward(x)`` maps (E, B, ...) -> (E, B, out)."""
 
     def __init__(self, models: list[nn.Module], generators: list[torch.Generator], force_vmap: bool = False,
-                 fp32_norm: bool = False):
+                 fp32_norm: bool = False, conv_path: str | None = None):
         from torch.func import stack_module_state
 
         self.size = len(models)
@@ -117,8 +146,24 @@ class StackedModel:
         self.params, self.buffers = stack_module_state(models)
         self.generators = generators
         self.training = True
-        self.ops = None if force_vmap else self._layer_ops(self.template)
-        self.path = "vmap" if self.ops is None else "layers"
+        self.ops = None
+        self.conv_path = conv_path or default_conv_path(self.template, next(iter(self.params.values())).device)
+        if self.conv_path not in CONV_PATHS:
+            raise ValueError(f"unknown conv_path {conv_path!r} (known: {', '.join(CONV_PATHS)})")
+        if not force_vmap and self.conv_path == "members" and has_conv2d(self.template):
+            self.path = "members"
+            self.runner = copy.deepcopy(self.template)  # what runs (the template stays what members look like)
+            for m in self.runner.modules():
+                if isinstance(m, nn.ReLU):
+                    m.inplace = True  # same values; its input (a conv, BN or noise output) is not saved by them
+            self._noise = [m for m in self.runner.modules() if isinstance(m, Noise)]
+            if fp32_norm:
+                from .accel import float32_inputs
+
+                float32_inputs(self.runner)
+        else:
+            self.ops = None if force_vmap else self._layer_ops(self.template)
+            self.path = "vmap" if self.ops is None else "layers"
         self._aliases = None
 
     @property
@@ -179,6 +224,8 @@ class StackedModel:
     # forward -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """``x``: (E, B, ...) per-member inputs, or (B, ...) for all members if ``shared``."""
+        if self.path == "members":
+            return self._forward_members(x, shared)
         if self.ops is None:
             from torch.func import functional_call, vmap
 
@@ -193,6 +240,29 @@ class StackedModel:
         for op in self.ops:
             x = op(x)
         return x
+
+    def _forward_members(self, x: torch.Tensor, shared: bool) -> torch.Tensor:
+        """Image models on the CPU: member by member, the template run on the member's tensors (views of
+        the stacked ones, so gradients and BN's running statistics land in them) with its images in
+        channels-last memory (oneDNN's fastest convolutions; no grouped convolution, no reorders). Noise
+        layers draw from the member's generator, in the order a one-seed model draws."""
+        from torch.func import functional_call
+
+        cl = channels_last if x.dim() == (4 if shared else 5) else (lambda t: t)
+        if shared:
+            x = cl(x)
+        self.runner.train(self.training)
+        outs = []
+        try:
+            for e in range(self.size):
+                for m in self._noise:
+                    m.generator = self.generators[e]
+                state = ({k: v[e] for k, v in self.params.items()}, {k: v[e] for k, v in self.buffers.items()})
+                outs.append(functional_call(self.runner, state, (x if shared else cl(x[e]),)))
+        finally:
+            for m in self._noise:
+                m.generator = None
+        return torch.stack(outs)
 
     def _layer_ops(self, model: nn.Module):
         """One function per leaf module, in forward order; None if the model is not a plain Sequential."""

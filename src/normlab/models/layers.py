@@ -18,6 +18,8 @@ class Noise(nn.Module):
     s_ij ~ N(sigma_j, r_sigma^2), and a_ij <- s_ij * a_ij + m_ij. Identity at evaluation.
     """
 
+    generator = None  # the stream of the draws (None: the global one); set by a stacked model's member path
+
     def __init__(self, n_mu=0.5, n_sigma=1.25, r_mu=0.1, r_sigma=0.1):
         super().__init__()
         self.n_mu, self.n_sigma, self.r_mu, self.r_sigma = n_mu, n_sigma, r_mu, r_sigma
@@ -50,7 +52,7 @@ class Noise(nn.Module):
     def forward(self, x):
         if not self.training:
             return x
-        s, m = self.sample(x.shape, x.device, x.dtype)
+        s, m = self.sample(x.shape, x.device, x.dtype, self.generator)
         return s * x + m
 
     def extra_repr(self):

@@ -79,7 +79,8 @@ class StackedPoints:
             from ..ensemble import StackedModel
 
             dev = next(model.parameters()).device
-            ens = StackedModel([copy.deepcopy(model) for _ in range(k)], [torch.Generator(dev) for _ in range(k)])
+            ens = StackedModel([copy.deepcopy(model) for _ in range(k)], [torch.Generator(dev) for _ in range(k)],
+                               conv_path="grouped")  # the layer path: each point's loss bitwise the model's
             self._stack = (model, ens if ens.path == "layers" else None)
         ens = self._stack[1]
         if ens is None:
