@@ -141,6 +141,9 @@ def _expand_strata(df):
                           r["source"], spec.get("metric") or r["metric"], spec["parts"], kind="cell",
                           display=spec.get("display"))
             c["_family"] = r["kind"] if r["kind"] in FAMILIES else "headline"
+            for key in ("threshold", "sesoi"):  # a stratum states its own threshold (a share, not the contrast)
+                if key in spec:
+                    c[key] = spec[key]
             rows.append(c)
             children[parent].append((label, len(rows) - 1))
     return pd.DataFrame(rows).reset_index(drop=True), children
@@ -184,12 +187,15 @@ def _write_strata(df, parent: int, kids: list) -> None:
              if np.isfinite(p_het) else
              f"the {len(kids)} {name} strata's agreement not tested (different measures or margins)" if not same_scale
              else f"the {len(kids)} {name} strata's agreement not testable (exact or too few seeds)")
-    if by["holds"] and by["fails"]:
+    own = df.at[parent, "verdict"]  # the claim's own test (pooled, or the paper's metric with its readings as strata)
+    holds_side = by["holds"] + (["its own test"] if own in ("holds", "smaller") else [])
+    fails_side = by["fails"] + (["its own test"] if own == "fails" else [])
+    if holds_side and fails_side:
         pooled = df.at[parent, "basis"]
         df.at[parent, "verdict"] = "mixed"
-        df.at[parent, "basis"] = (f"mixed: holds for {name} {', '.join(by['holds'])}; fails for {', '.join(by['fails'])} "
+        df.at[parent, "basis"] = (f"mixed: holds for {name} {', '.join(holds_side)}; fails for {', '.join(fails_side)} "
                                   f"(each stratum a cell row judged in the claim's family); {agree}. "
-                                  f"Pooled over the strata it {pooled}")
+                                  f"The claim's own test: it {pooled}")
     else:
         df.at[parent, "basis"] = f"{df.at[parent, 'basis']}. Strata ({name}): {df.at[parent, 'strata']}; {agree}"
 
