@@ -61,7 +61,11 @@ def to_scale(x: float, log: bool) -> float:
 
 
 def from_scale(x: float, log: bool) -> float:
-    return float(math.exp(x)) if log and np.isfinite(x) else (float(x) if not log else math.nan)
+    if not log:
+        return float(x)
+    if not np.isfinite(x):
+        return math.nan
+    return math.exp(x) if x < 709 else math.inf  # (a sequential look's tiny level can make a huge log-scale bound)
 
 
 def p_one_sided(diff, se, df):
