@@ -83,7 +83,8 @@ def test_smoke_dag_runs_every_job_through_slurm(slurm_cluster, tmp_path, capsys)
 
     # 1. Every job Snakemake ran outside its own process was submitted to SLURM ...
     submitted = dict(SUBMITTED.findall(log))  # SLURM job id -> rule
-    remote_jobs = re.findall(r"^rule (\w+):$", log, flags=re.MULTILINE)  # local rules print "localrule x:"
+    # local rules print "localrule x:"; checkpoints (the sequential looks) "checkpoint x:"
+    remote_jobs = re.findall(r"^(?:rule|checkpoint) (\w+):$", log, flags=re.MULTILINE)
     assert remote_jobs and len(submitted) == len(remote_jobs), (remote_jobs, submitted)
     assert sorted(submitted.values()) == sorted(remote_jobs)
     assert {"prepare_data", "train"} <= set(submitted.values())
