@@ -123,6 +123,8 @@ def run_looks(study: str, resolved: dict, vdir: Path, extra: dict, upto: int | N
         print(f"[look {k}/{looks.K}] {looks.n[k - 1]} seeds: open {state['open']}, futile {state['futile']}; "
               f"next look trains {len(train)} variants")
         if done or k == upto:
+            if not done:  # a look's table while later looks are planned: undecided rows are open, not stopped
+                claims.loc[claims["stop"] == "study stopped", "stop"] = "open"
             return claims, metrics, summary, decision
         for v, d in zip(train, nxt):
             chosen[v].append(d)
