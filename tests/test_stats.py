@@ -641,3 +641,68 @@ def test_strata_carry_their_own_display_metric_and_text():
     o = finalize(pd.DataFrame([row])).set_index("claim_id")
     assert (o.loc["P[a]", "metric"], o.loc["P[a]", "claim"], o.loc["P[a]", "value"]) == ("share", "share in a", 0.9)
     assert o.loc["P[b]", "metric"] == "contrast" and o.loc["P[b]", "claim"] == "x (condition b)"
+
+
+# ----------------------------------------------------------------------------- verdict-rule edges (issue 30)
+def test_an_equivalence_interval_outside_the_band_fails():
+    """S5.a's case: the 98.6% interval [1.16, 1.83] wholly outside the band [0.909, 1.1], 4 standard errors wide.
+    The fails test is the near side's own level plus the far side's (negligible) chance: it fails, and the row's
+    interval at its level lies outside the band."""
+    from scipy import stats as st
+
+    df, n = 4, 5
+    center = math.log(1.458)
+    se = (math.log(1.83) - math.log(1.16)) / 2 / st.t.ppf(1 - 0.007, df)
+    e = stats.Estimate(math.exp(center), math.exp(center - 2 * se), math.exp(center + 2 * se), se, df, n, log=True)
+    row = stats.claim_from("S5.a", "ratio within a factor 1.1", "lecture", "ratio", e, kind="headline",
+                           within=(1 / 1.1, 1.1))
+    out = stats.finalize([row])
+    r = out.iloc[0]
+    assert r.verdict == "fails", r.basis
+    assert r.ci_low > 1.1 and "outside" in r.basis
+    part = stats.make_part(e, within=(1 / 1.1, 1.1))
+    p_near = st.t.sf((center - math.log(1.1)) / se, df)
+    assert p_near <= part.pvalues()[1] < 1.25 * p_near  # no doubling: the far side adds little (t at 4 df)
+    wide = stats.Estimate(0.0, -1, 1, 0.01, 30, 31)  # a band 40 standard errors wide: the far side adds ~0
+    pw = stats.make_part(wide._replace(value=0.03), within=(-0.02, 0.02)).pvalues()[1]
+    assert pw == pytest.approx(st.t.sf(1.0, 30), rel=1e-3)  # the far side: 1e-4 of it
+
+
+def test_a_significant_but_smaller_effect_is_its_own_verdict():
+    """Both tests reject: the effect is real (above the threshold) and rules out the smallest effect of interest:
+    'smaller', not 'holds'."""
+    rng = np.random.default_rng(3)
+    x = 0.3 + 0.05 * rng.standard_normal(8)  # effect 0.3, threshold 0, smallest effect of interest 1.0
+    e = stats.mean_ci([x])
+    out = stats.finalize([stats.claim_from("X", "x > 0", "s", "m", e, kind="headline", above=0.0, sesoi=1.0)])
+    assert out.iloc[0].verdict == "smaller" and "smaller than claimed" in out.iloc[0].basis
+    assert "smaller" in stats.VERDICTS
+
+
+def test_tied_grid_values_are_not_exact():
+    """Steps to a target read on a 100-step grid: every seed tied is data with the grid's spread, not an exact
+    value (without the resolution it would be compared exactly)."""
+    a, b = np.full(5, 300.0), np.full(5, 300.0)
+    exact = stats.mean_ci([a], [b])
+    assert exact.exact
+    e = stats.mean_ci([a], [b], resolution=100.0)
+    assert not e.exact and e.se == pytest.approx(math.sqrt(2 * 100.0**2 / 12 / 5))
+    out = stats.finalize([stats.claim_from("S4.b", "faster", "s", "steps", e, kind="headline", below=0.0,
+                                           sesoi=100.0)])
+    r = out.iloc[0]  # decided by a test on the grid's spread (a 100-step speed-up ruled out), not compared exactly
+    assert "same value" not in r.basis and np.isfinite(r.p_adj) and r.ci_low < 0 < r.ci_high
+
+
+
+def test_power_text_names_the_undecided_part():
+    """A two-part claim whose first part holds and whose second (named) part is undecided: the power text speaks of
+    the second part by name, and never says more seeds would not help."""
+    rng = np.random.default_rng(5)
+    slope = stats.mean_ci([1.0 + 0.02 * rng.standard_normal(5)])
+    acc = stats.mean_ci([-0.0202 + 0.024 * rng.standard_normal(5)])
+    row = stats.claim_all("S2.c", "slope and accuracy", "s", "m",
+                          [(slope, dict(within=(0.8, 1.2), label="slope")),
+                           (acc, dict(within=(-0.02, 0.02), label="test accuracy"))], kind="headline")
+    r = stats.finalize([row]).iloc[0]
+    assert r.verdict == "inconclusive"
+    assert "(test accuracy)" in r.basis and "would not help" not in r.basis
