@@ -107,7 +107,6 @@ class Looks:
         self.n = [int(x) for x in n]
         self.K = len(self.n)
         self.fractions = tuple(x / self.n[-1] for x in self.n)
-        self.table = boundary_table(self.fractions) if self.K > 1 else None  # (K, len(U_GRID)) nominal levels
         self.calib = t_calibration(tuple(self.n)) if self.K > 1 else None  # F on U_GRID
 
     def nominal(self, k: int, u):
@@ -124,16 +123,8 @@ class Looks:
         return float(out) if out.ndim == 0 else out
 
     def q_normal(self, k: int, p):
-        """The normal theory's sequential p-value at look ``k``: the smallest u with p <= b_k(u) (monotone cubic
-        interpolation in log-log in a table of 145 levels from 1e-9 to 0.5; above b_k(0.5), 1)."""
-        p = np.asarray(p, dtype=float)
-        b = self.table[k - 1]
-        inv = inverse_table(self.fractions, k)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lq = inv(np.log(np.clip(p, b[0], b[-1])))
-        q = np.where(p > b[-1], 1.0, np.where(p < b[0], U_GRID[0] * p / b[0], np.exp(lq)))
-        q = np.where(p <= 0, 0.0, q)
-        return np.where(np.isnan(p), np.nan, q)
+        """The normal theory's sequential p-value at look ``k`` (``q_normal``)."""
+        return q_normal(self.fractions, k, p)
 
     def q(self, k: int, p):
         """The sequential p-value of a test whose p-value at look ``k`` is ``p`` (calibrated for Student t, class
@@ -172,6 +163,20 @@ def inverse_table(fractions: tuple, k: int):
     return PchipInterpolator(np.log(boundary_table(fractions)[k - 1]), np.log(U_GRID))
 
 
+def q_normal(fractions: tuple, k: int, p):
+    """The normal theory's sequential p-value at look ``k`` of the looks at ``fractions``: the smallest u with
+    p <= b_k(u) (monotone cubic interpolation in log-log in a table of 145 levels from 1e-9 to 0.5; above
+    b_k(0.5), 1)."""
+    p = np.asarray(p, dtype=float)
+    b = boundary_table(fractions)[k - 1]
+    inv = inverse_table(fractions, k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lq = inv(np.log(np.clip(p, b[0], b[-1])))
+    q = np.where(p > b[-1], 1.0, np.where(p < b[0], U_GRID[0] * p / b[0], np.exp(lq)))
+    q = np.where(p <= 0, 0.0, q)
+    return np.where(np.isnan(p), np.nan, q)
+
+
 @lru_cache(maxsize=32)
 def t_calibration(n: tuple, sims: int = 400_000, seed: int = 20261207) -> np.ndarray:
     """F(u) on ``U_GRID``: an upper 97.5% bound on P(min_k q_z,k <= u) under the null for one-sample Student t
@@ -179,10 +184,7 @@ def t_calibration(n: tuple, sims: int = 400_000, seed: int = 20261207) -> np.nda
     generator (deterministic)."""
     from scipy.stats import t as student
 
-    looks = Looks.__new__(Looks)
-    looks.n, looks.K = list(n), len(n)
-    looks.fractions = tuple(x / n[-1] for x in n)
-    looks.table = boundary_table(looks.fractions)
+    fractions = tuple(x / n[-1] for x in n)
     rng = np.random.default_rng(seed)
     total = np.zeros(sims)
     sq = np.zeros(sims)
@@ -196,7 +198,7 @@ def t_calibration(n: tuple, sims: int = 400_000, seed: int = 20261207) -> np.nda
         mean = total / m
         sd = np.sqrt(np.maximum(sq - m * mean * mean, 0) / (m - 1))
         p = student.sf(mean / (sd / np.sqrt(m)), m - 1)
-        qmin = np.minimum(qmin, looks.q_normal(k, p))
+        qmin = np.minimum(qmin, q_normal(fractions, k, p))
     count = np.searchsorted(np.sort(qmin), U_GRID, side="right")
     upper = (count + 2 * np.sqrt(count) + 1) / sims  # ~ the upper 97.5% bound of a binomial proportion
     f = np.maximum.accumulate(np.maximum(upper, U_GRID))
