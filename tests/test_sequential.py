@@ -8,6 +8,7 @@ bounds the real rule's from above (``stats.sequential`` module docstring)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as st
 
@@ -146,3 +147,32 @@ def test_power_near_the_fixed_design_and_fewer_seeds(n_looks):
     assert p_fixed == pytest.approx(0.8, abs=0.02)
     assert p_seq >= p_fixed - 0.05
     assert expected < n_max
+
+
+def test_rows_whose_data_are_fixed_by_design_are_judged_as_a_fixed_design():
+    """A claim that reads side jobs only (S2.d on the float32 exactness job) keeps its seeds whatever the looks
+    decide: judged at look 1 of 3 it would be held to the first look's tiny nominal level, although no later look
+    can add to it. Passed in ``fixed`` (the analysis: claims whose ``claim_variants`` are empty), it is a fixed
+    design (q = p, look 1 of 1); the same data in a claim the looks can grow keep the look's level."""
+    from normlab.stats import finalize, mean_ci
+    from normlab.stats.rows import claim_from
+
+    x = np.array([1.4, 2.1, 1.7])  # 3 seeds, clearly above 0 for a fixed design at 5%
+    grown = np.array([0.2, -0.3, 0.1, 0.4, -0.2, 0.1])
+
+    def look(n):
+        return [claim_from("S9.a", "side-job claim", "t", "m", mean_ci([x]), kind="headline", above=0.0, sesoi=0.5),
+                claim_from("S9.b", "same data, steered by the looks", "t", "m", mean_ci([x]), kind="headline",
+                           above=0.0, sesoi=0.5),
+                claim_from("S9.c", "grows", "t", "m", mean_ci([grown[:n]]), kind="headline", above=0.0, sesoi=0.5)]
+
+    looks = Looks([3, 6, 9])
+    history = [pd.DataFrame(look(3)), pd.DataFrame(look(6))]
+    out = finalize(history[-1], history=history, looks=looks, fixed={"S9.a"}).set_index("claim_id")
+    a, b = out.loc["S9.a"], out.loc["S9.b"]
+    assert (a["look"], a["looks"], a["stop"]) == (1, 1, "") and "fixed by design" in a["basis"]
+    assert a["verdict"] == "holds" and a["nominal"] > 0.01  # the family's share of 5%, not a first look's level
+    assert (b["look"], b["looks"]) == (1, 3) and b["nominal"] < 1e-3  # the same data under the looks
+    assert b["verdict"] == "inconclusive" and out.loc["S9.c", "looks"] == 3
+    without = finalize(history[-1], history=history, looks=looks).set_index("claim_id")
+    assert without.loc["S9.a", "verdict"] == "inconclusive" and without.loc["S9.a", "looks"] == 3

@@ -83,11 +83,16 @@ def seeds_below(metrics: pd.DataFrame, summary: pd.DataFrame, n: int) -> tuple[p
             summary[summary["seed"] < n] if "seed" in summary else summary)
 
 
+def claim_reads(study_mod, cfg: dict) -> dict[str, list[str]]:
+    """The study's ``claim_variants``: {headline claim id: the variants its estimate reads} ({} if undeclared)."""
+    declared = getattr(study_mod, "claim_variants", None)
+    return declared(cfg) if declared else {}
+
+
 def next_variants(study_mod, cfg: dict, open_claims: list[str], variants: list[str]) -> list[str]:
     """The variants the still-open headline claims read (the study's ``claim_variants``; a claim it does not
     declare reads every variant; a claim that reads no training variant, only side jobs, steers nothing)."""
-    declared = getattr(study_mod, "claim_variants", None)
-    mapping = declared(cfg) if declared else {}
+    mapping = claim_reads(study_mod, cfg)
     out = set()
     for c in open_claims:
         out.update(mapping[c] if c in mapping else variants)
@@ -108,13 +113,14 @@ def run_looks(study: str, resolved: dict, vdir: Path, extra: dict, upto: int | N
     chosen = {v: list(d) for v, d in (resolved.get("runs") or {}).items()}
     ci = cfg.get("claims", {}).get("ci", 0.95)
     history, upto = [], min(upto or looks.K, looks.K)
+    fixed = {c for c, vs in claim_reads(mod, cfg).items() if not vs}  # side jobs only: data the looks never grow
     for k in range(1, upto + 1):
         if "runs" in resolved:
             link_inputs(study, {**resolved, "runs": chosen}, vdir)
         metrics, summary = load_runs(vdir)
         m_k, s_k = seeds_below(metrics, summary, looks.n[k - 1])
         history.append(pd.DataFrame(mod.analyze(m_k, s_k, cfg, extra)))
-        claims, state = judge_looks(history, looks, ci=ci)
+        claims, state = judge_looks(history, looks, ci=ci, fixed=fixed)
         train = [] if k == looks.K else next_variants(mod, cfg, state["open"], sorted(chosen))
         done = not train  # the last look, or no open claim reads a training variant
         nxt = [later[v][k - 1] for v in train]

@@ -241,9 +241,10 @@ def _stepdown_family(rows, idx, c, alpha):
     return stepdown(qh, qf, np.array([c[i] for i in idx]), alpha)
 
 
-def _decide(frames, tests, looks, alpha: float, power: float, futility: Callable | None):
+def _decide(frames, tests, looks, alpha: float, power: float, futility: Callable | None, row_looks: dict):
     """The multiplicity rule per family over the looks (``sequential``): {row: (verdict, u, p_adj, both rejected,
-    family, family size)}, the statistical rows without a test, and each row's running state."""
+    family, family size)}, the statistical rows without a test, and each row's running state. ``row_looks``: the
+    looks of a row whose data are fixed by design (``judge_looks``' ``fixed``), else the study's."""
     last = len(frames) - 1
     df = frames[last]
     groups, untestable, c = {}, set(), {}
@@ -259,7 +260,6 @@ def _decide(frames, tests, looks, alpha: float, power: float, futility: Callable
     rows = {i: _Row() for idx in groups.values() for i in idx}
     final = {}
     for k in range(1, len(frames) + 1):
-        q = lambda p, k=k: looks.q(k, p)  # noqa: E731
         for i, st in rows.items():
             if st.frozen or tests[k - 1][i] is None:
                 continue
@@ -268,7 +268,7 @@ def _decide(frames, tests, looks, alpha: float, power: float, futility: Callable
             if sig == st.sig:
                 continue  # no new seeds for this row: not a new look
             st.sig, st.last = sig, k
-            qh, qf = _row_q(parts, t, q)
+            qh, qf = _row_q(parts, t, lambda p, k=k, lk=row_looks.get(i, looks): lk.q(k, p))
             if np.isfinite(qh) and qh < st.qh:
                 st.qh, st.look_h = qh, k
             if np.isfinite(qf) and qf < st.qf:
@@ -293,7 +293,7 @@ def _decide(frames, tests, looks, alpha: float, power: float, futility: Callable
         if futility is not None and k < looks.K:  # a claim stops when none of its open rows (pooled, strata) can decide
             claims = {}
             for i, st in rows.items():
-                if not st.frozen and (df.at[i, "_family"] or df.at[i, "kind"]) == "headline":
+                if not st.frozen and (df.at[i, "_family"] or df.at[i, "kind"]) == "headline" and i not in row_looks:
                     claims.setdefault(str(df.at[i, "claim_id"]).split("[")[0], []).append(i)
             for ids in claims.values():
                 if all(futility(df.loc[i], tests[k - 1][i], final[i][1], k) for i in ids):
@@ -407,7 +407,7 @@ def _futility(looks, power: float, seeds_cap: int):
 
 
 def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int = SEEDS_CAP, history=None,
-             looks=None):
+             looks=None, fixed=()):
     """claims.csv's final form: one multiplicity rule per family, verdicts, the interval each verdict was made
     from, the basis of each verdict, for undecided claims power figures, and the strata of pooled claims.
 
@@ -428,11 +428,15 @@ def finalize(claims, ci: float = 0.95, *, power: float = POWER, seeds_cap: int =
     its data changed; a decided row keeps its verdict and interval; the family's step-down runs on the rows'
     sequential p-values after each look; undecided headline rows stop for futility (non-binding) when
     ``max_seeds`` would not decide them. ``look``, ``looks``, ``nominal`` and ``stop`` say how each verdict was
-    reached. ``judge_looks`` also returns the state the DAG needs (which headline claims are still open)."""
-    return judge_looks(history or [claims], looks, ci=ci, power=power, seeds_cap=seeds_cap)[0]
+    reached. Rows whose data are fixed by design, whatever the looks decide (identities; the claims in ``fixed``,
+    ids without "[...]", with their strata and cells: those that read side jobs only, whose seeds the looks never
+    grow), are judged as a fixed design (q = p: look 1 of 1); the study's looks would only spend their level.
+    ``judge_looks`` also returns the state the DAG needs (which headline claims are still open)."""
+    return judge_looks(history or [claims], looks, ci=ci, power=power, seeds_cap=seeds_cap, fixed=fixed)[0]
 
 
-def judge_looks(history, looks=None, *, ci: float = 0.95, power: float = POWER, seeds_cap: int = SEEDS_CAP):
+def judge_looks(history, looks=None, *, ci: float = 0.95, power: float = POWER, seeds_cap: int = SEEDS_CAP,
+                fixed=()):
     """``finalize`` over the looks made so far: (claims DataFrame, {"open": headline claim ids still undecided and
     not stopped for futility, "futile": those stopped})."""
     looks = looks or Looks([1])
@@ -442,7 +446,10 @@ def judge_looks(history, looks=None, *, ci: float = 0.95, power: float = POWER, 
     alpha = 1 - ci
     tests = _aligned_tests(frames)
     futility = _futility(looks, power, seeds_cap) if looks.K > 1 else None
-    decided, untestable, rows = _decide(frames, tests, looks, alpha, power, futility)
+    one = Looks([1])  # a fixed design
+    row_looks = {i: one for i, r in df.iterrows() if looks.K > 1 and
+                 (r["kind"] == "identity" or str(r["claim_id"]).split("[")[0] in set(fixed))}
+    decided, untestable, rows = _decide(frames, tests, looks, alpha, power, futility, row_looks)
     for i in range(len(df)):
         parts, t = tests[-1][i]
         df.at[i, "looks"] = looks.K
@@ -457,13 +464,16 @@ def judge_looks(history, looks=None, *, ci: float = 0.95, power: float = POWER, 
             k = (st.look_h if decided[i][0] in ("holds", "smaller") else st.look_f if decided[i][0] == "fails"
                  else st.last) or 1
             parts = (tests[k - 1][i] or tests[-1][i])[0]
-            _write_decided(df, i, parts, decided[i], st, looks, alpha, power, seeds_cap, len(frames))
+            _write_decided(df, i, parts, decided[i], st, row_looks.get(i, looks), alpha, power, seeds_cap, len(frames))
+            if i in row_looks:
+                df.at[i, "basis"] += (f"; its data are fixed by design (side jobs; the study's {looks.K} looks never "
+                                      "add to them): judged as a fixed design")
     for parent, kids in children.items():
         _write_strata(df, parent, kids)
     open_ids, futile = set(), set()
     for i, st in rows.items():
         fam = df.at[i, "_family"] or df.at[i, "kind"]
-        if fam != "headline" or df.at[i, "verdict"] != "inconclusive":
+        if fam != "headline" or df.at[i, "verdict"] != "inconclusive" or i in row_looks:
             continue
         cid = str(df.at[i, "claim_id"]).split("[")[0]
         (futile if st.futile else open_ids).add(cid)
