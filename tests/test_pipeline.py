@@ -190,6 +190,10 @@ def test_sequential_looks_train_only_what_open_claims_read(smoke_workdir):
     assert final["look"] == 2 and final["done"]
     claims = pd.read_csv(v / "claims.csv")
     head = claims[claims.kind == "headline"]
+    side_only = head["claim_id"].isin([c for c, vs in declared.items() if not vs])  # S2.d: its seeds never grow
+    assert side_only.any() and set(head.loc[side_only, "looks"]) == {1}
+    assert head.loc[side_only, "basis"].str.contains("fixed by design").all()
+    head = head[~side_only]
     assert set(head["looks"]) == {2}
     # one claim stopped at the first look (decided or futile) and another was judged at the second
     first = head[(head["look"] == 1) & head["stop"].isin(["decided", "futility"])]
