@@ -154,7 +154,7 @@ def test_rows_whose_data_are_fixed_by_design_are_judged_as_a_fixed_design():
     decide: judged at look 1 of 3 it would be held to the first look's tiny nominal level, although no later look
     can add to it. Passed in ``fixed`` (the analysis: claims whose ``claim_variants`` are empty), it is a fixed
     design (q = p, look 1 of 1); the same data in a claim the looks can grow keep the look's level."""
-    from normlab.stats import finalize, mean_ci
+    from normlab.stats import exact, finalize, mean_ci
     from normlab.stats.rows import claim_from
 
     x = np.array([1.4, 2.1, 1.7])  # 3 seeds, clearly above 0 for a fixed design at 5%
@@ -164,12 +164,14 @@ def test_rows_whose_data_are_fixed_by_design_are_judged_as_a_fixed_design():
         return [claim_from("S9.a", "side-job claim", "t", "m", mean_ci([x]), kind="headline", above=0.0, sesoi=0.5),
                 claim_from("S9.b", "same data, steered by the looks", "t", "m", mean_ci([x]), kind="headline",
                            above=0.0, sesoi=0.5),
-                claim_from("S9.c", "grows", "t", "m", mean_ci([grown[:n]]), kind="headline", above=0.0, sesoi=0.5)]
+                claim_from("S9.c", "grows", "t", "m", mean_ci([grown[:n]]), kind="headline", above=0.0, sesoi=0.5),
+                claim_from("S9.i", "an identity", "t", "m", exact(1e-13), kind="identity", below=1e-9)]
 
     looks = Looks([3, 6, 9])
     history = [pd.DataFrame(look(3)), pd.DataFrame(look(6))]
     out = finalize(history[-1], history=history, looks=looks, fixed={"S9.a"}).set_index("claim_id")
     a, b = out.loc["S9.a"], out.loc["S9.b"]
+    assert (out.loc["S9.i", "look"], out.loc["S9.i", "looks"]) == (1, 1)  # an identity: no looks either
     assert (a["look"], a["looks"], a["stop"]) == (1, 1, "") and "fixed by design" in a["basis"]
     assert a["verdict"] == "holds" and a["nominal"] > 0.01  # the family's share of 5%, not a first look's level
     assert (b["look"], b["looks"]) == (1, 3) and b["nominal"] < 1e-3  # the same data under the looks

@@ -452,8 +452,7 @@ def judge_looks(history, looks=None, *, ci: float = 0.95, power: float = POWER, 
     decided, untestable, rows = _decide(frames, tests, looks, alpha, power, futility, row_looks)
     for i in range(len(df)):
         parts, t = tests[-1][i]
-        df.at[i, "looks"] = looks.K
-        df.at[i, "look"] = len(frames)
+        df.at[i, "looks"], df.at[i, "look"] = (1, 1) if i in row_looks else (looks.K, len(frames))
         if t["exact"]:
             _write_exact(df, i, parts, alpha)
         elif i in untestable:
