@@ -706,3 +706,19 @@ def test_power_text_names_the_undecided_part():
     r = stats.finalize([row]).iloc[0]
     assert r.verdict == "inconclusive"
     assert "(test accuracy)" in r.basis and "would not help" not in r.basis
+
+
+def test_a_multi_part_threshold_names_its_parts():
+    """Each part of a multi-part claim's threshold is named (the reader needs no decoder); the plots read its
+    numbers without the names' digits."""
+    from normlab.plotting import threshold_numbers
+    from normlab.stats import claim_all, mean_ci
+
+    rng = np.random.default_rng(0)
+    e = [mean_ci([rng.normal(0.0, 0.01, 5)]), mean_ci([rng.normal(0.3, 0.01, 5)])]
+    row = claim_all("X.a", "t", "s", "m", [(e[0], dict(within=(-0.05, 0.05), label="noisy BN - BN")),
+                                           (e[1], dict(above=0.1, sesoi=0.05, label="log10 BN / standard"))])
+    assert row["threshold"] == "noisy BN - BN: in [-0.05, 0.05]; log10 BN / standard: > 0.1"
+    assert threshold_numbers(row["threshold"]) == [-0.05, 0.05, 0.1]
+    one = claim_all("X.b", "t", "s", "m", [(e[1], dict(above=0.1, sesoi=0.05, label="log10 BN / standard"))])
+    assert one["threshold"] == "> 0.1"  # one part: its name is the row's metric

@@ -40,10 +40,11 @@ def save_figure(fig, fig_dir: Path, name: str) -> list[Path]:
 
 def threshold_numbers(text) -> list[float]:
     """The numbers of a claim's threshold text: '> 0.5' -> [0.5], 'in [0.9, 1.1]' -> [0.9, 1.1] (both ends of
-    an equivalence band); '' or NaN -> []."""
+    an equivalence band); a multi-part claim's named parts ('BN - standard: > 0.1; ...') without their names;
+    '' or NaN -> []."""
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return []
-    return [float(x) for x in NUMBER.findall(str(text))]
+    return [float(x) for seg in str(text).split("; ") for x in NUMBER.findall(seg.rsplit(": ", 1)[-1])]
 
 
 def _float(x) -> float:

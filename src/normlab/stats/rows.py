@@ -73,7 +73,8 @@ def claim_all(claim_id, text, source, metric, parts, *, kind: str = "cell", disp
         "holds" if t["p_holds"] < 0.05 else "fails" if t["p_fails"] < 0.05 else "inconclusive")
     value, low, high = display(0.9) if display else (first.est.value, *first.est.interval(0.9))
     shown = [p for p in ps if not p.gate and not (p.exact and len(ps) > 1)] or [first]  # exact side parts: in text
-    thr = " and ".join(p.threshold() for p in shown)
+    # several parts: each named ("noisy BN - BN: in [-0.05, 0.05]; BN - standard: > 0.1"); one part: "> 0.1"
+    thr = "; ".join(f"{p.label}: {p.threshold()}" if p.label and len(shown) > 1 else p.threshold() for p in shown)
     return claim(claim_id, text, source, metric, value, low, high, thr, verdict, first.est.n, kind=kind,
                  p_holds=t["p_holds"], p_fails=t["p_fails"], sesoi=_sesoi_of(ps), parts=ps, display=display,
                  strata=strata, stratum=stratum)
