@@ -76,7 +76,7 @@ def test_example_study_runs_through_snakemake(repo):
     assert claims.loc["EX.a", "kind"] == "headline" and claims.loc["EX.check", "kind"] == "check"
     assert claims.loc["EX.check", "verdict"] == "holds"  # 4,000 MNIST-1D training signals counted
     assert claims.loc["EX.a", "verdict"] in ("holds", "fails", "inconclusive")
-    assert abs(claims.loc["EX.a", "sesoi"]) == 0.01  # its smallest effect of interest, from claims.loss_min
+    assert abs(claims.loc["EX.a", "fail_margin"]) == 0.01  # its smallest effect of interest, from claims.loss_min
     assert (v / "figures/loss.png").stat().st_size > 1000
     assert (v / "sizes.json").exists() and len(list((v / "runs").iterdir())) == 2
     card = (repo / "results/scorecards/example.md").read_text()  # the example config's own page

@@ -105,14 +105,14 @@ def test_a_true_null_fails():
     s["final_test_acc"] += np.random.default_rng(1).normal(0, 1e-3, len(s))  # the steps to target: all equal
     c = finalize(bnp.analyze(m, s, cfg_small())).set_index("claim_id")
     for cid in ("S4.a", "S4.c"):
-        assert c.loc[cid, "verdict"] == "fails" and c.loc[cid, "sesoi"] == 0.01, cid
+        assert c.loc[cid, "verdict"] == "fails" and c.loc[cid, "fail_margin"] == 0.01, cid
         assert c.loc[cid, "ci_high"] < 0.01 and "smallest effect of interest 0.01" in c.loc[cid, "claim"]
         assert c.loc[cid, "strata"] == "fails: relu, tanh"
     # equal steps on every seed: a tie on the evaluation grid; with mean_ci's resolution= each value carries the
     # grid's rounding error (not an exact zero-variance value), and the interval still rules out the smallest
     # speed-up of interest: fails
     sesoi = bnc.smallest_effects(cfg_small())["S4.b"]
-    assert c.loc["S4.b", "verdict"] == "fails" and c.loc["S4.b", "sesoi"] == -sesoi
+    assert c.loc["S4.b", "verdict"] == "fails" and c.loc["S4.b", "fail_margin"] == -sesoi
     if "resolution" in inspect.signature(mean_ci).parameters:
         assert "zero variance" not in c.loc["S4.b", "basis"] and np.isfinite(c.loc["S4.b", "p_adj"])
     else:
@@ -222,7 +222,7 @@ def test_activations_are_strata_and_opposite_verdicts_are_mixed():
     assert "holds: tanh" in c.loc["S4.a", "strata"] and "fails: relu" in c.loc["S4.a", "strata"]
     assert "Welch" in c.loc["S4.a", "basis"]
     assert c.loc["S4.a[tanh]", "value"] == pytest.approx(0.08, abs=0.01)
-    assert c.loc["S4.a[tanh]", "kind"] == "cell" and c.loc["S4.a[tanh]", "sesoi"] == 0.01
+    assert c.loc["S4.a[tanh]", "kind"] == "cell" and c.loc["S4.a[tanh]", "fail_margin"] == 0.01
     assert "strata: activation" in c.loc["S4.a", "claim"]
     # strata that agree keep the pooled verdict
     assert c.loc["S4.c", "verdict"] == "holds" and c.loc["S4.c", "strata"] == "holds: relu, tanh"

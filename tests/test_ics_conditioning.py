@@ -456,7 +456,7 @@ def test_s5e_is_mixed_when_conditions_disagree(job_files):
     assert c.loc["S5.e[tanh s=2]", "verdict"] == "holds" and c.loc["S5.e[logistic s=0]", "verdict"] == "fails"
     assert "compared at: tanh s=2: uncentered 0.05*, centered 0.05*, BN 0.05*" in row["claim"]  # the sweep's low end
     assert "at an end of the sweep, the variant's best rate may lie beyond it" in row["claim"]
-    assert row["sesoi"] == 0.5 and row["threshold"] == "> 0.5"
+    assert row["fail_margin"] == 0.5 and row["threshold"] == "> 0.5"
 
 
 def test_s5e_compares_each_variant_at_its_best_rate(job_files):

@@ -355,7 +355,7 @@ def test_directional_claims_declare_a_smallest_effect(tmp_path):
     m, s = synthetic_runs(cfg)
     c = finalize(li_arora.analyze(m, s, cfg, synthetic_exact(tmp_path)))
     directional = c[c.threshold.str.startswith((">", "<")) & (c.verdict != "not run")]
-    assert len(directional) and directional.sesoi.notna().all(), directional[["claim_id", "threshold", "sesoi"]]
+    assert len(directional) and directional.fail_margin.notna().all(), directional[["claim_id", "threshold", "fail_margin"]]
 
 
 def test_drift_strata_that_disagree_make_s2d_mixed(tmp_path):

@@ -333,7 +333,7 @@ def test_s3f_is_scored_on_real_labels_and_can_fail():
     assert c.loc["S3.f", "kind"] == "headline" and "sgd_trained_out_real" in c.loc["S3.f", "claim"]
     assert "real labels" in c.loc["S3.f", "claim"] and "||w' - w|| / ||w||" in c.loc["S3.f", "claim"]
     assert c.loc["S3.f", "verdict"] == "fails" and c.loc["S3.f", "value"] == pytest.approx(1.0, rel=0.05)
-    assert c.loc["S3.f", "sesoi"] == pytest.approx(1.1)
+    assert c.loc["S3.f", "fail_margin"] == pytest.approx(1.1)
     assert c.loc["S3.f[sgd_trained_out_real, BN-fed]", "verdict"] == "holds"  # the BN-fed layers are slowed
     assert c.loc["S3.f[sgd_trained_out_real, eta/||w||^2]", "value"] == pytest.approx(1 / 20, rel=0.01)
     assert c.loc["S3.f[sgd_trained_out]", "kind"] == "cell"
@@ -355,4 +355,4 @@ def test_directional_claims_declare_a_smallest_effect():
     c = finalize(ng.analyze(m, s, sec, None))
     assert {"S3.c", "S3.d", "S3.e", "S3.f"} <= set(c[c.kind == "headline"].claim_id)
     directional = c[c.threshold.str.startswith((">", "<")) & (c.verdict != "not run")]
-    assert len(directional) > 10 and directional.sesoi.notna().all(), directional[["claim_id", "sesoi"]]
+    assert len(directional) > 10 and directional.fail_margin.notna().all(), directional[["claim_id", "fail_margin"]]

@@ -423,7 +423,7 @@ def test_claims_follow_the_data():
     # the same landscape with and without BN (a true null): S1.d fails, since its interval rules out the
     # smallest effect of interest (a factor 10, stated against the paper's two orders of magnitude)
     c = finalize(analyze(*_fake_runs(bn_beta=100.0), cfg, None)).set_index("claim_id")
-    assert c.loc["S1.d", "verdict"] == "fails" and c.loc["S1.d", "sesoi"] == pytest.approx(-1.0)
+    assert c.loc["S1.d", "verdict"] == "fails" and c.loc["S1.d", "fail_margin"] == pytest.approx(-1.0)
     assert "two orders of magnitude" in c.loc["S1.d", "claim"] and "smallest effect" in c.loc["S1.d", "basis"]
     # noisy BN 10 points below BN in accuracy, its noise-free loss as BN's: "about as well" fails in train mode (the
     # row's own test) and holds for the noise-free loss (a stratum); the noise without BN training: S1.b fails

@@ -111,7 +111,7 @@ def fake_version(root: Path, study: str, version: str, claims: list[dict], figur
 
 
 def claim(cid, verdict, value=0.1, lo=0.05, hi=0.2, text="x beats y", kind="cell", p_adj=float("nan"), **extra):
-    """A claims.csv row; ``extra``: the newer columns (sesoi, ci_level, basis, detectable, seeds_needed)."""
+    """A claims.csv row; ``extra``: the newer columns (fail_margin, ci_level, basis, detectable, seeds_needed)."""
     return {"claim_id": cid, "claim": text, "source": "paper", "metric": "m", "value": value, "ci_low": lo,
             "ci_high": hi, "threshold": "> 0", "verdict": verdict, "n_seeds": 3, "kind": kind, "p_adj": p_adj, **extra}
 
@@ -138,7 +138,7 @@ def fake_studies(tmp_path, monkeypatch):
     fake_version(res, "alpha", "smoke-0000aaaa", [
         claim("A1.a[x]", "holds", kind="cell", p_adj=0.01),
         claim("A1.b", "fails", -0.3, -0.4, -0.2, kind="headline", p_adj=0.002, text="gamma curvature a | b"),
-        claim("A1.a", "holds", kind="headline", p_adj=0.03, sesoi=0.01, ci_level=0.975,
+        claim("A1.a", "holds", kind="headline", p_adj=0.03, sesoi=0.01, ci_level=0.975,  # the fail margin's old name
               basis="holds: the estimate's 97.5% interval [0.05, 0.2] lies above 0"),
         claim("A1.c", "inconclusive", float("nan"), float("nan"), float("nan"), kind="headline", p_adj=0.4,
               seeds_needed=12.0, detectable=0.05),
@@ -558,9 +558,9 @@ def test_forest_plot_of_claims():
     from normlab.plotting import SESOI_COLOR, VERDICT_COLORS, forest, verdict_legend
 
     inf, nan = float("inf"), float("nan")
-    rows = pd.DataFrame([claim("A1.a", "mixed", 0.03, 0.01, 0.05, kind="headline", sesoi=0.01),
-                         claim("A1.a[tanh]", "holds", 0.2, 0.1, 0.3, sesoi=0.01),
-                         claim("A1.a[logistic]", "fails", -0.05, -0.08, -0.02, sesoi=0.01),
+    rows = pd.DataFrame([claim("A1.a", "mixed", 0.03, 0.01, 0.05, kind="headline", fail_margin=0.01),
+                         claim("A1.a[tanh]", "holds", 0.2, 0.1, 0.3, fail_margin=0.01),
+                         claim("A1.a[logistic]", "fails", -0.05, -0.08, -0.02, fail_margin=0.01),
                          claim("A1.b", "not run", nan, nan, nan, kind="headline"),
                          claim("A1.e", "inconclusive", 0.6, 0.2, inf)]).assign(
         threshold=["> 0", "> 0", "> 0", "", "in [-0.1, 0.1]"])
@@ -632,7 +632,7 @@ def test_latest_belongs_to_the_default_config(tmp_path):
 
 # ---------------------------------------------------------------------------- how a verdict was reached
 SEQ = [claim("A1.a", "holds", 0.3, 0.1, 0.5, kind="headline", p_adj=0.01, look=2, looks=3, nominal=0.0162,
-             stop="decided", n_seeds=6, sesoi=0.0123456, threshold="> 0.0909091 and in [-0.05, 0.05]"),
+             stop="decided", n_seeds=6, fail_margin=0.0123456, threshold="> 0.0909091 and in [-0.05, 0.05]"),
        claim("A1.b", "inconclusive", 0.1, -0.2, 0.4, kind="headline", look=1, looks=3, nominal=0.001,
              stop="futility", n_seeds=3),
        claim("A1.d", "inconclusive", 0.1, -0.2, 0.4, kind="headline", look=3, looks=3, nominal=0.02,

@@ -507,9 +507,9 @@ def test_finalize_shows_the_interval_each_verdict_was_made_from():
         if cid == "H.band":
             continue
         assert (rr.verdict == "holds") == (rr.ci_low > 0), cid
-        assert rr.verdict != "fails" or rr.ci_high < rr.sesoi, cid
-        assert rr.verdict != "inconclusive" or (rr.ci_low <= 0 and rr.ci_high >= rr.sesoi), cid
-        assert rr.sesoi == 1.0 or cid == "H.near"
+        assert rr.verdict != "fails" or rr.ci_high < rr.fail_margin, cid
+        assert rr.verdict != "inconclusive" or (rr.ci_low <= 0 and rr.ci_high >= rr.fail_margin), cid
+        assert rr.fail_margin == 1.0 or cid == "H.near"
     near = out.loc["H.near"]
     lo90 = mean_ci([x]).interval(0.9)[0]
     assert lo90 > 0 and near.verdict == "inconclusive" and near.ci_low <= 0 and near.ci_level > 0.9

@@ -125,7 +125,7 @@ def _ticks(ax, r, y) -> None:
     thr = str(getattr(r, "threshold", "") or "")
     for x in threshold_numbers(thr):
         ax.plot([x], [y], marker="|", color="k", ms=10)
-    sesoi = _float(getattr(r, "sesoi", math.nan))
+    sesoi = _float(getattr(r, "fail_margin", math.nan))
     if math.isfinite(sesoi) and f"{sesoi:g}" not in thr:
         ax.plot([sesoi], [y], marker="|", color=SESOI_COLOR, ms=10)
 

@@ -18,7 +18,7 @@ from ..stats import CLAIM_COLUMNS, KINDS
 
 ALL_COLUMNS = ["study", "version", *CLAIM_COLUMNS, "figures", "version_dir"]
 # Columns added to claims.csv since its first format, with the value an older file gets.
-NEW_COLUMNS = {"p_adj": math.nan, "sesoi": math.nan, "ci_level": math.nan, "basis": "", "detectable": math.nan,
+NEW_COLUMNS = {"p_adj": math.nan, "fail_margin": math.nan, "ci_level": math.nan, "basis": "", "detectable": math.nan,
                "seeds_needed": math.nan, "strata": "", "look": 1, "looks": 1, "nominal": math.nan, "stop": ""}
 TEXT_COLUMNS = ("basis", "strata", "stop")
 
@@ -128,6 +128,8 @@ def normalize_claims(claims: pd.DataFrame) -> pd.DataFrame:
     if "kind" not in claims:
         claims["kind"] = "cell"
     claims["kind"] = claims["kind"].where(claims["kind"].isin(KINDS), "cell")
+    if "sesoi" in claims and "fail_margin" not in claims:  # its name before 2026-12-07 (it held the fail margin)
+        claims = claims.rename(columns={"sesoi": "fail_margin"})
     for c, v in NEW_COLUMNS.items():
         if c not in claims:
             claims[c] = v

@@ -109,13 +109,13 @@ def level_suffix(r) -> str:
 
 
 def fail_margin(r) -> str:
-    """The row's fail margin (column ``sesoi``, the smallest effect of interest) to 3 significant digits, or ''."""
-    v = num(r, "sesoi")
+    """The row's fail margin (column ``fail_margin``: h + the smallest effect of interest) to 3 significant digits, or ''."""
+    v = num(r, "fail_margin")
     return fmt(v, 3) if math.isfinite(v) else ""
 
 
 def sesoi_text(r) -> str:
-    """'fail margin 0.01' when the row declares a fail margin (column ``sesoi``) other than its threshold's number."""
+    """'fail margin 0.01' when the row declares a fail margin (column ``fail_margin``) other than its threshold's number."""
     v = fail_margin(r)
     if not v or v in margins(getattr(r, "threshold", "")):
         return ""
@@ -283,7 +283,7 @@ def headline_records(loaded: list[dict]) -> list[dict]:
 
 def claim_records(s: dict | None, claims: pd.DataFrame) -> list[dict]:
     """A claims table (a study's cells, checks...): one record per row with the display columns ``claim_id``,
-    ``verdict``, ``value_ci``, ``level``, ``threshold``, ``margin`` (the fail margin, column ``sesoi``), ``p``,
+    ``verdict``, ``value_ci``, ``level``, ``threshold``, ``margin`` (the fail margin, column ``fail_margin``), ``p``,
     ``seeds`` (a sequential design: how its looks reached the verdict), ``more``, ``claim``, ``basis`` (with the
     strata, when the row has any), ``metric``, ``source`` and ``figures`` (the figures mapped to the claim; none
     without the study ``s``)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 CLAIM_COLUMNS = ["claim_id", "claim", "source", "metric", "value", "ci_low", "ci_high", "threshold", "verdict",
-                 "n_seeds", "kind", "p_adj", "sesoi", "ci_level", "basis", "detectable", "seeds_needed", "strata",
+                 "n_seeds", "kind", "p_adj", "fail_margin", "ci_level", "basis", "detectable", "seeds_needed", "strata",
                  "look", "looks", "nominal", "stop"]
 # Internal columns the studies fill (through ``claim``); ``finalize`` consumes them.
 P_COLUMNS = ["p_holds", "p_fails"]

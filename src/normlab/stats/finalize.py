@@ -141,9 +141,9 @@ def _expand_strata(df):
                           r["source"], spec.get("metric") or r["metric"], spec["parts"], kind="cell",
                           display=spec.get("display"))
             c["_family"] = r["kind"] if r["kind"] in FAMILIES else "headline"
-            for key in ("threshold", "sesoi"):  # a stratum states its own threshold (a share, not the contrast)
-                if key in spec:
-                    c[key] = spec[key]
+            for key, col in (("threshold", "threshold"), ("sesoi", "fail_margin")):  # a stratum states its own
+                if key in spec:                                                     # (a share, not the contrast)
+                    c[col] = spec[key]
             rows.append(c)
             children[parent].append((label, len(rows) - 1))
     return pd.DataFrame(rows).reset_index(drop=True), children
@@ -360,7 +360,7 @@ def _prepare(claims):
     import pandas as pd
 
     df = pd.DataFrame(claims).copy().reset_index(drop=True)
-    defaults = {"kind": "cell", "p_adj": math.nan, "sesoi": math.nan, "ci_level": math.nan, "basis": "",
+    defaults = {"kind": "cell", "p_adj": math.nan, "fail_margin": math.nan, "ci_level": math.nan, "basis": "",
                 "detectable": math.nan, "seeds_needed": math.nan, "strata": "", "p_holds": math.nan,
                 "p_fails": math.nan, "_parts": None, "_display": None, "_strata": None, "_stratum": "", "_family": "",
                 "look": 1, "looks": 1, "nominal": math.nan, "stop": ""}
@@ -373,7 +373,7 @@ def _prepare(claims):
         raise ValueError(f"unknown claim kinds {bad}")
     df, children = _expand_strata(df)
     df["p_adj"] = math.nan
-    for col in ("ci_level", "detectable", "seeds_needed", "sesoi", "nominal"):
+    for col in ("ci_level", "detectable", "seeds_needed", "fail_margin", "nominal"):
         df[col] = df[col].astype(float)
     for col in ("basis", "strata", "stop"):
         df[col] = df[col].fillna("").astype(object)

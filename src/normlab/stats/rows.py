@@ -12,7 +12,7 @@ from .tests import Part, combine, exact_verdict, make_part
 
 # --------------------------------------------------------------------------- rows
 def claim(claim_id, claim, source, metric, value, ci_low, ci_high, threshold, verdict, n_seeds, *,
-          kind: str = "cell", p_holds: float = math.nan, p_fails: float = math.nan, sesoi: float = math.nan,
+          kind: str = "cell", p_holds: float = math.nan, p_fails: float = math.nan, fail_margin: float = math.nan,
           parts: list[Part] | None = None, display: Callable | None = None,
           strata: dict | None = None, stratum: str = "") -> dict:
     """One row of claims.csv. ``kind``: headline (the paper's own empirical claim, one row per claim id),
@@ -26,7 +26,7 @@ def claim(claim_id, claim, source, metric, value, ci_low, ci_high, threshold, ve
         raise ValueError(f"claim kind {kind!r} is not one of {KINDS}")
     return dict(zip(CLAIM_COLUMNS[:10], [claim_id, claim, source, metric, value, ci_low, ci_high, threshold,
                                          verdict, n_seeds]),
-                kind=kind, p_adj=math.nan, sesoi=sesoi, ci_level=math.nan, basis="", detectable=math.nan,
+                kind=kind, p_adj=math.nan, fail_margin=fail_margin, ci_level=math.nan, basis="", detectable=math.nan,
                 seeds_needed=math.nan, strata="", p_holds=p_holds, p_fails=p_fails, _parts=parts, _display=display,
                 _strata=as_strata(strata), _stratum=stratum)
 
@@ -54,7 +54,7 @@ def not_run(claim_id, text, source, needs: str, *, kind: str = "headline", metri
     return row
 
 
-def _sesoi_of(parts: list[Part]) -> float:
+def _fail_margin_of(parts: list[Part]) -> float:
     first = next((p for p in parts if not p.gate), None)
     return math.nan if first is None or first.side == "within" else float(first.fail_margin)
 
@@ -76,7 +76,7 @@ def claim_all(claim_id, text, source, metric, parts, *, kind: str = "cell", disp
     # several parts: each named ("noisy BN - BN: in [-0.05, 0.05]; BN - standard: > 0.1"); one part: "> 0.1"
     thr = "; ".join(f"{p.label}: {p.threshold()}" if p.label and len(shown) > 1 else p.threshold() for p in shown)
     return claim(claim_id, text, source, metric, value, low, high, thr, verdict, first.est.n, kind=kind,
-                 p_holds=t["p_holds"], p_fails=t["p_fails"], sesoi=_sesoi_of(ps), parts=ps, display=display,
+                 p_holds=t["p_holds"], p_fails=t["p_fails"], fail_margin=_fail_margin_of(ps), parts=ps, display=display,
                  strata=strata, stratum=stratum)
 
 

@@ -303,7 +303,7 @@ def _share_forest(ax, claims, cfg, data):
         f = share_ci(*groups[r.claim_id], r.ci_level if np.isfinite(r.ci_level) else 0.9)
         rows.loc[i, ["value", "ci_low", "ci_high"]] = f["value"], f["low"], f["high"]
     thr = cfg["claims"]["share_min"]
-    rows["threshold"], rows["sesoi"] = f"> {thr:g}", np.nan
+    rows["threshold"], rows["fail_margin"] = f"> {thr:g}", np.nan
     forest(rows, ax, labels=lambda r: "best lr, pooled" if r.kind == "headline" else r.claim_id[4:],
            lines=[0, (1, {"ls": "--"})], xlim=(-0.5, 1.5))
     verdict_legend(ax, set(rows.verdict), fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
