@@ -138,7 +138,7 @@ def fake_studies(tmp_path, monkeypatch):
     fake_version(res, "alpha", "smoke-0000aaaa", [
         claim("A1.a[x]", "holds", kind="cell", p_adj=0.01),
         claim("A1.b", "fails", -0.3, -0.4, -0.2, kind="headline", p_adj=0.002, text="gamma curvature a | b"),
-        claim("A1.a", "holds", kind="headline", p_adj=0.03, sesoi=0.01, ci_level=0.975,  # the fail margin's old name
+        claim("A1.a", "holds", kind="headline", p_adj=0.03, fail_margin=0.01, ci_level=0.975,
               basis="holds: the estimate's 97.5% interval [0.05, 0.2] lies above 0"),
         claim("A1.c", "inconclusive", float("nan"), float("nan"), float("nan"), kind="headline", p_adj=0.4,
               seeds_needed=12.0, detectable=0.05),
@@ -675,3 +675,11 @@ def test_old_claims_without_look_columns_are_a_fixed_design(fake_studies):
     df = scorecard.build(scorecard.latest_versions(fake_studies), fake_studies)
     md = (fake_studies / "scorecard.md").read_text()
     assert len(df) and " look " not in md and "max_seeds" not in md
+
+
+def test_an_old_claims_file_keeps_its_fail_margin():
+    """Before 2026-12-07 the fail margin's column was named ``sesoi``: an old claims.csv is read with it renamed."""
+    from normlab.scorecard.load import normalize_claims
+
+    old = pd.DataFrame([{k: v for k, v in claim("A1.a", "holds", sesoi=0.01).items()}])
+    assert normalize_claims(old)["fail_margin"].tolist() == [0.01]
