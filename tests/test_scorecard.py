@@ -419,8 +419,8 @@ def test_replication_matrix_picks_the_newest_version_of_each_config(two_configs)
     md = scorecard.matrix_markdown(m, t.res)
     assert md.splitlines()[0] == "| study | claim | default | fashion |"
     assert ("| A1: Alpha et al. 2099 | A1.a | [**holds**](alpha/default-0000aaa2/claims.csv) 0.5 [0.4, 0.6] | "
-            "[**inconclusive**](alpha/fashion-0000aaa3/claims.csv) 0.2 [-0.1, 0.4] (90%); more seeds would not help "
-            "(on a margin) |") in md
+            "[**inconclusive**](alpha/fashion-0000aaa3/claims.csv) 0.2 [-0.1, 0.4] (90%); on a margin: no seed count "
+            "decides it at the observed effect, though more seeds narrow it |") in md
     assert md.splitlines()[2] == "| **Empirical claims** | | | |" and "| **Identities** | | | |" in md
     assert "| A1: Alpha et al. 2099 | A1.i | [**holds**](alpha/default-0000aaa2/claims.csv) 0 [0, 0] | [**missing**]" in md
     assert "| B1.a | [**holds**](beta/default-0000bbb1/claims.csv) 0.1 [0.05, 0.2] | study not run |" in md
@@ -439,7 +439,7 @@ def test_replication_matrix_picks_the_newest_version_of_each_config(two_configs)
     table = html_page[html_page.index("<table class='matrix'"):]
     table = table[:table.index("</table>")]
     assert table.count("<tr>") == 7 and table.count("<tr class='group'>") == 2
-    assert "<th>default</th><th>fashion</th>" in table and "more seeds would not help" in table
+    assert "<th>default</th><th>fashion</th>" in table and "on a margin" in table
     assert "href='alpha/default-0000aaa2/claims.csv' title='alpha/default-0000aaa2'><span class=\"verdict holds\">" \
         in table
     assert "0000aaa1" not in table
@@ -683,3 +683,24 @@ def test_an_old_claims_file_keeps_its_fail_margin():
 
     old = pd.DataFrame([{k: v for k, v in claim("A1.a", "holds", sesoi=0.01).items()}])
     assert normalize_claims(old)["fail_margin"].tolist() == [0.01]
+
+
+def test_the_power_text_names_the_undecided_part_and_never_says_seeds_would_not_help():
+    """S2.c's row: the accuracy part sits on its margin. The scorecard names that part, says that no seed count
+    decides it at the observed effect while more seeds narrow it, and what a central truth would need."""
+    from types import SimpleNamespace
+
+    from normlab.scorecard.table import power_short
+
+    basis = ("inconclusive: ... At 5 seeds TOST (test accuracy, exponential - constant + WD) shows equivalence (80% "
+             "power, true difference 0) only within ±0.0667; the estimate (test accuracy, exponential - constant + "
+             "WD) sits on a margin: at the observed effect no number of seeds up to 200 decides it with 80% power, "
+             "though more seeds keep shrinking its interval (were the true difference 0, about 24 seeds would show "
+             "equivalence)")
+    r = SimpleNamespace(verdict="inconclusive", seeds_needed=float("inf"), detectable=0.0667, n_seeds=5, basis=basis)
+    assert power_short(r) == ("on a margin (test accuracy, exponential - constant + WD): no seed count decides it at "
+                              "the observed effect, though more seeds narrow it; ~24 seeds if the true difference "
+                              "were 0")
+    r = SimpleNamespace(verdict="inconclusive", seeds_needed=28.0, detectable=0.0325, n_seeds=6,
+                        basis="... about 28 seeds would decide it (noisy BN - BN) (80% power at the observed effect")
+    assert power_short(r) == "~28 seeds would decide it (noisy BN - BN) (detects 0.0325 at 6)"

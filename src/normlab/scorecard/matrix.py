@@ -126,7 +126,7 @@ def matrix_note(m: dict) -> str:
     text = (f"Headline claims across configs (empirical claims first, identities apart): one column per config with "
             f"results ({cols}), each from the newest version of that config name (not the `latest` link). A cell: "
             "verdict, value [the interval the verdict was made from] and its level; for an inconclusive claim the "
-            "seeds that would decide it at 80% power, or that more seeds would not help; for a mixed claim its "
+            "seeds that would decide it at 80% power, or that it sits on a margin; for a mixed claim its "
             "strata on each side; for a claim not run, what it needs that the config lacks; \"study not run\": "
             "the study has no version of that config.")
     if m["dropped"]:

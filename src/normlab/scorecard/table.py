@@ -36,7 +36,7 @@ VERDICT_RULE = (
     "which nominal level its verdict was reached, or why it stopped undecided. Values without sampling error "
     "(identities) are compared exactly with their margins; \"no interval\": the value has none. An inconclusive "
     "claim gives the effect its seeds could detect and the seeds that would decide it at 80% power (observed "
-    "effect and spread), or says more seeds would not help.")
+    "effect and spread), or that it sits on a margin (no seed count decides it at the observed effect).")
 
 RULE_SHORT = (  # HTML
     "<b>holds</b>: the interval clears the claim's threshold (an equivalence band: lies inside it, TOST); "
@@ -155,18 +155,31 @@ def seq_text(r) -> str:
     return f"{seeds_word(n)}, look {look} of {k}" + (f", α {a:.2g}" if math.isfinite(a) else "")
 
 
+# What the basis (stats.finalize's power text) says of the undecided part of a multi-part claim and, for a band on
+# its margin, of the seeds a central true value would need.
+UNDECIDED_PART = re.compile(r"(?:would decide it|the estimate) \(([^()]*(?:\([^()]*\)[^()]*)*)\)")
+CENTERED = re.compile(r"were the true difference 0, about (\d+) seeds")
+
+
 def power_short(r) -> str:
-    """For an inconclusive row: the seeds that would decide it at 80% power, or that more seeds would not help."""
+    """For an inconclusive row: the seeds that would decide it at 80% power (naming the undecided part of a
+    multi-part claim), or, on a margin, that no seed count decides it at the observed effect although more
+    seeds narrow its interval (and the seeds a band would need were its true difference 0)."""
     if str(getattr(r, "verdict", "")) != "inconclusive":
         return ""
     need = num(r, "seeds_needed")
+    basis = str(getattr(r, "basis", "") or "")
+    part = UNDECIDED_PART.search(basis)
+    of = f" ({part.group(1)})" if part else ""
     if need == math.inf:
-        return "more seeds would not help (on a margin)"
+        centered = CENTERED.search(basis)
+        return (f"on a margin{of}: no seed count decides it at the observed effect, though more seeds narrow it"
+                + (f"; ~{centered.group(1)} seeds if the true difference were 0" if centered else ""))
     if not math.isfinite(need):
         return ""
     det = num(r, "detectable")
-    return f"~{int(need)} seeds would decide it" + (f" (detects {fmt(det, 3)} at {r.n_seeds})"
-                                                   if math.isfinite(det) else "")
+    return f"~{int(need)} seeds would decide it{of}" + (f" (detects {fmt(det, 3)} at {r.n_seeds})"
+                                                       if math.isfinite(det) else "")
 
 
 def p_text(r) -> str:

@@ -149,9 +149,10 @@ class Part:
         return v < self.holds[0] or v > self.holds[1]
 
     def threshold(self) -> str:
+        """'> 0.1', 'in [0.909, 1.1]': margins to 3 significant digits (whole numbers such as steps in full)."""
         if self.side == "within":
-            return f"in [{self.holds[0]:g}, {self.holds[1]:g}]"
-        return f"{'>' if self.side == 'above' else '<'} {self.holds:g}"
+            return f"in [{_margin(self.holds[0])}, {_margin(self.holds[1])}]"
+        return f"{'>' if self.side == 'above' else '<'} {_margin(self.holds)}"
 
     def margin_text(self) -> str:
         """How the part holds and fails, in words."""
@@ -163,6 +164,10 @@ class Part:
         if self.disjoint:
             text += f"; fails {other} {self.fail_margin:.4g} (smallest effect of interest)"
         return text
+
+
+def _margin(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e9 else f"{x:.3g}"
 
 
 def make_part(est: Estimate, *, above=None, below=None, within=None, sesoi=None, label: str = "",
