@@ -446,7 +446,7 @@ def test_s5e_is_mixed_when_conditions_disagree(job_files):
     raw = ics.analyze(m, s, cfg, job_files["good"]).set_index("claim_id")
     # each stratum states the share's threshold (its first part, the contrast, is "> 0"); the parts are named
     spec = raw.loc["S5.e", "_strata"]["tanh s=2"]
-    assert spec["threshold"] == "> 0.5" and spec["sesoi"] == 0.5
+    assert spec["threshold"] == "> 0.5" and spec["fail_margin"] == 0.5
     assert [p.label for p in spec["parts"]] == ["centering's gain - 0.5 x BN's, (L_U - L_C) - 0.5 (L_U - L_B)",
                                                 "BN's gain L_U - L_B"]
     c = finalize(raw.reset_index()).set_index("claim_id")

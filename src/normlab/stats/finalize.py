@@ -141,9 +141,9 @@ def _expand_strata(df):
                           r["source"], spec.get("metric") or r["metric"], spec["parts"], kind="cell",
                           display=spec.get("display"))
             c["_family"] = r["kind"] if r["kind"] in FAMILIES else "headline"
-            for key, col in (("threshold", "threshold"), ("sesoi", "fail_margin")):  # a stratum states its own
-                if key in spec:                                                     # (a share, not the contrast)
-                    c[col] = spec[key]
+            for key in ("threshold", "fail_margin"):  # a stratum states its own (a share, not the contrast)
+                if key in spec:
+                    c[key] = spec[key]
             rows.append(c)
             children[parent].append((label, len(rows) - 1))
     return pd.DataFrame(rows).reset_index(drop=True), children

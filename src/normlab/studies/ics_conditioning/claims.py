@@ -215,13 +215,13 @@ def share_claim(cid, text, source, metric, num_groups, den_groups, thr, ci, kind
 
         # the stratum's threshold is the share's, as the pooled row's (its first part is the contrast, "> 0")
         return {"parts": share_parts([a], [b], thr, ci), "display": fieller_one, "metric": metric,
-                "claim": f"{text} (condition {lab})", "threshold": f"> {thr:g}", "sesoi": thr}
+                "claim": f"{text} (condition {lab})", "threshold": f"> {thr:g}", "fail_margin": thr}
 
     strata = {lab: stratum(lab, a, b) for lab, a, b in zip(labels, num_groups, den_groups)} \
         if labels and len(labels) > 1 else None
     row = claim_all(cid, text + f" (BN's advantage {den.value:.3g} [{den.low:.3g}, {den.high:.3g}] in train loss)",
                     source, metric, parts, kind=kind, display=fieller, strata=strata, stratum="condition")
-    row.update(threshold=f"> {thr:g}", sesoi=thr)
+    row.update(threshold=f"> {thr:g}", fail_margin=thr)
     return row
 
 
