@@ -64,7 +64,7 @@ def _reference_lines(ax, lines) -> None:
 def forest(rows, ax=None, *, labels=None, color=None, marker=None, offset: float = 0.0, lines=(),
            ticks: bool = True, emphasis=("headline",), xlim=None, label: str | None = None):
     """A forest plot of claims: one line per row of ``rows`` (a claims table: ``value``, ``ci_low``,
-    ``ci_high``, ``verdict``, and optionally ``claim_id``, ``kind``, ``threshold``, ``sesoi``), top to bottom
+    ``ci_high``, ``verdict``, and optionally ``claim_id``, ``kind``, ``threshold``, ``fail_margin``), top to bottom
     in the given order, each the estimate with the interval its verdict was made from, coloured by verdict
     (``VERDICT_COLORS``: holds, fails, mixed, inconclusive, not run). Returns the axes.
 
