@@ -681,7 +681,7 @@ def test_an_old_claims_file_keeps_its_fail_margin():
     """Before 2026-12-07 the fail margin's column was named ``sesoi``: an old claims.csv is read with it renamed."""
     from normlab.scorecard.load import normalize_claims
 
-    old = pd.DataFrame([{k: v for k, v in claim("A1.a", "holds", sesoi=0.01).items()}])
+    old = pd.DataFrame([claim("A1.a", "holds", sesoi=0.01)])
     assert normalize_claims(old)["fail_margin"].tolist() == [0.01]
 
 
@@ -704,3 +704,14 @@ def test_the_power_text_names_the_undecided_part_and_never_says_seeds_would_not_
     r = SimpleNamespace(verdict="inconclusive", seeds_needed=28.0, detectable=0.0325, n_seeds=6,
                         basis="... about 28 seeds would decide it (noisy BN - BN) (80% power at the observed effect")
     assert power_short(r) == "~28 seeds would decide it (noisy BN - BN) (detects 0.0325 at 6)"
+    # the same from the power text stats.finalize writes (the scorecard reads its wording)
+    from normlab import stats
+
+    rng = np.random.default_rng(5)
+    slope = stats.mean_ci([1.0 + 0.02 * rng.standard_normal(5)])
+    acc = stats.mean_ci([-0.0202 + 0.024 * rng.standard_normal(5)])
+    row = stats.claim_all("S2.c", "slope and accuracy", "s", "m", [(slope, dict(within=(0.8, 1.2), label="slope")),
+                          (acc, dict(within=(-0.02, 0.02), label="test accuracy"))], kind="headline")
+    r = stats.finalize([row]).iloc[0]
+    assert r.verdict == "inconclusive" and "(test accuracy)" in power_short(r)
+    assert "would not help" not in power_short(r)

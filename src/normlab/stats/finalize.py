@@ -268,7 +268,8 @@ def _decide(frames, tests, looks, alpha: float, power: float, futility: Callable
             if sig == st.sig:
                 continue  # no new seeds for this row: not a new look
             st.sig, st.last = sig, k
-            qh, qf = _row_q(parts, t, lambda p, k=k, lk=row_looks.get(i, looks): lk.q(k, p))
+            lk = row_looks.get(i, looks)
+            qh, qf = _row_q(parts, t, lambda p: lk.q(k, p))  # noqa: B023 - called here, in this iteration
             if np.isfinite(qh) and qh < st.qh:
                 st.qh, st.look_h = qh, k
             if np.isfinite(qf) and qf < st.qf:
@@ -446,9 +447,9 @@ def judge_looks(history, looks=None, *, ci: float = 0.95, power: float = POWER, 
     alpha = 1 - ci
     tests = _aligned_tests(frames)
     futility = _futility(looks, power, seeds_cap) if looks.K > 1 else None
-    one = Looks([1])  # a fixed design
+    one, fixed = Looks([1]), set(fixed)  # a fixed design; the claims whose data the looks never grow
     row_looks = {i: one for i, r in df.iterrows() if looks.K > 1 and
-                 (r["kind"] == "identity" or str(r["claim_id"]).split("[")[0] in set(fixed))}
+                 (r["kind"] == "identity" or str(r["claim_id"]).split("[")[0] in fixed)}
     decided, untestable, rows = _decide(frames, tests, looks, alpha, power, futility, row_looks)
     for i in range(len(df)):
         parts, t = tests[-1][i]
