@@ -129,6 +129,31 @@ def test_curvature_probe_matches_direct_computation():
     np.testing.assert_allclose([out["curv/net/hessian/eig1"], out["curv/net/hessian/eig2"]], want, rtol=1e-7)
 
 
+def test_curvature_products_equal_grad_outputs_and_skip_sympy():
+    """The products' ``vdot`` route gives bitwise the gradient with grad_outputs, and a probe call imports no
+    sympy (torch.autograd.grad with grad_outputs would: about 0.5 s at a job's first curvature call)."""
+    import subprocess
+    import sys
+
+    from normlab.curvature_ops import vdot
+
+    model = small_model(norm="bn_pre", width=8)
+    x, y = batch()
+    out = model(x)
+    v = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(3))
+    a = torch.autograd.grad(out, list(model.parameters()), v, retain_graph=True)
+    b = torch.autograd.grad(vdot(out, v), list(model.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    code = ("import sys, torch; from tests.test_probe_speed_paths import small_model, batch, _Data;"
+            "from normlab.probes import ProbeContext, build_probe; import torch.nn.functional as F;"
+            "m = small_model(norm='bn_pre', width=8); x, y = batch(n=48);"
+            "p = build_probe({'name': 'curvature', 'every': 1, 'layers': [1, -1], 'k': 3, 'n_samples': 48, 'k_network': 2});"
+            "p.before_step(ProbeContext(0, m, None, F.cross_entropy, x, y, 0.1, _Data(x, y), {}));"
+            "print('sympy' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False", r.stdout + r.stderr
+
+
 # units --------------------------------------------------------------------------------------------
 
 def _units_reference(probe, model, lr, before_w, before_g):

@@ -168,7 +168,7 @@ class CurvatureOperator:
                 self._graphs[kind] = torch.cat([t.reshape(-1) for t in g])
             else:
                 u = torch.zeros_like(z, requires_grad=True)
-                jtu = torch.autograd.grad(z, self.params, u, create_graph=True)
+                jtu = torch.autograd.grad(vdot(z, u), self.params, create_graph=True)
                 sh = self._shared
                 if "lossgraph" not in sh:  # gradient of the loss in the outputs, differentiable in z
                     zz = z.detach().requires_grad_(True)
@@ -192,7 +192,7 @@ class CurvatureOperator:
         q = torch.diag_embed(sp) - p.unsqueeze(2) * sp.unsqueeze(1)
         S = torch.zeros(s_out.shape[1], s_out.shape[1], dtype=a.dtype, device=a.device)
         for k in range(z.shape[1]):
-            (g,) = torch.autograd.grad(z, s_out, grad_outputs=q[:, :, k], retain_graph=True)
+            (g,) = torch.autograd.grad(vdot(z, q[:, :, k]), s_out, retain_graph=True)
             S += g.T @ g
         S /= n
         bias = mod.bias is not None
@@ -219,7 +219,10 @@ class CurvatureOperator:
         batched = v.dim() == 2
         self.n_matvec += v.shape[0] if batched else 1
         g = self._graph("hessian")
-        hv = torch.autograd.grad(g, self.params, v.to(self.dtype), retain_graph=True, is_grads_batched=batched)
+        if batched:
+            hv = torch.autograd.grad(g, self.params, v.to(self.dtype), retain_graph=True, is_grads_batched=True)
+        else:
+            hv = torch.autograd.grad(vdot(g, v.to(self.dtype)), self.params, retain_graph=True)
         return self._flat(hv, batched).detach()
 
     def ggn_vp(self, v: torch.Tensor) -> torch.Tensor:
@@ -227,10 +230,15 @@ class CurvatureOperator:
         batched = v.dim() == 2
         self.n_matvec += v.shape[0] if batched else 1
         u, jtu, z, zz, gz = self._graph("ggn")
-        kw = {"retain_graph": True, "is_grads_batched": batched}
-        (jv,) = torch.autograd.grad(jtu, u, v.to(self.dtype), **kw)
-        (hjv,) = torch.autograd.grad(gz, zz, jv, **kw)
-        gv = torch.autograd.grad(z, self.params, hjv, **kw)
+        if batched:
+            kw = {"retain_graph": True, "is_grads_batched": True}
+            (jv,) = torch.autograd.grad(jtu, u, v.to(self.dtype), **kw)
+            (hjv,) = torch.autograd.grad(gz, zz, jv, **kw)
+            gv = torch.autograd.grad(z, self.params, hjv, **kw)
+        else:  # (one vector: through vdot)
+            (jv,) = torch.autograd.grad(vdot(jtu, v.to(self.dtype)), u, retain_graph=True)
+            (hjv,) = torch.autograd.grad(vdot(gz, jv), zz, retain_graph=True)
+            gv = torch.autograd.grad(vdot(z, hjv), self.params, retain_graph=True)
         return self._flat(gv, batched).detach()
 
     def product(self, kind: str):
@@ -329,6 +337,15 @@ class CurvatureOperator:
         top = theta.abs()
         ok = bool((res <= tol * torch.clamp(top, min=eps ** (2 / 3) * float(top.max()))).all())
         return theta, X, ok
+
+
+def vdot(out: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """<out, v>, a scalar whose gradient is bitwise ``torch.autograd.grad(out, inputs, grad_outputs=v)`` (its
+    backward feeds 1.0 * v into ``out``), built under no_grad too. Passing grad_outputs to torch.autograd.grad
+    imports torch.fx's symbolic shapes and sympy (about 0.5 s at a process's first product: a third of a
+    default curvature job's probe time)."""
+    with torch.enable_grad():
+        return (out * v).sum()
 
 
 def lanczos_top(matvec, v0: torch.Tensor, k: int, *, tol: float = 1e-8, max_steps: int | None = None):

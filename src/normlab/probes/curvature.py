@@ -39,6 +39,8 @@ KRYLOV_MIN_N = 2048  # blocks at least this large use ``krylov_dtype`` for their
 
 @register("curvature")
 class CurvatureProbe(Probe):
+    read_only = True  # it measures private copies of the model (no snapshot, no member copy around it)
+
     def __init__(self, every: int, layers=(-1,), k: int = 10, n_samples: int = 512, network: bool = True,
                  k_network: int = 5, kinds=("hessian", "ggn"), network_kinds=None, dtype: str = "float64",
                  tol: float = 1e-6, krylov_dtype: str | None = "float32"):
