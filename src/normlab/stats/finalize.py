@@ -466,7 +466,8 @@ def judge_looks(history, looks=None, *, ci: float = 0.95, power: float = POWER, 
             parts = (tests[k - 1][i] or tests[-1][i])[0]
             _write_decided(df, i, parts, decided[i], st, row_looks.get(i, looks), alpha, power, seeds_cap, len(frames))
             if i in row_looks:
-                df.at[i, "basis"] += (f"; its data are fixed by design (side jobs; the study's {looks.K} looks never "
+                why = "an identity" if df.at[i, "kind"] == "identity" else "side jobs only"
+                df.at[i, "basis"] += (f"; its data are fixed by design ({why}: the study's {looks.K} looks never "
                                       "add to them): judged as a fixed design")
     for parent, kids in children.items():
         _write_strata(df, parent, kids)
