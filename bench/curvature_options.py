@@ -6,7 +6,7 @@ loop's probe seconds / (loop wall - probes - evaluations), the best of ``--repea
 "today" changes what the probe measures (its batch, its number of eigenvalues, its tolerance, or whether the
 whole-network Hessian is measured at all: only figures read it, no claim), so it is a choice of experiment.
 
-Usage: python bench/curvature_options.py [--variants none-tanh-s0 bn_pre-tanh-s2] [--repeats 2]
+Usage: .venv/bin/python bench/curvature_options.py [--variants none-tanh-s0 bn_pre-tanh-s2] [--repeats 2]
 """
 
 from __future__ import annotations
