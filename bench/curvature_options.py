@@ -49,14 +49,15 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg, tmp = B.default_config(), Path(tempfile.mkdtemp())
-    specs = {v: s for st, v, s in B.study_specs(cfg) if st == "ics_conditioning"}
+    data = str(B.data_file(cfg, "mnist1d", tmp))
+    specs = {v: {**s, "data": data} for st, v, s in B.study_specs(cfg) if st == "ics_conditioning"}
     print("| setting | " + " | ".join(f"{v}: probes / training (share)" for v in a.variants) + " |")
     print("|---|" + "---|" * len(a.variants))
     for name, change in SETTINGS.items():
         cells = []
         for v in a.variants:
-            spec = {**specs[v], "data": str(B.data_file(cfg, "mnist1d", tmp))}
-            spec["probes"] = [{**p, **change} if p["name"] == "curvature" else p for p in spec["probes"]]
+            spec = {**specs[v], "probes": [{**p, **change} if p["name"] == "curvature" else p
+                                           for p in specs[v]["probes"]]}
             f, p, t = share(spec, tmp, a.repeats)
             cells.append(f"{p:.2f} s / {t:.2f} s ({100 * f:.1f}%)")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
